@@ -1,0 +1,205 @@
+"""The `buxiban` command: one sub-command per pipeline stage. The only place that prints errors and
+chooses exit codes; the library raises typed exceptions (buxiban.errors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BuxibanError, ModelLoadError, ProblemsError
+
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    quiet_dependencies()
+    try:
+        return args.handler(args) or 0
+    except ProblemsError as exc:
+        print(f"error: {exc.summary}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except BuxibanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def quiet_dependencies() -> None:
+    """Dependencies' own progress bars and deprecation chatter would bury buxiban's output."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)(\.|$)")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buxiban", description="Fine-tune a chat model into your company's specialist, locally.")
+    parser.add_argument("--version", action="version", version=f"buxiban {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="check training data").add_subparsers(title="data commands", metavar="COMMAND")
+    check = data.add_parser("check", help="find every format error; token statistics with the model's tokenizer")
+    check.add_argument("file", help="OpenAI chat JSONL")
+    check.add_argument("--model", default="embedded", help="whose tokenizer and chat template to count with (default: embedded)")
+    check.add_argument("--max-length", type=int, default=512, help="token budget per example (default 512)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=cmd_data_check)
+
+    train = commands.add_parser("train", help="fine-tune from a YAML config plus key=value overrides")
+    train.add_argument("config", help="YAML run config (see examples/yunshan/lora.yaml)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=2 lora.r=8")
+    train.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="base vs fine-tuned on held-out conversations")
+    evaluate.add_argument("run", help="a run directory written by `buxiban train`")
+    evaluate.add_argument("--test", required=True, help="held-out OpenAI chat JSONL; the last assistant message is the reference")
+    evaluate.add_argument("--out", help="where to write eval.json and eval.md (default: RUN/eval)")
+    evaluate.add_argument("--limit", type=int, help="only the first N test examples")
+    evaluate.add_argument("--max-new-tokens", type=int, default=96)
+    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    chat = commands.add_parser("chat", help="talk to a fine-tuned run (or a base model)")
+    source = chat.add_mutually_exclusive_group()
+    source.add_argument("--run", help="a run directory written by `buxiban train`")
+    source.add_argument("--model", help="a base model spec instead of a run (default: embedded)")
+    chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
+    chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.set_defaults(handler=cmd_chat)
+    return parser
+
+
+def cmd_data_check(args) -> int:
+    from .data.check import check_file
+    from .data.records import read_chat_jsonl
+
+    tokenizer, note = None, ""
+    _, problems = read_chat_jsonl(args.file)
+    if not problems or not args.json:
+        try:
+            from .models.load import load_tokenizer, resolve
+
+            tokenizer = load_tokenizer(resolve(args.model))
+        except ModelLoadError as exc:
+            note = f"token statistics skipped: {exc}"
+    report = check_file(args.file, tokenizer, args.max_length)
+    if args.json:
+        data = report.to_dict()
+        if note:
+            data["note"] = note
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return 0 if report.ok else EXIT_PROBLEMS
+    for problem in report.problems:
+        print(problem)
+    if report.stats:
+        print(format_stats(report, args.model))
+    if note:
+        print(note, file=sys.stderr)
+    if report.ok:
+        print(f"{args.file}: OK, no problems found")
+        return 0
+    print(f"{args.file}: {len(report.problems)} problem(s); {report.stats.get('examples', 0)} valid example(s)", file=sys.stderr)
+    return EXIT_PROBLEMS
+
+
+def format_stats(report, model: str) -> str:
+    s = report.stats
+    lines = [f"{s['examples']} examples, {s['assistant_messages']} assistant messages",
+             _spread_line("messages per example", s["messages_per_example"])]
+    if "tokens_per_example" in s:
+        lines += [f"tokens counted with the {model} tokenizer and chat template:",
+                  _spread_line("tokens per example", s["tokens_per_example"]),
+                  _spread_line("trained tokens per example", s["trained_tokens_per_example"]),
+                  f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})",
+                  f"  over max length {s['max_length']}: {s['over_max_length']}"
+                  + (f" ({', '.join(s['over_max_length_at'][:5])}{', …' if s['over_max_length'] > 5 else ''})" if s["over_max_length"] else "")]
+    if report.preview:
+        lines += ["first example, trained tokens in ⟦ ⟧ (the loss is computed on these only):", report.preview.rstrip()]
+    return "\n".join(lines)
+
+
+def _spread_line(name: str, spread: dict) -> str:
+    return f"  {name:<28} min {spread['min']:>5}  p50 {spread['p50']:>5}  p95 {spread['p95']:>5}  max {spread['max']:>5}"
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config, args.overrides)  # every config problem surfaces here, before any model loads
+    from .train.sft import train_sft
+
+    result = train_sft(config, overwrite=args.overwrite, progress=not args.quiet)
+    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.tokens_per_second:.0f} tokens/s): "
+          f"final training loss {result.train_loss:.4f}{val}")
+    print(f"run saved to {result.run_dir} (adapter in {result.run_dir / 'adapter'})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .eval.compare import evaluate_run
+    from .eval.report import summary_table, write_reports
+
+    result = evaluate_run(args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit)
+    json_path, md_path = write_reports(result, args.out or Path(args.run) / "eval")
+    if args.json:
+        print(json.dumps({"summary": result.summary, "seconds": result.seconds, "report": str(json_path)}, indent=2))
+        return 0
+    print(summary_table(result))
+    gain = result.summary["fine-tuned"]["exact_match"] - result.summary["base"]["exact_match"]
+    print(f"\nexact match {gain:+.3f} after fine-tuning; per-example diffs in {md_path}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from .serve.chat import ChatSession
+
+    session = ChatSession.open(run=args.run, model=args.model or "embedded", system=args.system,
+                               max_new_tokens=args.max_new_tokens)
+    if args.message is not None:
+        print(session.ask(args.message, stream=False))
+        return 0
+    print(f"chatting with {session.label}; /reset clears the conversation, /exit or Ctrl-D quits")
+    if session.system:
+        print(f"system: {session.system}")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if line in ("/exit", "/quit"):
+            return 0
+        if line == "/reset":
+            session.reset()
+            continue
+        if line:
+            print("assistant> ", end="", flush=True)
+            session.ask(line, stream=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

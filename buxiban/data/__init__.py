@@ -1,0 +1,1 @@
+"""Training data: read and validate records, check them, tokenize them with the loss mask."""

@@ -1,0 +1,165 @@
+"""Read OpenAI chat JSONL, validating every line and collecting every problem with its location.
+
+The checks follow OpenAI's fine-tuning data-preparation cookbook (not-an-object, no messages list,
+missing role/content, unknown keys, unknown role, missing content, no assistant message) plus what
+the cookbook leaves to the API to find out: invalid JSON or UTF-8, an empty file, and a conversation
+that does not end with the assistant (nothing after the last assistant turn could be trained).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, Problem
+
+ROLES = ("system", "user", "assistant", "tool")
+TOP_LEVEL_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
+MESSAGE_KEYS = ("role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal")
+
+
+@dataclass
+class Conversation:
+    """One training example: text-only messages, plus where it came from for error messages."""
+
+    messages: list[dict[str, Any]]
+    source: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def read_chat_jsonl(path: str | Path) -> tuple[list[Conversation], list[Problem]]:
+    """Return every valid conversation and every problem; a bad line never hides the others."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [], [Problem(name, f"cannot read file: {exc.strerror or exc}", fix="check the path")]
+    if raw.startswith(b"\xef\xbb\xbf"):  # a BOM from Windows editors is harmless: drop it
+        raw = raw[3:]
+    conversations: list[Conversation] = []
+    problems: list[Problem] = []
+    seen_content = False
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        where = f"{name}:{number}"
+        line_bytes = line_bytes.rstrip(b"\r")
+        if not line_bytes.strip():
+            continue
+        seen_content = True
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(where, f"is not valid UTF-8 (byte {exc.start + 1})",
+                                    fix="re-save the file as UTF-8"))
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(where, f"is not valid JSON: {exc.msg} at column {exc.colno}",
+                                    fix="each line must be one complete JSON object"))
+            continue
+        found = validate_chat_record(record, where)
+        if found:
+            problems.extend(found)
+        else:
+            conversations.append(Conversation(_normalize(record["messages"]), name, number))
+    if not seen_content:
+        problems.append(Problem(name, "is empty", fix="add one JSON object per line: {\"messages\": [...]}"))
+    return conversations, problems
+
+
+def load_chat_jsonl(path: str | Path) -> list[Conversation]:
+    """Like read_chat_jsonl, but any problem is an error: for training and evaluation inputs."""
+    conversations, problems = read_chat_jsonl(path)
+    if problems:
+        raise DataError(f"{path}: {len(problems)} problem(s); run `buxiban data check {path}`", problems)
+    return conversations
+
+
+def validate_chat_record(record: Any, where: str) -> list[Problem]:
+    if not isinstance(record, dict):
+        return [Problem(where, f"is a JSON {type(record).__name__}, not an object",
+                        fix='write {"messages": [...]} on each line')]
+    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=_did_you_mean(key, TOP_LEVEL_KEYS, "remove it"))
+                for key in record if key not in TOP_LEVEL_KEYS]
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        what = "is missing" if messages is None else "must be a non-empty list"
+        problems.append(Problem(where, what, field="messages", fix='add "messages": [{"role": ..., "content": ...}, ...]'))
+        return problems
+    for index, message in enumerate(messages):
+        problems.extend(_validate_message(message, f"messages[{index}]", where))
+    if problems:
+        return problems
+    roles = [m["role"] for m in messages]
+    if "assistant" not in roles:
+        problems.append(Problem(where, "has no assistant message", field="messages",
+                                fix="add the answer you want the model to learn as an assistant message"))
+    elif roles[-1] != "assistant":
+        problems.append(Problem(where, f"ends with a '{roles[-1]}' message, not the assistant", field=f"messages[{len(roles) - 1}]",
+                                fix="end each conversation with the assistant answer to learn, or drop the trailing turns"))
+    return problems
+
+
+def _validate_message(message: Any, field: str, where: str) -> list[Problem]:
+    if not isinstance(message, dict):
+        return [Problem(where, f"is a {type(message).__name__}, not an object", field=field,
+                        fix='write {"role": "user", "content": "..."}')]
+    problems = [Problem(where, f"has unknown key '{key}'", field=field,
+                        fix=_did_you_mean(key, MESSAGE_KEYS, "remove it"))
+                for key in message if key not in MESSAGE_KEYS]
+    role = message.get("role")
+    if role is None:
+        problems.append(Problem(where, "is missing", field=f"{field}.role", fix="add one of " + ", ".join(ROLES)))
+    elif role not in ROLES:
+        problems.append(Problem(where, f"{role!r} is not one of {', '.join(ROLES)}", field=f"{field}.role",
+                                fix=_did_you_mean(str(role), ROLES, "use one of them")))
+    if "content" not in message and not (message.get("tool_calls") or message.get("function_call")):
+        problems.append(Problem(where, "is missing", field=f"{field}.content", fix="add the message text"))
+    else:
+        content = message.get("content")
+        text = _content_text(content)
+        if text is None:
+            problems.append(Problem(where, f"must be a string or a list of text parts, got {type(content).__name__}",
+                                    field=f"{field}.content", fix="write the message text as a string"))
+        elif not text.strip() and not message.get("tool_calls"):
+            problems.append(Problem(where, "is empty", field=f"{field}.content", fix="write the message text"))
+    weight = message.get("weight")
+    if weight is not None and (weight not in (0, 1) or isinstance(weight, bool) or role != "assistant"):
+        problems.append(Problem(where, f"is {weight!r}", field=f"{field}.weight",
+                                fix="weight is 0 or 1, and only on assistant messages"))
+    return problems
+
+
+def _content_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                         and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    return None
+
+
+def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep what the chat template needs: role, text content, and the trained flag."""
+    out = []
+    for message in messages:
+        item = {"role": message["role"], "content": _content_text(message.get("content")) or ""}
+        if message["role"] == "assistant":
+            item["weight"] = message.get("weight", 1)
+        out.append(item)
+    return out
+
+
+def _did_you_mean(word: str, options: tuple[str, ...], otherwise: str) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else otherwise

@@ -1,0 +1,52 @@
+"""Exception types the library raises. Only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BuxibanError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located precisely enough to fix without searching.
+
+    `where` is `file:line` for data and the dotted key for configs; `field` is the path inside
+    the record (`messages[2].role`); `fix` says what to do about it.
+    """
+
+    where: str
+    message: str
+    field: str = ""
+    fix: str = ""
+
+    def __str__(self) -> str:
+        head = f"{self.where}: {self.field} {self.message}" if self.field else f"{self.where}: {self.message}"
+        return f"{head} ({self.fix})" if self.fix else head
+
+
+class ProblemsError(BuxibanError):
+    """Carries every problem found, so that a user fixes them all in one pass."""
+
+    def __init__(self, summary: str, problems: list[Problem]):
+        self.summary = summary
+        self.problems = list(problems)
+        super().__init__(summary + "".join(f"\n  {p}" for p in self.problems))
+
+
+class DataError(ProblemsError):
+    """The training or test data is malformed."""
+
+
+class ConfigError(ProblemsError):
+    """The run configuration has unknown keys, wrong types or bad values."""
+
+
+class ModelLoadError(BuxibanError):
+    """A base model could not be found or loaded."""
+
+
+class RunDirError(BuxibanError):
+    """A run directory is missing, incomplete or not a buxiban run."""

@@ -1,0 +1,1 @@
+"""Evaluation: generate answers, score them, compare base and fine-tuned, write reports."""

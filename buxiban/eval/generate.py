@@ -1,0 +1,47 @@
+"""Greedy, batched generation from chat prompts."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..data.tokenize import encode_prompt
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokenizer's end-of-turn plus whatever the model's generation config adds (Llama 3's
+    <|eot_id|>, for one), so generation stops where training taught it to."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], max_new_tokens: int = 96,
+                     batch_size: int = 16) -> list[str]:
+    """One greedy answer per prompt, in prompt order. Prompts are batched by length with left
+    padding, so a short prompt does not wait behind a long one's padding."""
+    encoded = [encode_prompt(tokenizer, messages) for messages in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    answers: list[str] = [""] * len(encoded)
+    device = next(model.parameters()).device
+    stops = stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, index in enumerate(chunk):
+            ids = encoded[index]
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention_mask[row, width - len(ids):] = 1
+        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                                pad_token_id=pad_id, temperature=None, top_p=None, top_k=None)
+        for row, index in enumerate(chunk):
+            answers[index] = tokenizer.decode(output[row, width:], skip_special_tokens=True).strip()
+    return answers

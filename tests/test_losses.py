@@ -1,0 +1,77 @@
+
+import pytest
+import torch
+
+from buxiban.config import LoraConfig
+from buxiban.data.tokenize import encode_conversation
+from buxiban.models.adapt import apply_lora
+from buxiban.models.load import load_model, resolve
+from buxiban.train.batching import collate, epoch_batches
+from buxiban.train.losses import reference_mean_loss, summed_token_loss
+from buxiban.train.schedule import learning_rate
+
+from conftest import chat_record
+
+RECORDS = [chat_record("How much is the City plan?", "The City plan costs NT$690 per month."),
+           chat_record("Is there a deposit?", "The deposit is NT$3,000.", "And hours?", "08:00 to 21:00 every day."),
+           chat_record("The brakes failed", '{"team": "repairs", "priority": "urgent"}'),
+           chat_record("你好", "我們每天 08:00 到 21:00 營業。", system=None)]
+
+
+def tiny_lora(tiny_model_dir):
+    torch.manual_seed(0)
+    model = apply_lora(load_model(resolve(str(tiny_model_dir))), LoraConfig(r=4, alpha=8, dropout=0.0))
+    for name, param in model.named_parameters():  # LoRA B starts at zero; make the adapter matter
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    return model
+
+
+def batch_of(tokenizer, records):
+    return collate([encode_conversation(tokenizer, r["messages"]) for r in records], tokenizer.pad_token_id)
+
+
+def test_trained_positions_only_loss_equals_full_logits_loss(tiny_model_dir, tiny_tokenizer):
+    model = tiny_lora(tiny_model_dir)
+    batch = batch_of(tiny_tokenizer, RECORDS)
+    summed, count = summed_token_loss(model, **batch)
+    assert count == int((batch["labels"][:, 1:] != -100).sum())
+    torch.testing.assert_close(summed / count, reference_mean_loss(model, **batch), rtol=1e-5, atol=1e-6)
+
+
+def test_accumulation_equals_one_big_batch(tiny_model_dir, tiny_tokenizer):
+    """One step on 4 examples == 2 micro-batches of 2 with the step's token count as divisor."""
+    grads = []
+    for split in ([RECORDS], [RECORDS[:2], RECORDS[2:]]):
+        model = tiny_lora(tiny_model_dir)
+        batches = [batch_of(tiny_tokenizer, part) for part in split]
+        total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        for b in batches:
+            summed, _ = summed_token_loss(model, **b)
+            (summed / total).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7)
+
+
+def test_padding_does_not_change_the_loss(tiny_model_dir, tiny_tokenizer):
+    model = tiny_lora(tiny_model_dir)
+    alone, n_alone = summed_token_loss(model, **batch_of(tiny_tokenizer, RECORDS[:1]))
+    padded, _ = summed_token_loss(model, **batch_of(tiny_tokenizer, RECORDS[:2]))
+    second, _ = summed_token_loss(model, **batch_of(tiny_tokenizer, RECORDS[1:2]))
+    torch.testing.assert_close(padded, alone + second, rtol=1e-5, atol=1e-5)
+
+
+def test_learning_rate_schedule_numbers():
+    assert [round(learning_rate(s, 10, 1.0, 2, "cosine"), 4) for s in range(10)] == [
+        0.5, 1.0, 1.0, 0.9619, 0.8536, 0.6913, 0.5, 0.3087, 0.1464, 0.0381]
+    assert [learning_rate(s, 6, 1.0, 0, "linear") for s in range(6)] == pytest.approx([1.0, 5 / 6, 4 / 6, 0.5, 2 / 6, 1 / 6])
+    assert learning_rate(5, 6, 3e-4, 1, "constant") == 3e-4
+
+
+def test_batches_cover_each_example_once_per_epoch_and_are_reproducible():
+    lengths = [5, 50, 7, 90, 11, 3, 60, 8, 20, 31]
+    first = epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert sorted(i for b in first for i in b) == list(range(10))
+    assert first == epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert first != epoch_batches(lengths, 3, seed=1, epoch=1)
