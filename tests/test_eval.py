@@ -53,3 +53,24 @@ def test_eval_cli_writes_reports_with_both_systems(tiny_model_dir, tiny_chat_fil
 
     assert main(["chat", "--run", str(run), "-m", "How much is the City plan?", "--max-new-tokens", "16"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_interactive_chat_keeps_history_and_resets(tiny_model_dir, monkeypatch, capsys):
+    from buxiban.serve.chat import ChatSession
+
+    opened = []
+    original = ChatSession.open.__func__
+
+    def remember(cls, **kwargs):
+        session = original(cls, **kwargs)
+        opened.append(session)
+        return session
+
+    monkeypatch.setattr(ChatSession, "open", classmethod(remember))
+    lines = iter(["Is there a deposit?", "And hours?", "/reset", "Hi", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "--model", str(tiny_model_dir), "--system", "Be brief.", "--max-new-tokens", "4"]) == 0
+    history = opened[0].history
+    assert [m["content"] for m in history if m["role"] == "user"] == ["Hi"]  # /reset dropped the first two
+    assert opened[0].messages()[0] == {"role": "system", "content": "Be brief."}
+    assert "chatting with base model" in capsys.readouterr().out

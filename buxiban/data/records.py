@@ -9,12 +9,12 @@ that does not end with the assistant (nothing after the last assistant turn coul
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import DataError, Problem
+from .jsonl import iter_jsonl
 
 ROLES = ("system", "user", "assistant", "tool")
 TOP_LEVEL_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
@@ -34,44 +34,28 @@ class Conversation:
         return f"{self.source}:{self.line}"
 
 
-def read_chat_jsonl(path: str | Path) -> tuple[list[Conversation], list[Problem]]:
-    """Return every valid conversation and every problem; a bad line never hides the others."""
-    path = Path(path)
+def iter_chat_jsonl(path: str | Path) -> Iterator[tuple[Conversation | None, list[Problem]]]:
+    """Stream (conversation, []) for each valid line and (None, problems) for each bad one."""
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return [], [Problem(name, f"cannot read file: {exc.strerror or exc}", fix="check the path")]
-    if raw.startswith(b"\xef\xbb\xbf"):  # a BOM from Windows editors is harmless: drop it
-        raw = raw[3:]
+    for number, record, problem in iter_jsonl(path):
+        if problem is not None:
+            yield None, [problem]
+            continue
+        found = validate_chat_record(record, f"{name}:{number}")
+        if found:
+            yield None, found
+        else:
+            yield Conversation(_normalize(record["messages"]), name, number), []
+
+
+def read_chat_jsonl(path: str | Path) -> tuple[list[Conversation], list[Problem]]:
+    """Every valid conversation and every problem; a bad line never hides the others."""
     conversations: list[Conversation] = []
     problems: list[Problem] = []
-    seen_content = False
-    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
-        where = f"{name}:{number}"
-        line_bytes = line_bytes.rstrip(b"\r")
-        if not line_bytes.strip():
-            continue
-        seen_content = True
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(where, f"is not valid UTF-8 (byte {exc.start + 1})",
-                                    fix="re-save the file as UTF-8"))
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(where, f"is not valid JSON: {exc.msg} at column {exc.colno}",
-                                    fix="each line must be one complete JSON object"))
-            continue
-        found = validate_chat_record(record, where)
-        if found:
-            problems.extend(found)
-        else:
-            conversations.append(Conversation(_normalize(record["messages"]), name, number))
-    if not seen_content:
-        problems.append(Problem(name, "is empty", fix="add one JSON object per line: {\"messages\": [...]}"))
+    for conversation, found in iter_chat_jsonl(path):
+        if conversation is not None:
+            conversations.append(conversation)
+        problems.extend(found)
     return conversations, problems
 
 

@@ -145,7 +145,8 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             if val_set.examples and ((step + 1) % eval_every == 0 or step + 1 == total_steps):
                 val_loss = validation_loss(model, val_set, t.batch_size, pad_id, device, dtype)
                 metrics.write(step=step + 1, val_loss=round(val_loss, 5))
-            bar.set_postfix_str(f"loss {train_loss:.3f}" + (f" val {val_loss:.3f}" if val_loss is not None else ""))
+            bar.set_postfix_str(f"loss {train_loss:.3f}" + (f" val {val_loss:.3f}" if val_loss is not None else ""),
+                                refresh=False)
             bar.update(1)
     except BaseException as exc:
         manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")

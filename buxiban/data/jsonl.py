@@ -1,0 +1,93 @@
+"""Stream a JSONL file line by line: memory stays flat whatever the file size, and one bad line
+(invalid UTF-8, broken or non-standard JSON, absurd nesting) is reported without hiding the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import Problem
+
+BOM = b"\xef\xbb\xbf"
+MAX_NESTING = 64  # real chat records nest 4 or 5 deep; anything near this is damage or an attack
+
+
+class _Rejected(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Rejected(f"{name} is not valid JSON")
+
+
+def _too_deep(line: str) -> bool:
+    """Cheap upper bound on nesting, ignoring brackets inside strings, before the parser recurses."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, Problem | None]]:
+    """(line number, parsed value or None, problem or None) for every non-blank line.
+    A file that cannot be opened, or holds no data at all, yields one problem with line 0."""
+    name = str(path)
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        yield 0, None, Problem(name, f"cannot read file: {exc.strerror or exc}", fix="check the path")
+        return
+    seen_data = False
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(BOM):  # a BOM from Windows editors is harmless: drop it
+                raw = raw[len(BOM):]
+            raw = raw.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            seen_data = True
+            where = f"{name}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, None, Problem(where, f"is not valid UTF-8 (byte {exc.start + 1})",
+                                            fix="re-save the file as UTF-8")
+                continue
+            if "[" in line and _too_deep(line):
+                yield number, None, Problem(where, f"nests JSON deeper than {MAX_NESTING} levels",
+                                            fix="a chat record is a flat object with a messages list")
+                continue
+            try:
+                value = json.loads(line, parse_constant=_reject_constant)
+            except _Rejected as exc:
+                yield number, None, Problem(where, f"is not valid JSON: {exc}", fix="write null or a number instead")
+                continue
+            except json.JSONDecodeError as exc:
+                yield number, None, Problem(where, f"is not valid JSON: {exc.msg} at column {exc.colno}",
+                                            fix="each line must be one complete JSON object")
+                continue
+            except RecursionError:
+                yield number, None, Problem(where, "nests JSON too deeply to read",
+                                            fix="a chat record is a flat object with a messages list")
+                continue
+            yield number, value, None
+    if not seen_data:
+        yield 0, None, Problem(name, "is empty", fix='add one JSON object per line: {"messages": [...]}')
