@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import BuxibanError, ModelLoadError, ProblemsError
+from .cli_data import add_data_commands
+from .errors import BuxibanError, ProblemsError
 
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -57,13 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"buxiban {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    data = commands.add_parser("data", help="check training data").add_subparsers(title="data commands", metavar="COMMAND")
-    check = data.add_parser("check", help="find every format error; token statistics with the model's tokenizer")
-    check.add_argument("file", help="OpenAI chat JSONL")
-    check.add_argument("--model", default="embedded", help="whose tokenizer and chat template to count with (default: embedded)")
-    check.add_argument("--max-length", type=int, default=512, help="token budget per example (default 512)")
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.set_defaults(handler=cmd_data_check)
+    add_data_commands(commands)
 
     train = commands.add_parser("train", help="fine-tune from a YAML config plus key=value overrides")
     train.add_argument("config", help="YAML run config (see examples/yunshan/lora.yaml)")
@@ -90,59 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.set_defaults(handler=cmd_chat)
     return parser
-
-
-def cmd_data_check(args) -> int:
-    from .data.check import check_file
-    from .data.records import read_chat_jsonl
-
-    tokenizer, note = None, ""
-    _, problems = read_chat_jsonl(args.file)
-    if not problems or not args.json:
-        try:
-            from .models.load import load_tokenizer, resolve
-
-            tokenizer = load_tokenizer(resolve(args.model))
-        except ModelLoadError as exc:
-            note = f"token statistics skipped: {exc}"
-    report = check_file(args.file, tokenizer, args.max_length)
-    if args.json:
-        data = report.to_dict()
-        if note:
-            data["note"] = note
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-        return 0 if report.ok else EXIT_PROBLEMS
-    for problem in report.problems:
-        print(problem)
-    if report.stats:
-        print(format_stats(report, args.model))
-    if note:
-        print(note, file=sys.stderr)
-    if report.ok:
-        print(f"{args.file}: OK, no problems found")
-        return 0
-    print(f"{args.file}: {len(report.problems)} problem(s); {report.stats.get('examples', 0)} valid example(s)", file=sys.stderr)
-    return EXIT_PROBLEMS
-
-
-def format_stats(report, model: str) -> str:
-    s = report.stats
-    lines = [f"{s['examples']} examples, {s['assistant_messages']} assistant messages",
-             _spread_line("messages per example", s["messages_per_example"])]
-    if "tokens_per_example" in s:
-        lines += [f"tokens counted with the {model} tokenizer and chat template:",
-                  _spread_line("tokens per example", s["tokens_per_example"]),
-                  _spread_line("trained tokens per example", s["trained_tokens_per_example"]),
-                  f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})",
-                  f"  over max length {s['max_length']}: {s['over_max_length']}"
-                  + (f" ({', '.join(s['over_max_length_at'][:5])}{', …' if s['over_max_length'] > 5 else ''})" if s["over_max_length"] else "")]
-    if report.preview:
-        lines += ["first example, trained tokens in ⟦ ⟧ (the loss is computed on these only):", report.preview.rstrip()]
-    return "\n".join(lines)
-
-
-def _spread_line(name: str, spread: dict) -> str:
-    return f"  {name:<28} min {spread['min']:>5}  p50 {spread['p50']:>5}  p95 {spread['p95']:>5}  max {spread['max']:>5}"
 
 
 def cmd_train(args) -> int:

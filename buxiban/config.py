@@ -27,6 +27,7 @@ class DataConfig:
     validation: str | None = None  # a separate file; otherwise a slice of `train` is held out
     validation_fraction: float = 0.1
     max_length: int = 512
+    overlength: str = "drop"  # drop | truncate (keep the start if trained tokens remain)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class RunConfig:
 METHODS = ("lora",)
 LR_SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+OVERLENGTH = ("drop", "truncate")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -237,6 +239,7 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         bad("data.validation_fraction", f"is {d.validation_fraction}", "use a number in [0, 1)")
     if d.max_length < 16:
         bad("data.max_length", f"is {d.max_length}", "use at least 16 tokens")
+    one_of("data.overlength", d.overlength, OVERLENGTH)
     if lora.r < 1:
         bad("lora.r", f"is {lora.r}", "use a positive rank such as 8 or 16")
     if lora.alpha <= 0:

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .records import Conversation
-from .tokenize import Encoded, encode_conversation
+from .tokenize import Encoded, encode_many
 
 
 @dataclass
 class Prepared:
     examples: list[Encoded]
-    over_length: list[tuple[str, int]]  # (file:line, tokens) of each example dropped for length
-    no_trained_tokens: list[str]  # file:line of examples whose every assistant turn has weight 0
+    over_length: list[tuple[str, int]] = field(default_factory=list)  # (file:line, tokens) dropped for length
+    truncated: list[tuple[str, int]] = field(default_factory=list)  # (file:line, tokens cut off) kept shortened
+    no_trained_tokens: list[str] = field(default_factory=list)  # nothing left to learn: skipped
 
 
-def prepare(conversations: Sequence[Conversation], tokenizer, max_length: int) -> Prepared:
-    """Encode every conversation; an example longer than `max_length` is dropped, not cut, because a
-    cut conversation teaches the model to stop mid-answer."""
-    kept, over, untrained = [], [], []
-    for conversation in conversations:
-        encoded = encode_conversation(tokenizer, conversation.messages, conversation.where)
-        if len(encoded.input_ids) > max_length:
-            over.append((conversation.where, len(encoded.input_ids)))
-        elif encoded.trained_tokens == 0:
-            untrained.append(conversation.where)
+def prepare(conversations: Sequence[Conversation], tokenizer, max_length: int, overlength: str = "drop") -> Prepared:
+    """Encode every conversation. An example longer than `max_length` is dropped by default, because
+    a cut conversation teaches the model to stop mid-answer; with overlength="truncate" its start is
+    kept when trained tokens remain in it, and the tokens lost are reported."""
+    prepared = Prepared([])
+    encoded_all = encode_many(tokenizer, [c.messages for c in conversations], [c.where for c in conversations])
+    for conversation, encoded in zip(conversations, encoded_all):
+        length = len(encoded.input_ids)
+        if length > max_length:
+            if overlength != "truncate":
+                prepared.over_length.append((conversation.where, length))
+                continue
+            encoded = Encoded(encoded.input_ids[:max_length], encoded.labels[:max_length])
+            if encoded.trained_tokens == 0:
+                prepared.over_length.append((conversation.where, length))
+                continue
+            prepared.truncated.append((conversation.where, length - max_length))
+        if encoded.trained_tokens == 0:
+            prepared.no_trained_tokens.append(conversation.where)
         else:
-            kept.append(encoded)
-    return Prepared(kept, over, untrained)
+            prepared.examples.append(encoded)
+    return prepared

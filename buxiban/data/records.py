@@ -17,7 +17,8 @@ from ..errors import DataError, Problem
 from .jsonl import iter_jsonl
 
 ROLES = ("system", "user", "assistant", "tool")
-TOP_LEVEL_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
+# `metadata` is buxiban's own: free-form fields (a category, a source) for splitting and error analysis.
+TOP_LEVEL_KEYS = ("messages", "tools", "parallel_tool_calls", "functions", "metadata")
 MESSAGE_KEYS = ("role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal")
 
 

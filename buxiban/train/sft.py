@@ -74,8 +74,8 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     device = pick_device()
     source = resolve(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(source, config.trust_remote_code)
-    train_set = prepare(train_conversations, tokenizer, config.data.max_length)
-    val_set = prepare(val_conversations, tokenizer, config.data.max_length)
+    train_set = prepare(train_conversations, tokenizer, config.data.max_length, config.data.overlength)
+    val_set = prepare(val_conversations, tokenizer, config.data.max_length, config.data.overlength)
     _report_dropped(train_set, val_set, config.data.max_length, log)
     if not train_set.examples:
         raise DataError("no training examples left", [Problem(config.data.train, "every example was dropped",
@@ -216,5 +216,7 @@ def _data_identity(config: RunConfig, train_examples: int, val_examples: int) ->
 def _report_dropped(train_set: Prepared, val_set: Prepared, max_length: int, log) -> None:
     for where, tokens in train_set.over_length + val_set.over_length:
         log(f"warning: {where}: {tokens} tokens is over data.max_length={max_length}; example skipped")
+    for where, lost in train_set.truncated + val_set.truncated:
+        log(f"warning: {where}: cut to data.max_length={max_length}, {lost} tokens lost")
     for where in train_set.no_trained_tokens + val_set.no_trained_tokens:
         log(f"warning: {where}: every assistant message has weight 0; nothing to learn, example skipped")
