@@ -44,7 +44,6 @@ def quiet_dependencies() -> None:
     import logging
     import warnings
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)(\.|$)")

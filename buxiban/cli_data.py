@@ -111,8 +111,9 @@ def format_stats(report, model: str) -> str:
         lines += [f"tokens counted with the {model} tokenizer and chat template:",
                   _spread_line("tokens per example", s["tokens_per_example"]),
                   _spread_line("trained tokens per example", s["trained_tokens_per_example"]),
-                  f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})",
-                  f"  over max length {s['max_length']}: {s['over_max_length']}"]
+                  f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})"]
+    if "max_length" in s:
+        lines.append(f"  over max length {s['max_length']}: {s['over_max_length']}")
     if "duplicates" in s:
         lines.append(f"duplicates: {s['duplicates']['exact']} exact, {s['duplicates']['near']} near")
     if "leakage" in s:
@@ -120,7 +121,7 @@ def format_stats(report, model: str) -> str:
     if "personal_data" in s:
         found = ", ".join(f"{n} {k}" for k, n in s["personal_data"].items()) or "none found"
         lines.append(f"personal data: {found}")
-    if "sufficiency" in s:
+    if "sufficiency" in s and s["sufficiency"]["level"] == "ok":  # a warning is printed as a finding
         lines.append(f"data size: {s['sufficiency']['advice']}")
     if report.preview:
         lines += ["first example, trained tokens in ⟦ ⟧ (the loss is computed on these only):", report.preview.rstrip()]

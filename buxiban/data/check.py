@@ -20,7 +20,7 @@ from .jsonl import iter_jsonl
 from .pii import KINDS as PII_KINDS, scan_value
 from .preference import is_preference_record, iter_preference_jsonl
 from .records import Conversation, iter_chat_jsonl
-from .tokenize import ENCODE_BATCH, IGNORE_INDEX, encode_many, encode_prompt
+from .tokenize import ENCODE_BATCH, IGNORE_INDEX, encode_many, encode_prompt, surely_over_length
 
 TEMPLATE_SAMPLE = 200  # examples whose prompt tokens are compared with the generation-time prompt
 LISTED = 20  # locations listed per finding; the count is always complete
@@ -89,7 +89,7 @@ def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_fil
     pii_lines: dict[str, list[str]] = defaultdict(list)
     pii_counts: Counter = Counter()
     messages_per: list[int] = []
-    token_stats = _TokenStats(tokenizer, max_length, report) if tokenizer is not None and kind == "chat" else None
+    token_stats = _TokenStats(tokenizer, max_length, report) if tokenizer is not None else None
     for item, problems in _stream(path, kind):
         report.problems.extend(problems)
         if item is None:
@@ -104,7 +104,7 @@ def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_fil
             pii_counts[pii_kind] += count
             pii_lines[pii_kind].append(item.where)
         if token_stats is not None:
-            token_stats.add(item)
+            token_stats.add(item if kind == "chat" else Conversation(messages, item.source, item.line))
     if token_stats is not None:
         token_stats.finish()
     if not messages_per:
@@ -193,6 +193,9 @@ class _TokenStats:
         self.stops = {s for s in stops if s is not None}
 
     def add(self, conversation: Conversation) -> None:
+        if surely_over_length(conversation.messages, self.max_length):
+            self.over.append(conversation.where)  # counted, not tokenized: see surely_over_length
+            return
         self.pending.append(conversation)
         if len(self.pending) >= ENCODE_BATCH:
             self._flush()
@@ -238,13 +241,14 @@ class _TokenStats:
 
     def finish(self) -> None:
         self._flush()
-        if not self.lengths:
+        if not self.lengths and not self.over:
             return
         stats = self.report.stats
-        stats.update({"tokens_per_example": spread(self.lengths), "trained_tokens_per_example": spread(self.trained),
-                      "total_tokens": sum(self.lengths), "total_trained_tokens": sum(self.trained),
-                      "trained_share": round(sum(self.trained) / max(1, sum(self.lengths)), 3),
-                      "max_length": self.max_length, "over_max_length": len(self.over),
+        if self.lengths:
+            stats.update({"tokens_per_example": spread(self.lengths), "trained_tokens_per_example": spread(self.trained),
+                          "total_tokens": sum(self.lengths), "total_trained_tokens": sum(self.trained),
+                          "trained_share": round(sum(self.trained) / max(1, sum(self.lengths)), 3)})
+        stats.update({"max_length": self.max_length, "over_max_length": len(self.over),
                       "over_max_length_at": self.over[:LISTED]})
         findings = self.report.findings
         if self.over:

@@ -1,5 +1,5 @@
 """Stream a JSONL file line by line: memory stays flat whatever the file size, and one bad line
-(invalid UTF-8, broken or non-standard JSON, absurd nesting) is reported without hiding the rest."""
+(invalid UTF-8, broken or non-standard JSON such as NaN, absurd nesting) is reported without hiding the rest."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any, Iterator
 from ..errors import Problem
 
 BOM = b"\xef\xbb\xbf"
-MAX_NESTING = 64  # real chat records nest 4 or 5 deep; anything near this is damage or an attack
 
 
 class _Rejected(ValueError):
@@ -19,31 +18,6 @@ class _Rejected(ValueError):
 
 def _reject_constant(name: str) -> Any:
     raise _Rejected(f"{name} is not valid JSON")
-
-
-def _too_deep(line: str) -> bool:
-    """Cheap upper bound on nesting, ignoring brackets inside strings, before the parser recurses."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_NESTING:
-                    return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, Problem | None]]:
@@ -86,9 +60,6 @@ def _parse_line(raw: bytes, where: str) -> tuple[Any, Problem | None]:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, Problem(where, f"is not valid UTF-8 (byte {exc.start + 1})", fix="re-save the file as UTF-8")
-    if "[" in line and _too_deep(line):
-        return None, Problem(where, f"nests JSON deeper than {MAX_NESTING} levels",
-                             fix="a chat record is a flat object with a messages list")
     try:
         return json.loads(line, parse_constant=_reject_constant), None
     except _Rejected as exc:
@@ -96,6 +67,6 @@ def _parse_line(raw: bytes, where: str) -> tuple[Any, Problem | None]:
     except json.JSONDecodeError as exc:
         return None, Problem(where, f"is not valid JSON: {exc.msg} at column {exc.colno}",
                              fix="each line must be one complete JSON object")
-    except RecursionError:
+    except RecursionError:  # thousands of nested brackets: damage or an attack, never a record
         return None, Problem(where, "nests JSON too deeply to read",
                              fix="a chat record is a flat object with a messages list")

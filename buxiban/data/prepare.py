@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .records import Conversation
-from .tokenize import Encoded, encode_many
+from .tokenize import Encoded, encode_many, surely_over_length
 
 
 @dataclass
@@ -22,6 +22,9 @@ def prepare(conversations: Sequence[Conversation], tokenizer, max_length: int, o
     a cut conversation teaches the model to stop mid-answer; with overlength="truncate" its start is
     kept when trained tokens remain in it, and the tokens lost are reported."""
     prepared = Prepared([])
+    huge = [c for c in conversations if surely_over_length(c.messages, max_length)]
+    prepared.over_length.extend((c.where, -1) for c in huge)  # -1: not tokenized, far too long
+    conversations = [c for c in conversations if not surely_over_length(c.messages, max_length)]
     encoded_all = encode_many(tokenizer, [c.messages for c in conversations], [c.where for c in conversations])
     for conversation, encoded in zip(conversations, encoded_all):
         length = len(encoded.input_ids)

@@ -215,7 +215,8 @@ def _data_identity(config: RunConfig, train_examples: int, val_examples: int) ->
 
 def _report_dropped(train_set: Prepared, val_set: Prepared, max_length: int, log) -> None:
     for where, tokens in train_set.over_length + val_set.over_length:
-        log(f"warning: {where}: {tokens} tokens is over data.max_length={max_length}; example skipped")
+        size = f"{tokens} tokens is" if tokens >= 0 else "far"
+        log(f"warning: {where}: {size} over data.max_length={max_length}; example skipped")
     for where, lost in train_set.truncated + val_set.truncated:
         log(f"warning: {where}: cut to data.max_length={max_length}, {lost} tokens lost")
     for where in train_set.no_trained_tokens + val_set.no_trained_tokens:

@@ -74,8 +74,8 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
             into.append(chat(ROUTER_SYSTEM, text, route(team, priority)))
     rng.shuffle(train)
     preferences = []
-    for key in rng.sample(keys * 4, PREFERENCE_PAIRS):
-        question = rng.choice(train_phrasings[key])
+    candidates = [(key, question) for key in keys for question in train_phrasings[key]]
+    for key, question in rng.sample(candidates, PREFERENCE_PAIRS):  # distinct pairs: a repeat teaches nothing
         preferences.append({
             "input": {"messages": [{"role": "system", "content": ASSISTANT_SYSTEM}, {"role": "user", "content": question}]},
             "preferred_output": [{"role": "assistant", "content": answers[key]}],
