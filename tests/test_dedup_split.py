@@ -15,10 +15,10 @@ QUESTIONS = ["How much is the City plan per month for a student?", "When is the 
 
 def test_exact_and_near_duplicates_are_paired():
     index = DuplicateIndex(threshold=0.7)
-    index.add("a:1", "How much is the City plan per month for a student in Taipei?")
-    index.add("a:2", "Where can I swap an empty battery near Taipei Main Station?")
-    index.add("a:3", "how much is the city plan per month, for a student in Taipei")  # same after normalizing
-    index.add("a:4", "Hi! How much is the City plan per month for a student in Taipei?")
+    index.add(1, "How much is the City plan per month for a student in Taipei?")
+    index.add(2, "Where can I swap an empty battery near Taipei Main Station?")
+    index.add(3, "how much is the city plan per month, for a student in Taipei")  # same after normalizing
+    index.add(4, "Hi! How much is the City plan per month for a student in Taipei?")
     assert index.exact_pairs == [(0, 2)]
     near = index.near_pairs()
     assert [(i, j) for i, j, _ in near] == [(0, 3)]

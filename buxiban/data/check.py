@@ -8,6 +8,7 @@ The file is streamed: memory grows by a few hundred bytes per example, not with 
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,14 +62,14 @@ class CheckReport:
                              for f in self.findings]}
 
 
-def percentile(values: list[int], q: float) -> int:
+def percentile(values, q: float) -> int:
     """Nearest-rank percentile: always one of the observed values."""
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * q // 100))
     return ordered[int(rank) - 1]
 
 
-def spread(values: list[int]) -> dict[str, float]:
+def spread(values) -> dict[str, float]:
     return {"min": min(values), "p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values),
             "mean": round(statistics.fmean(values), 1)}
 
@@ -84,11 +85,11 @@ def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_fil
                near_threshold: float = 0.8, kind: str = "auto") -> CheckReport:
     kind = detect_kind(path) if kind == "auto" else kind
     report = CheckReport(str(path), kind)
-    duplicates = DuplicateIndex(threshold=near_threshold)
-    leakage = DuplicateIndex(threshold=near_threshold) if test_file else None
+    duplicates = DuplicateIndex(threshold=near_threshold, sources=[str(path)])
+    leakage = DuplicateIndex(threshold=near_threshold, sources=[str(path), str(test_file)]) if test_file else None
     pii_lines: dict[str, list[str]] = defaultdict(list)
     pii_counts: Counter = Counter()
-    messages_per: list[int] = []
+    messages_per = array("i")
     token_stats = _TokenStats(tokenizer, max_length, report) if tokenizer is not None else None
     for item, problems in _stream(path, kind):
         report.problems.extend(problems)
@@ -96,9 +97,9 @@ def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_fil
             continue
         messages = item.messages if kind == "chat" else item.prompt + [{"role": "assistant", "content": item.chosen}]
         messages_per.append(len(messages))
-        duplicates.add(item.where, _dialogue_text(messages, kind, item))
+        duplicates.add(item.line, _dialogue_text(messages, kind, item))
         if leakage is not None:
-            leakage.add(item.where, _user_text(messages), group=0)
+            leakage.add(item.line, _user_text(messages), group=0)
         found = scan_value([m["content"] for m in messages] + ([item.rejected] if kind == "preference" else []))
         for pii_kind, count in found.items():
             pii_counts[pii_kind] += count
@@ -143,13 +144,13 @@ def _user_text(messages) -> str:
 
 def _duplicate_findings(report: CheckReport, index: DuplicateIndex) -> None:
     if index.exact_pairs:
-        places = [f"{index.labels[j]} = {index.labels[i]}" for i, j in index.exact_pairs]
+        places = [f"{index.label(j)} = {index.label(i)}" for i, j in index.exact_pairs]
         report.findings.append(Finding("duplicate", f"{len(places)} example(s) repeat an earlier one exactly; "
                                        "a repeat weighs that example double and teaches nothing new", places[:LISTED],
                                        len(places)))
     near = index.near_pairs()
     if near:
-        places = [f"{index.labels[j]} ~ {index.labels[i]} ({score:.0%})" for i, j, score in near]
+        places = [f"{index.label(j)} ~ {index.label(i)} ({score:.0%})" for i, j, score in near]
         report.findings.append(Finding("near-duplicate", f"{len(places)} pair(s) are at least {index.threshold:.0%} "
                                        "similar; keep the better one of each", places[:LISTED], len(places)))
     report.stats["duplicates"] = {"exact": len(index.exact_pairs), "near": len(near)}
@@ -158,7 +159,7 @@ def _duplicate_findings(report: CheckReport, index: DuplicateIndex) -> None:
 def _leakage_findings(report: CheckReport, index: DuplicateIndex, test_file: Path) -> None:
     for conversation, problems in iter_chat_jsonl(test_file):
         if conversation is not None:
-            index.add(conversation.where, _user_text(conversation.messages), group=1)
+            index.add(conversation.line, _user_text(conversation.messages), group=1)
         elif problems and problems[0].message == "is empty":
             report.problems.extend(problems)
     exact = index.exact_pairs_across()
@@ -166,11 +167,11 @@ def _leakage_findings(report: CheckReport, index: DuplicateIndex, test_file: Pat
     if exact:
         report.findings.append(Finding("leakage", f"{len(exact)} test example(s) ask exactly what a training example "
                                        "asks; their scores would measure memory, not skill: remove them from one side",
-                                       [f"{index.labels[j]} = {index.labels[i]}" for i, j in exact][:LISTED], len(exact)))
+                                       [f"{index.label(j)} = {index.label(i)}" for i, j in exact][:LISTED], len(exact)))
     if near:
         report.findings.append(Finding("leakage", f"{len(near)} test example(s) are near-duplicates of training "
                                        f"examples (user turns at least {index.threshold:.0%} similar)",
-                                       [f"{index.labels[j]} ~ {index.labels[i]} ({s:.0%})" for i, j, s in near][:LISTED],
+                                       [f"{index.label(j)} ~ {index.label(i)} ({s:.0%})" for i, j, s in near][:LISTED],
                                        len(near)))
     report.stats["leakage"] = {"test_file": str(test_file), "exact": len(exact), "near": len(near)}
 
@@ -181,8 +182,8 @@ class _TokenStats:
     def __init__(self, tokenizer, max_length: int, report: CheckReport):
         self.tokenizer, self.max_length, self.report = tokenizer, max_length, report
         self.pending: list[Conversation] = []
-        self.lengths: list[int] = []
-        self.trained: list[int] = []
+        self.lengths = array("i")
+        self.trained = array("i")
         self.over: list[str] = []
         self.no_trained: list[str] = []
         self.prompt_mismatch: list[str] = []

@@ -56,8 +56,8 @@ def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[fl
     sizes allow, and the assignment depends on content only.
     """
     index = DuplicateIndex(threshold=near_threshold)
-    for where, record in records:
-        index.add(where, "\n".join(m["content"] for m in record["messages"] if m.get("role") != "system"
+    for number, (_, record) in enumerate(records):
+        index.add(number, "\n".join(m["content"] for m in record["messages"] if m.get("role") != "system"
                                    and isinstance(m.get("content"), str)))
     parent = list(range(len(records)))
 
