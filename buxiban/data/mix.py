@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, Problem
-from .jsonl import iter_jsonl
-from .records import validate_chat_record
+from .records import collect, iter_raw_chat_records, require_clean
 
 BUILTIN = "builtin"
 
@@ -21,16 +20,9 @@ def builtin_general_path() -> Path:
 
 
 def _valid_records(path: Path) -> list[dict[str, Any]]:
-    records, problems = [], []
-    for number, record, problem in iter_jsonl(path):
-        found = [problem] if problem else validate_chat_record(record, f"{path}:{number}")
-        if found:
-            problems.extend(found)
-        else:
-            records.append(record)
-    if problems:
-        raise DataError(f"{path}: {len(problems)} problem(s); run `buxiban data check {path}`", problems)
-    return records
+    items, problems = collect(iter_raw_chat_records(path))
+    require_clean(path, problems)
+    return [record for _, record in items]
 
 
 def mix_records(train: list[dict], general: list[dict], ratio: float, seed: int = 0) -> tuple[list[dict], int]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DataError, Problem
+from ..errors import Problem
 from .jsonl import iter_jsonl
-from .records import _content_text, _did_you_mean, _validate_message
+from .records import content_text, did_you_mean, validate_message, collect, require_clean
 
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
 COMMON_KEYS = ("prompt", "chosen", "rejected")
@@ -47,18 +47,12 @@ def iter_preference_jsonl(path: str | Path) -> Iterator[tuple[PreferencePair | N
 
 
 def read_preference_jsonl(path: str | Path) -> tuple[list[PreferencePair], list[Problem]]:
-    pairs, problems = [], []
-    for pair, found in iter_preference_jsonl(path):
-        if pair is not None:
-            pairs.append(pair)
-        problems.extend(found)
-    return pairs, problems
+    return collect(iter_preference_jsonl(path))
 
 
 def load_preference_jsonl(path: str | Path) -> list[PreferencePair]:
     pairs, problems = read_preference_jsonl(path)
-    if problems:
-        raise DataError(f"{path}: {len(problems)} problem(s); run `buxiban data check {path}`", problems)
+    require_clean(path, problems)
     return pairs
 
 
@@ -73,7 +67,7 @@ def parse_preference(record: Any, source: str, line: int) -> tuple[PreferencePai
 
 
 def _parse_openai(record: dict, where: str, source: str, line: int):
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=_did_you_mean(key, OPENAI_KEYS, "remove it"))
+    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, OPENAI_KEYS, "remove it"))
                 for key in record if key not in OPENAI_KEYS]
     prompt = None
     inputs = record.get("input")
@@ -90,19 +84,19 @@ def _parse_openai(record: dict, where: str, source: str, line: int):
             problems.append(Problem(where, "must be a list holding one assistant message", field=key,
                                     fix=f'write "{key}": [{{"role": "assistant", "content": "..."}}]'))
             continue
-        found = _validate_message(value[0], f"{key}[0]", where)
+        found = validate_message(value[0], f"{key}[0]", where)
         if not found and value[0].get("role") != "assistant":
             found = [Problem(where, f"role is {value[0].get('role')!r}", field=f"{key}[0].role", fix="use 'assistant'")]
         problems.extend(found)
         if not found:
-            answers[key] = _content_text(value[0].get("content")) or ""
+            answers[key] = content_text(value[0].get("content")) or ""
     if problems:
         return None, problems
     return _pair(prompt, answers["preferred_output"], answers["non_preferred_output"], where, source, line)
 
 
 def _parse_common(record: dict, where: str, source: str, line: int):
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=_did_you_mean(key, COMMON_KEYS, "remove it"))
+    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, COMMON_KEYS, "remove it"))
                 for key in record if key not in COMMON_KEYS]
     for key in COMMON_KEYS:
         if key not in record:
@@ -134,13 +128,13 @@ def _parse_common(record: dict, where: str, source: str, line: int):
 def _prompt_messages(messages: list, where: str, field: str) -> tuple[list[dict[str, str]] | None, list[Problem]]:
     problems = []
     for index, message in enumerate(messages):
-        problems.extend(_validate_message(message, f"{field}[{index}]", where))
+        problems.extend(validate_message(message, f"{field}[{index}]", where))
     if problems:
         return None, problems
     if messages[-1].get("role") != "user":
         return None, [Problem(where, f"ends with a '{messages[-1].get('role')}' message", field=f"{field}[{len(messages) - 1}]",
                               fix="the prompt must end with the user message the two answers reply to")]
-    return [{"role": m["role"], "content": _content_text(m.get("content")) or ""} for m in messages], []
+    return [{"role": m["role"], "content": content_text(m.get("content")) or ""} for m in messages], []
 
 
 def _answer_text(value: Any, where: str, field: str) -> tuple[str, list[Problem]]:
@@ -148,10 +142,10 @@ def _answer_text(value: Any, where: str, field: str) -> tuple[str, list[Problem]
     if isinstance(value, str):
         return value, [] if value.strip() else [Problem(where, "is empty", field=field, fix="write the answer text")]
     if isinstance(value, list) and value and isinstance(value[-1], dict):
-        found = _validate_message(value[-1], f"{field}[{len(value) - 1}]", where)
+        found = validate_message(value[-1], f"{field}[{len(value) - 1}]", where)
         if not found and value[-1].get("role") != "assistant":
             found = [Problem(where, "must end with an assistant message", field=field, fix="use role 'assistant'")]
-        return (_content_text(value[-1].get("content")) or "", found)
+        return (content_text(value[-1].get("content")) or "", found)
     return "", [Problem(where, "must be a string or a list of messages", field=field)]
 
 

@@ -49,22 +49,38 @@ def iter_chat_jsonl(path: str | Path) -> Iterator[tuple[Conversation | None, lis
             yield Conversation(_normalize(record["messages"]), name, number), []
 
 
+def iter_raw_chat_records(path: str | Path) -> Iterator[tuple[tuple[int, dict] | None, list[Problem]]]:
+    """Like iter_chat_jsonl but yields (line, record as written): for tools that copy records whole."""
+    for number, record, problem in iter_jsonl(path):
+        found = [problem] if problem else validate_chat_record(record, f"{path}:{number}")
+        yield (None, found) if found else ((number, record), [])
+
+
+def collect(stream: Iterator[tuple[Any, list[Problem]]]) -> tuple[list[Any], list[Problem]]:
+    """Every valid item and every problem of a validating stream."""
+    items: list[Any] = []
+    problems: list[Problem] = []
+    for item, found in stream:
+        if item is not None:
+            items.append(item)
+        problems.extend(found)
+    return items, problems
+
+
+def require_clean(path: str | Path, problems: list[Problem]) -> None:
+    if problems:
+        raise DataError(f"{path}: {len(problems)} problem(s); run `buxiban data check {path}`", problems)
+
+
 def read_chat_jsonl(path: str | Path) -> tuple[list[Conversation], list[Problem]]:
     """Every valid conversation and every problem; a bad line never hides the others."""
-    conversations: list[Conversation] = []
-    problems: list[Problem] = []
-    for conversation, found in iter_chat_jsonl(path):
-        if conversation is not None:
-            conversations.append(conversation)
-        problems.extend(found)
-    return conversations, problems
+    return collect(iter_chat_jsonl(path))
 
 
 def load_chat_jsonl(path: str | Path) -> list[Conversation]:
     """Like read_chat_jsonl, but any problem is an error: for training and evaluation inputs."""
     conversations, problems = read_chat_jsonl(path)
-    if problems:
-        raise DataError(f"{path}: {len(problems)} problem(s); run `buxiban data check {path}`", problems)
+    require_clean(path, problems)
     return conversations
 
 
@@ -72,7 +88,7 @@ def validate_chat_record(record: Any, where: str) -> list[Problem]:
     if not isinstance(record, dict):
         return [Problem(where, f"is a JSON {type(record).__name__}, not an object",
                         fix='write {"messages": [...]} on each line')]
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=_did_you_mean(key, TOP_LEVEL_KEYS, "remove it"))
+    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, TOP_LEVEL_KEYS, "remove it"))
                 for key in record if key not in TOP_LEVEL_KEYS]
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -80,7 +96,7 @@ def validate_chat_record(record: Any, where: str) -> list[Problem]:
         problems.append(Problem(where, what, field="messages", fix='add "messages": [{"role": ..., "content": ...}, ...]'))
         return problems
     for index, message in enumerate(messages):
-        problems.extend(_validate_message(message, f"messages[{index}]", where))
+        problems.extend(validate_message(message, f"messages[{index}]", where))
     if problems:
         return problems
     roles = [m["role"] for m in messages]
@@ -93,24 +109,24 @@ def validate_chat_record(record: Any, where: str) -> list[Problem]:
     return problems
 
 
-def _validate_message(message: Any, field: str, where: str) -> list[Problem]:
+def validate_message(message: Any, field: str, where: str) -> list[Problem]:
     if not isinstance(message, dict):
         return [Problem(where, f"is a {type(message).__name__}, not an object", field=field,
                         fix='write {"role": "user", "content": "..."}')]
     problems = [Problem(where, f"has unknown key '{key}'", field=field,
-                        fix=_did_you_mean(key, MESSAGE_KEYS, "remove it"))
+                        fix=did_you_mean(key, MESSAGE_KEYS, "remove it"))
                 for key in message if key not in MESSAGE_KEYS]
     role = message.get("role")
     if role is None:
         problems.append(Problem(where, "is missing", field=f"{field}.role", fix="add one of " + ", ".join(ROLES)))
     elif role not in ROLES:
         problems.append(Problem(where, f"{role!r} is not one of {', '.join(ROLES)}", field=f"{field}.role",
-                                fix=_did_you_mean(str(role), ROLES, "use one of them")))
+                                fix=did_you_mean(str(role), ROLES, "use one of them")))
     if "content" not in message and not (message.get("tool_calls") or message.get("function_call")):
         problems.append(Problem(where, "is missing", field=f"{field}.content", fix="add the message text"))
     else:
         content = message.get("content")
-        text = _content_text(content)
+        text = content_text(content)
         if text is None:
             problems.append(Problem(where, f"must be a string or a list of text parts, got {type(content).__name__}",
                                     field=f"{field}.content", fix="write the message text as a string"))
@@ -123,7 +139,7 @@ def _validate_message(message: Any, field: str, where: str) -> list[Problem]:
     return problems
 
 
-def _content_text(content: Any) -> str | None:
+def content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if content is None:
@@ -138,13 +154,13 @@ def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep what the chat template needs: role, text content, and the trained flag."""
     out = []
     for message in messages:
-        item = {"role": message["role"], "content": _content_text(message.get("content")) or ""}
+        item = {"role": message["role"], "content": content_text(message.get("content")) or ""}
         if message["role"] == "assistant":
             item["weight"] = message.get("weight", 1)
         out.append(item)
     return out
 
 
-def _did_you_mean(word: str, options: tuple[str, ...], otherwise: str) -> str:
+def did_you_mean(word: str, options: tuple[str, ...], otherwise: str) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else otherwise

@@ -11,8 +11,7 @@ from typing import Any, Sequence
 
 from ..errors import DataError, Problem
 from .dedup import DuplicateIndex
-from .jsonl import iter_jsonl
-from .records import Conversation, validate_chat_record
+from .records import Conversation, collect, iter_raw_chat_records, require_clean
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -96,15 +95,9 @@ def split_file(path: str | Path, out_dir: str | Path, ratios: Sequence[float] = 
     before a file is written, so a half split never lands on disk."""
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise DataError("bad split ratios", [Problem("--ratios", f"{list(ratios)}", fix="three non-negative numbers, e.g. 0.8,0.1,0.1")])
-    records, problems = [], []
-    for number, record, problem in iter_jsonl(path):
-        found = [problem] if problem else validate_chat_record(record, f"{path}:{number}")
-        if found:
-            problems.extend(found)
-        else:
-            records.append((f"{path}:{number}", record))
-    if problems:
-        raise DataError(f"{path}: {len(problems)} problem(s); fix them before splitting", problems)
+    items, problems = collect(iter_raw_chat_records(path))
+    require_clean(path, problems)
+    records = [(f"{path}:{number}", record) for number, record in items]
     parts = split_records(records, ratios, stratify, near_threshold)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
