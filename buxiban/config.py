@@ -39,6 +39,25 @@ class LoraConfig:
 
 
 @dataclass
+class FreezeConfig:
+    layers: int = 2  # train only the last N transformer blocks
+    train_head: bool = False  # also train the output head (with tied embeddings: the embeddings too)
+
+
+@dataclass
+class DpoConfig:
+    beta: float = 0.1  # how far the policy may move from the reference; smaller = further
+    from_run: str | None = None  # an SFT run directory: start from its adapter (the usual SFT → DPO chain)
+
+
+@dataclass
+class MixConfig:
+    general: str | None = None  # "builtin", a chat JSONL file, or None for no replay mixing
+    ratio: float = 0.2  # the general share of the mixed training data
+    seed: int = 0
+
+
+@dataclass
 class TrainConfig:
     epochs: float = 3.0
     max_steps: int | None = None  # optimizer steps; wins over `epochs` when set
@@ -53,23 +72,34 @@ class TrainConfig:
     precision: str = "auto"  # auto picks bf16 autocast where the CPU/GPU runs it natively
     eval_every: int = 0  # optimizer steps between validation passes; 0 = once per epoch
     threads: int | None = None  # torch intra-op threads; None = physical cores available
+    early_stopping_patience: int | None = None  # validation passes without improvement before stopping
+    early_stopping_min_delta: float = 0.0
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = once per epoch
+    keep_checkpoints: int = 2
+    tracking: list[str] = field(default_factory=list)  # metrics.jsonl always; add "tensorboard", "mlflow"
 
 
 @dataclass
 class RunConfig:
     model: str = EMBEDDED_MODEL
     trust_remote_code: bool = False
-    method: str = "lora"
+    method: str = "sft"  # the objective: sft, or dpo on preference pairs
+    adapter: str = "lora"  # what is trained: lora, dora, qlora, full, freeze
     output_dir: str = "runs/latest"
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    dpo: DpoConfig = field(default_factory=DpoConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-METHODS = ("lora",)
+METHODS = ("sft", "dpo")
+ADAPTERS = ("lora", "dora", "qlora", "full", "freeze")
+TRACKERS = ("tensorboard", "mlflow")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 OVERLENGTH = ("drop", "truncate")
@@ -233,6 +263,20 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     if not config.model:
         bad("model", "is empty", "use 'embedded', a local model directory, a .gguf file or a hub ID")
     one_of("method", config.method, METHODS)
+    one_of("adapter", config.adapter, ADAPTERS)
+    if config.method == "dpo" and config.adapter not in ("lora", "dora"):
+        bad("adapter", f"is '{config.adapter}' with method dpo",
+            "DPO here trains a LoRA or DoRA adapter, so the reference model costs no second copy of the weights")
+    if config.dpo.from_run and config.method != "dpo":
+        bad("dpo.from_run", "is set but method is not dpo", "set method: dpo, or remove dpo.from_run")
+    if config.dpo.beta <= 0:
+        bad("dpo.beta", f"is {config.dpo.beta}", "use a positive number, typically 0.05 to 0.5")
+    if config.freeze.layers < 1:
+        bad("freeze.layers", f"is {config.freeze.layers}", "train at least the last block")
+    if config.mix.general is not None and not 0.0 <= config.mix.ratio < 1.0:
+        bad("mix.ratio", f"is {config.mix.ratio}", "use the general share in [0, 1), e.g. 0.2")
+    if config.mix.general is not None and config.method == "dpo":
+        bad("mix.general", "mixes chat data, but method dpo trains on preference pairs", "remove mix for DPO")
     if not d.train:
         bad("data.train", "is not set", "give the path of an OpenAI chat JSONL file")
     if not 0.0 <= d.validation_fraction < 1.0:
@@ -254,7 +298,7 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         if value < 1:
             bad(key, f"is {value}", "use a positive integer")
     if not 0.0 < t.learning_rate < 1.0:
-        bad("train.learning_rate", f"is {t.learning_rate}", "LoRA usually wants 1e-4 to 1e-3")
+        bad("train.learning_rate", f"is {t.learning_rate}", "LoRA usually wants 1e-4 to 1e-3, full fine-tuning 1e-5 to 5e-5")
     if t.weight_decay < 0:
         bad("train.weight_decay", f"is {t.weight_decay}", "use 0 or a small positive number")
     if not 0.0 <= t.warmup_ratio < 1.0:
@@ -265,6 +309,16 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         bad("train.max_grad_norm", f"is {t.max_grad_norm}", "use 0 to turn clipping off, or a positive norm")
     if t.eval_every < 0:
         bad("train.eval_every", f"is {t.eval_every}", "use 0 (once per epoch) or a positive step count")
+    if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
+        bad("train.early_stopping_patience", f"is {t.early_stopping_patience}", "use a positive number of validation passes")
+    if t.early_stopping_patience is not None and d.validation is None and d.validation_fraction == 0:
+        bad("train.early_stopping_patience", "needs validation data", "set data.validation or data.validation_fraction")
+    if t.checkpoint_every < 0:
+        bad("train.checkpoint_every", f"is {t.checkpoint_every}", "use 0 (once per epoch) or a positive step count")
+    if t.keep_checkpoints < 1:
+        bad("train.keep_checkpoints", f"is {t.keep_checkpoints}", "keep at least 1")
+    for tracker in t.tracking:
+        one_of("train.tracking", tracker, TRACKERS)
     if t.threads is not None and t.threads < 1:
         bad("train.threads", f"is {t.threads}", "leave it unset or use a positive count")
     return problems

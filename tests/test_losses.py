@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from buxiban.config import LoraConfig
+from buxiban.config import load_config
 from buxiban.data.tokenize import encode_conversation
-from buxiban.models.adapt import apply_lora
+from buxiban.models.adapt import make_trainable
 from buxiban.models.load import load_model, resolve
 from buxiban.train.batching import collate, epoch_batches
 from buxiban.train.losses import reference_mean_loss, summed_token_loss
@@ -20,7 +20,8 @@ RECORDS = [chat_record("How much is the City plan?", "The City plan costs NT$690
 
 def tiny_lora(tiny_model_dir):
     torch.manual_seed(0)
-    model = apply_lora(load_model(resolve(str(tiny_model_dir))), LoraConfig(r=4, alpha=8, dropout=0.0))
+    config = load_config(None, ["data.train=x", "lora.r=4", "lora.alpha=8", "lora.dropout=0"])
+    model = make_trainable(load_model(resolve(str(tiny_model_dir))), config)
     for name, param in model.named_parameters():  # LoRA B starts at zero; make the adapter matter
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.02)

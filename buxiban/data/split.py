@@ -18,10 +18,11 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 def content_fraction(conversation: Conversation) -> float:
     """A number in [0, 1) fixed by the conversation's content alone."""
-    return _fraction(conversation.messages)
+    return value_fraction(conversation.messages)
 
 
-def _fraction(value: Any) -> float:
+def value_fraction(value: Any) -> float:
+    """A number in [0, 1) fixed by a JSON-able value alone."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
 
@@ -78,7 +79,7 @@ def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[fl
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     total = sum(ratios)
     for key in sorted(strata):
-        ordered = sorted(strata[key], key=lambda m: _fraction(records[m[0]][1]["messages"]))
+        ordered = sorted(strata[key], key=lambda m: value_fraction(records[m[0]][1]["messages"]))
         size = sum(len(m) for m in ordered)
         bounds = [size * sum(ratios[:k + 1]) / total for k in range(len(ratios))]
         placed = 0

@@ -46,9 +46,15 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
     answers = {}
     for system in SYSTEMS:
         started = time.perf_counter()
-        if system == "base":  # the same weights with the adapter switched off: no second copy in memory
+        if system == "base" and hasattr(model, "disable_adapter"):  # the adapter switched off: no second copy
             with model.disable_adapter():
                 answers[system] = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
+        elif system == "base":  # full or freeze runs changed the weights themselves: load the base again
+            from ..models.load import load
+
+            base, base_tokenizer, _ = load(manifest["base_model"]["spec"], manifest.get("trust_remote_code", False))
+            answers[system] = generate_answers(base, base_tokenizer, prompts, max_new_tokens, batch_size)
+            del base
         else:
             answers[system] = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
         result.seconds[system] = round(time.perf_counter() - started, 2)

@@ -1,25 +1,118 @@
-"""Make a loaded base model trainable: LoRA through PEFT (more methods arrive with the training issue)."""
+"""Make a loaded base model trainable in one of five ways, and save or restore what was trained.
+
+- lora / dora: PEFT adapters on every linear layer of the blocks (DoRA adds a learned magnitude);
+- qlora: LoRA over a 4-bit NF4 base (bitsandbytes, CUDA only);
+- full: every parameter;
+- freeze: only the last N transformer blocks, optionally the output head too.
+"""
 
 from __future__ import annotations
 
-from ..config import LoraConfig
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..errors import ModelLoadError
+
+PEFT_ADAPTERS = ("lora", "dora", "qlora")
 
 
-def apply_lora(model, lora: LoraConfig):
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+def check_adapter_supported(adapter: str) -> None:
+    """Fail before any model loads when the hardware cannot run the method."""
+    if adapter != "qlora":
+        return
+    if not torch.cuda.is_available():
+        raise ModelLoadError("adapter 'qlora' quantizes the base model to 4-bit NF4 with bitsandbytes, which needs a "
+                             "CUDA GPU; on this machine use adapter: lora (same quality, more memory)")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError("adapter 'qlora' needs bitsandbytes: pip install bitsandbytes") from exc
 
-    peft_config = PeftLoraConfig(
-        task_type="CAUSAL_LM",
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        # PEFT's "all-linear" covers every linear layer of the blocks and leaves the output head alone.
-        target_modules=lora.target_modules,
-    )
-    return get_peft_model(model, peft_config)
+
+def quantization_config(adapter: str):
+    if adapter != "qlora":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def make_trainable(model, config: RunConfig):
+    """The model to train (PEFT-wrapped for adapters), with requires_grad set on exactly what trains."""
+    adapter = config.adapter
+    if adapter in PEFT_ADAPTERS:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if adapter == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        lora = config.lora
+        peft_config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 # "all-linear" covers every linear layer of the blocks, never the output head
+                                 target_modules=lora.target_modules, use_dora=adapter == "dora")
+        return get_peft_model(model, peft_config)
+    if adapter == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    for param in model.parameters():
+        param.requires_grad_(False)
+    blocks = transformer_blocks(model)
+    if config.freeze.layers > len(blocks):
+        raise ModelLoadError(f"freeze.layers={config.freeze.layers} but the model has only {len(blocks)} blocks")
+    for block in blocks[-config.freeze.layers:]:
+        for param in block.parameters():
+            param.requires_grad_(True)
+    if config.freeze.train_head:
+        for param in model.get_output_embeddings().parameters():
+            param.requires_grad_(True)
+    return model
+
+
+def transformer_blocks(model) -> torch.nn.ModuleList:
+    """The stack of decoder blocks, found by shape (a ModuleList as long as the layer count), so
+    Llama's model.layers, GPT-2's transformer.h and the rest all work."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ModelLoadError(f"cannot find the {count} transformer blocks of {type(model).__name__} to freeze around")
 
 
 def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold to restore training exactly: the trained tensors, by name."""
+    return {name: param.detach().clone().contiguous() for name, param in model.named_parameters() if param.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
+    named = dict(model.named_parameters())
+    unknown = [name for name in state if name not in named]
+    if unknown:
+        raise ModelLoadError(f"the saved weights do not fit this model (first unknown tensor: {unknown[0]})")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            named[name].copy_(tensor)
+
+
+def save_trained(model, tokenizer, adapter: str, run_dir: Path) -> str:
+    """Write the result in the form its users load: a PEFT adapter, a whole model directory, or the
+    trained blocks alone. Returns the path relative to the run directory."""
+    from safetensors.torch import save_file
+
+    if adapter in PEFT_ADAPTERS:
+        model.save_pretrained(str(run_dir / "adapter"))
+        return "adapter"
+    if adapter == "full":
+        model.save_pretrained(str(run_dir / "model"), safe_serialization=True)
+        tokenizer.save_pretrained(str(run_dir / "model"))
+        return "model"
+    save_file(trainable_state(model), str(run_dir / "trained.safetensors"))
+    return "trained.safetensors"

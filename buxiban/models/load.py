@@ -178,13 +178,14 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(source: ModelSource, trust_remote_code: bool = False, dtype=None):
+def load_model(source: ModelSource, trust_remote_code: bool = False, dtype=None, quantization=None):
     import torch
     from transformers import AutoModelForCausalLM
 
+    extra = {"quantization_config": quantization, "device_map": {"": 0}} if quantization is not None else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source.path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
+            source.path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, **extra)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model {source.spec}: {exc}") from exc
     return model

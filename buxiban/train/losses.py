@@ -42,3 +42,35 @@ def reference_mean_loss(model, input_ids, attention_mask, labels) -> torch.Tenso
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
                            ignore_index=IGNORE_INDEX)
+
+
+def sequence_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log-probability of its trained tokens: log π(answer | prompt).
+    The output head runs on trained positions only, as in summed_token_loss."""
+    body, head, base = backbone_and_head(model)
+    targets = labels[:, 1:]
+    selected = targets != IGNORE_INDEX
+    if getattr(base.config, "final_logit_softcapping", None):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][selected]
+    else:
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = head(hidden[:, :-1][selected])
+    token_log_probs = logits.float().log_softmax(-1).gather(-1, targets[selected][:, None]).squeeze(-1)
+    rows = selected.nonzero()[:, 0]
+    return torch.zeros(input_ids.size(0), dtype=token_log_probs.dtype, device=input_ids.device).index_add(
+        0, rows, token_log_probs)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Direct Preference Optimization (Rafailov et al., 2023), per pair:
+
+        loss = -log σ(β · [(log π(y_w) - log π_ref(y_w)) - (log π(y_l) - log π_ref(y_l))])
+
+    Returns the per-pair losses and the implicit rewards β·(log π - log π_ref) of both answers.
+    """
+    chosen_rewards = beta * (policy_chosen - reference_chosen)
+    rejected_rewards = beta * (policy_rejected - reference_rejected)
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards)
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()

@@ -3,7 +3,10 @@
     config.yaml          the resolved config (every default filled in)
     buxiban-run.json     manifest: status, base model identity, data hashes, timings, final metrics
     metrics.jsonl        one JSON object per optimizer step and per validation pass
-    adapter/             the trained LoRA adapter in PEFT format (loads in PEFT and vLLM as is)
+    adapter/             a LoRA/DoRA adapter in PEFT format (loads in PEFT and vLLM as is), or
+    model/               the whole model (full fine-tuning), or
+    trained.safetensors  the trained blocks alone (freeze)
+    checkpoints/         step-NNNNNNNN/ checkpoints for --resume, the last few kept
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +67,6 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class MetricsLog:
-    """Append-only JSONL, flushed per line so a crash keeps everything logged before it."""
-
-    def __init__(self, path: Path):
-        self.handle = path.open("a", encoding="utf-8")
-
-    def write(self, **record: Any) -> None:
-        record.setdefault("time", round(time.time(), 3))
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 def load_trained(run_dir: str | Path):
     """Base model with the run's adapter attached, its tokenizer, and the manifest."""
     from peft import PeftModel
@@ -90,10 +77,22 @@ def load_trained(run_dir: str | Path):
     if manifest.get("status") != "complete":
         raise RunDirError(f"{run_dir} did not finish training (status: {manifest.get('status')}); train it again")
     base_spec = manifest["base_model"]["spec"]
-    model, tokenizer, source = load(base_spec, manifest.get("trust_remote_code", False))
+    trust = manifest.get("trust_remote_code", False)
+    weights = manifest.get("weights", "adapter")
+    if weights == "model":  # full fine-tuning: the run holds a whole model directory
+        model, tokenizer, _ = load(str(Path(run_dir) / "model"), trust)
+        return model, tokenizer, manifest
+    model, tokenizer, source = load(base_spec, trust)
     if source.fingerprint != manifest["base_model"]["fingerprint"]:
         raise RunDirError(f"the base model '{base_spec}' on this machine differs from the one {run_dir} was trained on "
                           f"({source.fingerprint[:19]}… vs {manifest['base_model']['fingerprint'][:19]}…)")
-    model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
+    if weights == "adapter":
+        model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
+    else:  # freeze: the trained blocks on top of the base
+        from safetensors.torch import load_file
+
+        from ..models.adapt import load_trainable_state
+
+        load_trainable_state(model, load_file(str(Path(run_dir) / weights)))
     model.eval()
     return model, tokenizer, manifest

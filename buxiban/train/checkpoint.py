@@ -1,0 +1,116 @@
+"""Checkpoints that survive anything: a crash, a full disk or `kill -9` in the middle of writing.
+
+Each checkpoint is written to a temporary directory, every file fsynced, a COMPLETE marker written
+last, then the directory renamed into place and its parent fsynced. A directory without the marker
+is an interrupted write: resuming ignores and removes it, and the previous checkpoint is used.
+
+A checkpoint holds the trained tensors, the optimizer, every RNG state (Python, NumPy, torch, CUDA)
+and the step. The data order and the learning rate are pure functions of the step, so the step is
+the data-order position: a resumed run continues bit for bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.adapt import load_trainable_state, trainable_state
+
+COMPLETE = "COMPLETE"
+PREFIX = "step-"
+
+
+def checkpoint_root(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict[str, Any], keep: int) -> Path:
+    from safetensors.torch import save_file
+
+    root = checkpoint_root(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:08d}"
+    staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
+    save_file(trainable_state(model), str(staging / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    torch.save(rng_state(), staging / "rng.pt")
+    (staging / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    for file in staging.iterdir():
+        _fsync_file(file)
+    (staging / COMPLETE).write_text("ok\n")
+    _fsync_file(staging / COMPLETE)
+    _fsync_dir(staging)
+    if final.exists():  # the same step saved before a crash: the new copy replaces it whole
+        shutil.rmtree(final)
+    os.rename(staging, final)
+    _fsync_dir(root)
+    for old in complete_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Finished checkpoints, oldest first. Interrupted writes are removed on the way."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.iterdir()):
+        if not path.is_dir():
+            continue
+        if path.name.startswith(PREFIX) and ".tmp-" not in path.name and (path / COMPLETE).is_file():
+            found.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = complete_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
+    """Restore the trained tensors, optimizer and RNGs; return the saved state (step and the rest)."""
+    from safetensors.torch import load_file
+
+    load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    restore_rng(torch.load(path / "rng.pt", weights_only=False))
+    return json.loads((path / "state.json").read_text())

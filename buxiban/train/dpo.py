@@ -1,0 +1,179 @@
+"""Direct Preference Optimization: one explicit loop on preference pairs, usually after SFT.
+
+The reference model is the policy as it starts: the base model for a fresh adapter, or the SFT
+model when `dpo.from_run` continues an SFT run's adapter. Its log-probabilities are computed once,
+before the first update, and kept in the run directory (a resume reuses them), so no second copy of
+the weights is ever held. For a fresh adapter they come from the model with its adapter disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import RunConfig
+from ..data.preference import PreferencePair, load_preference_jsonl
+from ..data.tokenize import Encoded, encode_many
+from ..errors import DataError, Problem, RunDirError
+from .batching import batch_stream, collate
+from .losses import dpo_loss, sequence_log_probs
+from .rundir import read_manifest
+from .session import TrainRun, start_run
+from .sft import TrainResult, _elapsed
+from ..data.split import value_fraction
+
+REFERENCE_FILE = "reference_logps.pt"
+
+
+def encode_pairs(tokenizer, pairs: list[PreferencePair]) -> list[tuple[Encoded, Encoded]]:
+    """Chosen and rejected conversations, the loss mask on the final answer only (earlier assistant
+    turns in the prompt are context)."""
+    def conversation(pair: PreferencePair, answer: str) -> list[dict]:
+        prompt = [dict(m, weight=0) if m["role"] == "assistant" else m for m in pair.prompt]
+        return prompt + [{"role": "assistant", "content": answer}]
+
+    chosen = encode_many(tokenizer, [conversation(p, p.chosen) for p in pairs], [p.where for p in pairs])
+    rejected = encode_many(tokenizer, [conversation(p, p.rejected) for p in pairs], [p.where for p in pairs])
+    return list(zip(chosen, rejected))
+
+
+def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+              resume: str | None = None, force: bool = False) -> TrainResult:
+    pairs = load_preference_jsonl(config.data.train)
+    if config.data.validation:
+        val_pairs = load_preference_jsonl(config.data.validation)
+    else:  # held out by content hash, as for SFT
+        held = [value_fraction([p.prompt, p.chosen, p.rejected]) < config.data.validation_fraction for p in pairs]
+        val_pairs = [p for p, h in zip(pairs, held) if h]
+        pairs = [p for p, h in zip(pairs, held) if not h]
+    init_adapter = _sft_adapter(config) if config.dpo.from_run else None
+
+    run = start_run(config, resume, force, overwrite, progress, log)
+    if init_adapter is not None:
+        sft_base = read_manifest(config.dpo.from_run)["base_model"]["fingerprint"]
+        if sft_base != run.source.fingerprint:
+            raise RunDirError(f"dpo.from_run {config.dpo.from_run} was trained on another base model than "
+                              f"model={config.model}; set model to that run's base model")
+    train_set = _within_length(encode_pairs(run.tokenizer, pairs), config.data.max_length, pairs, run.log)
+    val_set = _within_length(encode_pairs(run.tokenizer, val_pairs), config.data.max_length, val_pairs, run.log)
+    if not train_set:
+        raise DataError("no preference pairs left", [Problem(config.data.train, "every pair was dropped",
+                                                             fix="raise data.max_length or add pairs")])
+    t = config.train
+    run.build(len(train_set), t.batch_size * t.grad_accum, init_adapter=init_adapter, extra_manifest={
+        "data": {"train": {"path": config.data.train, "pairs": len(train_set)}, "validation": {"pairs": len(val_set)}},
+        "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run}})
+    reference = _reference_log_probs(run, train_set, val_set)
+
+    beta, pad_id = config.dpo.beta, run.tokenizer.pad_token_id
+    stream = batch_stream([len(c.input_ids) + len(r.input_ids) for c, r in train_set], t.batch_size, t.seed)
+    stream = itertools.islice(stream, run.start_step * t.grad_accum, None)
+    train_loss, val_loss, steps_done = float("nan"), None, run.start_step
+    try:
+        for step in range(run.start_step, run.total_steps):
+            run.model.train()
+            micro = [run.world.shard(indices) for _, indices in itertools.islice(stream, t.grad_accum)]
+            step_pairs = run.world.sum(sum(len(indices) for indices in micro))
+            loss_sum = margin_sum = right = 0.0
+            for indices in (m for m in micro if m):
+                batch = _pair_batch(train_set, indices, pad_id, run.device)
+                with run.autocast():
+                    log_probs = sequence_log_probs(run.model, **batch)
+                chosen, rejected = log_probs.float().chunk(2)
+                ref_chosen, ref_rejected = reference["train"][indices].to(run.device).unbind(-1)
+                losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
+                (losses.sum() / step_pairs).backward()
+                loss_sum += losses.sum().item()
+                margin_sum += (chosen_rewards - rejected_rewards).sum().item()
+                right += (chosen_rewards > rejected_rewards).sum().item()
+            grad_norm = run.clip_gradients()
+            rate = run.set_learning_rate(step)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            steps_done = step + 1
+            train_loss = run.world.sum(loss_sum) / step_pairs
+            run.log_step(step, loss=round(train_loss, 5), margin=round(run.world.sum(margin_sum) / step_pairs, 5),
+                         accuracy=round(run.world.sum(right) / step_pairs, 4), lr=rate, grad_norm=round(grad_norm, 4))
+            if val_set and run.validation_due(step):
+                val_loss, val_margin, val_accuracy = validate(run, val_set, reference["validation"])
+                if run.record_validation(step, train_loss, val_loss, val_margin=round(val_margin, 5),
+                                         val_accuracy=round(val_accuracy, 4)):
+                    break
+            if run.checkpoint_due(step):
+                run.save_checkpoint(step)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
+                      final_val_loss=None if val_loss is None else round(val_loss, 5))
+    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], 0.0)
+
+
+def _sft_adapter(config: RunConfig) -> Path:
+    run_dir = Path(config.dpo.from_run)
+    manifest = read_manifest(run_dir)
+    if manifest.get("status") != "complete" or manifest.get("weights", "adapter") != "adapter":
+        raise RunDirError(f"dpo.from_run needs a finished LoRA/DoRA run; {run_dir} is "
+                          f"{manifest.get('status')} with {manifest.get('weights', 'adapter')}")
+    return run_dir / "adapter"
+
+
+def _within_length(encoded, max_length: int, pairs, log) -> list[tuple[Encoded, Encoded]]:
+    kept = []
+    for (chosen, rejected), pair in zip(encoded, pairs):
+        if max(len(chosen.input_ids), len(rejected.input_ids)) > max_length:
+            log(f"warning: {pair.where}: over data.max_length={max_length}; pair skipped")
+        else:
+            kept.append((chosen, rejected))
+    return kept
+
+
+def _pair_batch(dataset, indices, pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Chosen answers in the first half of the rows, rejected in the second: one forward for both."""
+    rows = [dataset[i][0] for i in indices] + [dataset[i][1] for i in indices]
+    return {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+
+
+@torch.no_grad()
+def _log_probs_of(run: TrainRun, dataset, batch_size: int) -> torch.Tensor:
+    out = torch.zeros(len(dataset), 2, dtype=torch.float32)
+    pad_id = run.tokenizer.pad_token_id
+    for start in range(0, len(dataset), batch_size):
+        indices = list(range(start, min(start + batch_size, len(dataset))))
+        with run.autocast():
+            log_probs = sequence_log_probs(run.model, **_pair_batch(dataset, indices, pad_id, run.device))
+        out[indices] = torch.stack(log_probs.float().chunk(2), dim=-1).cpu()
+    return out
+
+
+def _reference_log_probs(run: TrainRun, train_set, val_set) -> dict[str, torch.Tensor]:
+    path = run.out / REFERENCE_FILE
+    if run.resume_path is not None and path.is_file():
+        return torch.load(path)
+    run.model.eval()
+    fresh_adapter = run.config.dpo.from_run is None and hasattr(run.model, "disable_adapter")
+    context = run.model.disable_adapter() if fresh_adapter else contextlib.nullcontext()
+    with context:
+        size = run.config.train.batch_size
+        reference = {"train": _log_probs_of(run, train_set, size), "validation": _log_probs_of(run, val_set, size)}
+    if run.world.is_main:
+        torch.save(reference, path)
+    return reference
+
+
+@torch.no_grad()
+def validate(run: TrainRun, dataset, reference: torch.Tensor) -> tuple[float, float, float]:
+    """Mean DPO loss, reward margin and preference accuracy over the validation pairs."""
+    run.model.eval()
+    beta = run.config.dpo.beta
+    losses_sum = margin_sum = right = 0.0
+    policy = _log_probs_of(run, dataset, run.config.train.batch_size)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], beta)
+    losses_sum, margin_sum = losses.sum().item(), (chosen_rewards - rejected_rewards).sum().item()
+    right = (chosen_rewards > rejected_rewards).sum().item()
+    count = max(1, len(dataset))
+    return losses_sum / count, margin_sum / count, right / count

@@ -1,0 +1,61 @@
+"""Where metrics go: metrics.jsonl always (the run directory must describe itself), TensorBoard and
+MLflow when the config asks for them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, Problem
+
+
+class MetricsLog:
+    """Append-only JSONL, flushed per line so a crash keeps everything logged before it. On resume,
+    lines past the checkpoint's step are dropped: those steps are about to be trained again."""
+
+    def __init__(self, path: Path, resume_from_step: int | None = None, trackers: list[str] = (),
+                 run_dir: Path | None = None, params: dict[str, Any] | None = None):
+        if resume_from_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_from_step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.handle = path.open("a", encoding="utf-8")
+        self.tensorboard = self.mlflow = None
+        if "tensorboard" in trackers:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ConfigError("tracking needs a package", [Problem("train.tracking", "tensorboard is not installed",
+                                                                       fix="pip install tensorboard")]) from exc
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        if "mlflow" in trackers:
+            try:
+                import mlflow
+            except ImportError as exc:
+                raise ConfigError("tracking needs a package", [Problem("train.tracking", "mlflow is not installed",
+                                                                       fix="pip install mlflow")]) from exc
+            self.mlflow = mlflow
+            mlflow.start_run(run_name=run_dir.name if run_dir else None)
+            if params:
+                mlflow.log_params(params)
+
+    def write(self, **record: Any) -> None:
+        record.setdefault("time", round(time.time(), 3))
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        step = record.get("step")
+        numbers = {k: v for k, v in record.items() if k not in ("step", "time", "epoch") and isinstance(v, (int, float))}
+        if self.tensorboard is not None and step is not None:
+            for key, value in numbers.items():
+                self.tensorboard.add_scalar(key, value, step)
+        if self.mlflow is not None and step is not None:
+            self.mlflow.log_metrics(numbers, step=step)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()

@@ -1,0 +1,118 @@
+"""Each training method changes exactly the parameters it should, and the loop's arithmetic holds."""
+
+import pytest
+import torch
+
+from buxiban.config import load_config
+from buxiban.data.tokenize import encode_conversation
+from buxiban.errors import ModelLoadError
+from buxiban.models.adapt import check_adapter_supported, make_trainable
+from buxiban.models.load import load_model, resolve
+from buxiban.train.batching import collate
+from buxiban.train.losses import summed_token_loss
+from buxiban.train.rundir import load_trained, read_manifest, read_metrics
+from buxiban.train.sft import train_sft
+
+from conftest import chat_record, write_jsonl
+
+RECORDS = [chat_record(f"Question {i}: how much is plan {i}?", f"Plan {i} costs NT${100 * i} per month.") for i in range(8)]
+
+
+def changed_after_training(tiny_model_dir, tiny_tokenizer, *overrides):
+    config = load_config(None, ["data.train=x", "lora.dropout=0", *overrides])
+    torch.manual_seed(0)
+    model = make_trainable(load_model(resolve(str(tiny_model_dir))), config)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = collate([encode_conversation(tiny_tokenizer, r["messages"]) for r in RECORDS], tiny_tokenizer.pad_token_id)
+    for _ in range(3):
+        summed, count = summed_token_loss(model, **batch)
+        (summed / count).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return changed, trainable, set(before)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora"])
+def test_adapters_train_only_their_own_weights(tiny_model_dir, tiny_tokenizer, adapter):
+    changed, trainable, _ = changed_after_training(tiny_model_dir, tiny_tokenizer, f"adapter={adapter}")
+    assert changed and changed <= trainable
+    assert all("lora_" in n for n in trainable)
+    assert any("lora_B" in n for n in changed)  # B starts at zero: it must move for the adapter to matter
+    if adapter == "dora":
+        assert any("lora_magnitude_vector" in n for n in changed)
+
+
+def test_full_fine_tuning_trains_everything(tiny_model_dir, tiny_tokenizer):
+    changed, trainable, everything = changed_after_training(tiny_model_dir, tiny_tokenizer, "adapter=full")
+    assert trainable == everything
+    assert changed == everything
+
+
+@pytest.mark.parametrize("train_head", [False, True])
+def test_freeze_trains_only_the_last_blocks(tiny_model_dir, tiny_tokenizer, train_head):
+    changed, trainable, everything = changed_after_training(
+        tiny_model_dir, tiny_tokenizer, "adapter=freeze", "freeze.layers=1", f"freeze.train_head={str(train_head).lower()}")
+    last_block = {n for n in everything if n.startswith("model.layers.1.")}
+    head = {n for n in everything if n in ("lm_head.weight", "model.embed_tokens.weight")}  # tied: one tensor
+    assert changed == trainable
+    assert trainable == (last_block | (head & trainable if train_head else set()))
+    assert bool(head & trainable) == train_head
+    assert not {n for n in changed if n.startswith("model.layers.0.")}
+
+
+def test_qlora_on_a_cpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelLoadError, match="needs a CUDA GPU.*use adapter: lora"):
+        check_adapter_supported("qlora")
+
+
+def tiny_config(tiny_model_dir, train_file, out, *extra):
+    return load_config(None, [f"model={tiny_model_dir}", f"data.train={train_file}", f"output_dir={out}",
+                              "data.validation_fraction=0", "train.learning_rate=3e-3", "train.warmup_ratio=0",
+                              "train.precision=fp32", "lora.dropout=0", *extra])
+
+
+def test_batch_8_equals_batch_2_times_4_accumulation(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", RECORDS)
+    results = {}
+    for name, size, accum in (("big", 8, 1), ("accumulated", 2, 4)):
+        out = tmp_path / name
+        train_sft(tiny_config(tiny_model_dir, data, out, "train.max_steps=2", f"train.batch_size={size}",
+                              f"train.grad_accum={accum}"), progress=False, log=lambda _: None)
+        results[name] = [m["loss"] for m in read_metrics(out) if "loss" in m]
+    assert len(results["big"]) == 2
+    for big, accumulated in zip(results["big"], results["accumulated"]):
+        assert abs(big - accumulated) < 1e-5, results
+
+
+@pytest.mark.parametrize("adapter,weights", [("full", "model"), ("freeze", "trained.safetensors"), ("dora", "adapter")])
+def test_every_method_trains_saves_and_loads_back(tiny_model_dir, tmp_path, adapter, weights):
+    data = write_jsonl(tmp_path / "train.jsonl", RECORDS)
+    out = tmp_path / adapter
+    train_sft(tiny_config(tiny_model_dir, data, out, f"adapter={adapter}", "freeze.layers=1", "train.max_steps=3",
+                          "train.batch_size=4", "train.learning_rate=1e-3"), progress=False, log=lambda _: None)
+    manifest = read_manifest(out)
+    assert manifest["weights"] == weights and manifest["adapter"] == adapter
+    model, _, _ = load_trained(out)
+    base = load_model(resolve(str(tiny_model_dir)))
+    trained_weights = dict(model.named_parameters())
+    differs = [n for n, p in base.named_parameters()
+               if n in trained_weights and not torch.equal(p, trained_weights[n])]
+    if adapter == "full":
+        assert differs  # the saved whole model carries the update
+    elif adapter == "freeze":
+        assert differs and all(n.startswith("model.layers.1.") for n in differs)
+
+
+def test_mixing_general_data_is_recorded(tiny_model_dir, tiny_chat_file, tmp_path):
+    out = tmp_path / "mixed"
+    said = []
+    train_sft(tiny_config(tiny_model_dir, tiny_chat_file, out, "train.max_steps=1", "mix.general=builtin",
+                          "mix.ratio=0.5"), progress=False, log=said.append)
+    assert read_manifest(out)["data"]["mix"] == {"general": "builtin", "ratio": 0.5, "examples": 4}
+    assert read_manifest(out)["data"]["train"]["examples"] == 8
+    assert any("mixed 4 general examples into 4" in line for line in said)
