@@ -116,3 +116,29 @@ def test_mixing_general_data_is_recorded(tiny_model_dir, tiny_chat_file, tmp_pat
     assert read_manifest(out)["data"]["mix"] == {"general": "builtin", "ratio": 0.5, "examples": 4}
     assert read_manifest(out)["data"]["train"]["examples"] == 8
     assert any("mixed 4 general examples into 4" in line for line in said)
+
+
+def test_tensorboard_tracking_writes_events(tiny_model_dir, tiny_chat_file, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tracked"
+    train_sft(tiny_config(tiny_model_dir, tiny_chat_file, out, "train.max_steps=3", "train.tracking=[tensorboard]"),
+              progress=False, log=lambda _: None)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert [round(e.value, 4) for e in events.Scalars("loss")] == [round(m["loss"], 4) for m in read_metrics(out) if "loss" in m]
+
+
+def test_missing_tracker_package_is_a_clear_error(tiny_model_dir, tiny_chat_file, tmp_path, monkeypatch):
+    import importlib.util
+
+    from buxiban.errors import ConfigError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="pip install mlflow"):
+        train_sft(tiny_config(tiny_model_dir, tiny_chat_file, tmp_path / "x", "train.max_steps=1", "train.tracking=[mlflow]"),
+                  progress=False, log=lambda _: None)
+    assert not (tmp_path / "x").exists()  # refused before anything was written

@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import World, init_world
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
-from .tracking import MetricsLog
+from .tracking import MetricsLog, check_trackers
 
 # Keys that may change between a run and its resume without changing what is computed.
 RESUME_MAY_CHANGE = {"train.threads", "output_dir", "train.tracking"}
@@ -251,13 +251,14 @@ def start_run(config: RunConfig, resume: str | None = None, force: bool = False,
     world = init_world()
     out = Path(config.output_dir)
     check_adapter_supported(config.adapter)
+    check_trackers(config.train.tracking)
     quiet_log = log if world.is_main else (lambda _message: None)
     resume_path = _resume_point(config, out, resume, force, quiet_log) if resume else None
     if resume_path is None and world.is_main:
         prepare_run_dir(out, overwrite or bool(resume))
     world.barrier()
     torch.set_num_threads(config.train.threads or max(1, available_cores() // world.size))
-    torch.manual_seed(config.train.seed + world.rank)
+    torch.manual_seed(config.train.seed)  # the same on every rank: the initial adapter must be identical
     device = pick_device()
     source = resolve(config.model, config.trust_remote_code)
     if resume_path is not None:

@@ -99,11 +99,11 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
+    all_tokens = run.world.sum(real_tokens)  # before finish(), which ends the process group
     done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
                       final_val_loss=None if val_loss is None else round(val_loss, 5),
-                      tokens_per_second=round(run.world.sum(real_tokens) / max(1e-9, _elapsed(run)), 1))
-    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"],
-                       run.world.sum(real_tokens) / max(1e-9, done["seconds"]))
+                      tokens_per_second=round(all_tokens / max(1e-9, _elapsed(run)), 1))
+    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], all_tokens / max(1e-9, done["seconds"]))
 
 
 def _elapsed(run: TrainRun) -> float:

@@ -11,6 +11,17 @@ from typing import Any
 from ..errors import ConfigError, Problem
 
 
+def check_trackers(trackers) -> None:
+    """Before anything is written: a tracker asked for must be importable."""
+    import importlib.util
+
+    modules = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+    missing = [t for t in trackers if importlib.util.find_spec(modules[t]) is None]
+    if missing:
+        raise ConfigError("tracking needs a package", [Problem("train.tracking", f"{name} is not installed",
+                                                               fix=f"pip install {name}") for name in missing])
+
+
 class MetricsLog:
     """Append-only JSONL, flushed per line so a crash keeps everything logged before it. On resume,
     lines past the checkpoint's step are dropped: those steps are about to be trained again."""

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from buxiban.config import load_config
+from buxiban.errors import ConfigError
+from buxiban.train.dpo import train_dpo
+from buxiban.train.losses import dpo_loss
+from buxiban.train.rundir import read_manifest, read_metrics
+from buxiban.train.sft import train_sft
+
+from conftest import write_jsonl
+
+PAIRS = [{"prompt": f"How much is plan {i}?", "chosen": f"Plan {i} costs NT${100 * i} per month.",
+          "rejected": "Prices vary, please check our website."} for i in range(1, 9)]
+
+
+def test_dpo_loss_numbers():
+    losses, chosen, rejected = dpo_loss(torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]),
+                                        torch.tensor([-2.0, -2.0]), torch.tensor([-2.0, -2.0]), beta=0.5)
+    # pair 1: rewards 0.5 and -0.5, margin 1 → -log σ(1); pair 2: rewards 0 and 0.5 → -log σ(-0.5)
+    torch.testing.assert_close(losses, torch.tensor([0.313262, 0.974077]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(chosen, torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(rejected, torch.tensor([-0.5, 0.5]))
+
+
+def dpo_config(tiny_model_dir, pairs, out, *extra):
+    return load_config(None, [f"model={tiny_model_dir}", "method=dpo", f"data.train={pairs}", f"data.validation={pairs}",
+                              f"output_dir={out}", "train.max_steps=12", "train.batch_size=4", "train.eval_every=4",
+                              "train.learning_rate=5e-3", "train.warmup_ratio=0", "train.precision=fp32",
+                              "lora.dropout=0", "dpo.beta=0.5", *extra])
+
+
+def test_dpo_after_sft_raises_the_margin(tiny_model_dir, tiny_chat_file, tmp_path):
+    sft = tmp_path / "sft"
+    train_sft(load_config(None, [f"model={tiny_model_dir}", f"data.train={tiny_chat_file}", f"output_dir={sft}",
+                                 "data.validation_fraction=0", "train.max_steps=5", "train.precision=fp32",
+                                 "lora.dropout=0"]),
+              progress=False, log=lambda _: None)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    out = tmp_path / "dpo"
+    train_dpo(dpo_config(tiny_model_dir, pairs, out, f"dpo.from_run={sft}"), progress=False, log=lambda _: None)
+    validation = [m for m in read_metrics(out) if "val_margin" in m]
+    assert len(validation) == 3
+    assert validation[0]["val_margin"] > 0 and validation[-1]["val_margin"] > validation[0]["val_margin"]
+    assert validation[-1]["val_accuracy"] == 1.0
+    steps = [m for m in read_metrics(out) if "margin" in m]
+    assert steps[0]["margin"] == pytest.approx(0.0, abs=1e-4)  # the policy starts as its own reference
+    manifest = read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["dpo"]["from_run"] == str(sft)
+    assert (out / "reference_logps.pt").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_dpo_with_a_fresh_adapter_uses_the_base_as_reference(tiny_model_dir, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    out = tmp_path / "dpo"
+    train_dpo(dpo_config(tiny_model_dir, pairs, out), progress=False, log=lambda _: None)
+    losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
+    assert losses[0] == pytest.approx(0.693147, abs=1e-4)  # log 2: policy equals reference at step 0
+    assert losses[-1] < losses[0]
+
+
+def test_dpo_config_mistakes_are_caught_before_training(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["data.train=p.jsonl", "method=dpo", "adapter=full", "dpo.beta=0", "mix.general=builtin"])
+    text = str(caught.value)
+    assert "DPO here trains a LoRA or DoRA adapter" in text and "'dpo.beta' is 0.0" in text and "mix.general" in text
