@@ -48,6 +48,7 @@ class FreezeConfig:
 class DpoConfig:
     beta: float = 0.1  # how far the policy may move from the reference; smaller = further
     from_run: str | None = None  # an SFT run directory: start from its adapter (the usual SFT → DPO chain)
+    sft_weight: float = 0.0  # add this × the chosen answers' per-token NLL: keeps DPO from unlearning them
 
 
 @dataclass
@@ -271,6 +272,8 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         bad("dpo.from_run", "is set but method is not dpo", "set method: dpo, or remove dpo.from_run")
     if config.dpo.beta <= 0:
         bad("dpo.beta", f"is {config.dpo.beta}", "use a positive number, typically 0.05 to 0.5")
+    if config.dpo.sft_weight < 0:
+        bad("dpo.sft_weight", f"is {config.dpo.sft_weight}", "use 0 (plain DPO) or a positive weight such as 1.0")
     if config.freeze.layers < 1:
         bad("freeze.layers", f"is {config.freeze.layers}", "train at least the last block")
     if config.mix.general is not None and not 0.0 <= config.mix.ratio < 1.0:

@@ -64,3 +64,14 @@ def test_dpo_config_mistakes_are_caught_before_training(tmp_path):
         load_config(None, ["data.train=p.jsonl", "method=dpo", "adapter=full", "dpo.beta=0", "mix.general=builtin"])
     text = str(caught.value)
     assert "DPO here trains a LoRA or DoRA adapter" in text and "'dpo.beta' is 0.0" in text and "mix.general" in text
+
+
+def test_sft_weight_holds_the_chosen_answers_up(tiny_model_dir, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    chosen = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"w{weight}"
+        train_dpo(dpo_config(tiny_model_dir, pairs, out, f"dpo.sft_weight={weight}"), progress=False, log=lambda _: None)
+        chosen[weight] = [m["chosen_logp"] for m in read_metrics(out) if "chosen_logp" in m]
+    assert chosen[1.0][-1] > chosen[0.0][-1]
+    assert chosen[1.0][-1] > chosen[1.0][0]

@@ -66,27 +66,32 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     t = config.train
     run.build(len(train_set), t.batch_size * t.grad_accum, init_adapter=init_adapter, extra_manifest={
         "data": {"train": {"path": config.data.train, "pairs": len(train_set)}, "validation": {"pairs": len(val_set)}},
-        "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run}})
+        "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run, "sft_weight": config.dpo.sft_weight}})
     reference = _reference_log_probs(run, train_set, val_set)
 
-    beta, pad_id = config.dpo.beta, run.tokenizer.pad_token_id
+    beta, sft_weight, pad_id = config.dpo.beta, config.dpo.sft_weight, run.tokenizer.pad_token_id
     stream = batch_stream([len(c.input_ids) + len(r.input_ids) for c, r in train_set], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)
-    train_loss, val_loss, steps_done = float("nan"), None, run.start_step
+    train_loss, val_loss, steps_done, real_tokens = float("nan"), None, run.start_step, 0
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
             micro = [run.world.shard(indices) for _, indices in itertools.islice(stream, t.grad_accum)]
             step_pairs = run.world.sum(sum(len(indices) for indices in micro))
-            loss_sum = margin_sum = right = 0.0
+            loss_sum = margin_sum = right = chosen_sum = 0.0
             for indices in (m for m in micro if m):
                 batch = _pair_batch(train_set, indices, pad_id, run.device)
+                real_tokens += int(batch["attention_mask"].sum())
                 with run.autocast():
                     log_probs = sequence_log_probs(run.model, **batch)
                 chosen, rejected = log_probs.float().chunk(2)
                 ref_chosen, ref_rejected = reference["train"][indices].to(run.device).unbind(-1)
                 losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
+                if sft_weight:  # plain DPO can lower both answers' likelihood; this holds the chosen one up
+                    chosen_tokens = (batch["labels"][: len(indices), 1:] != -100).sum(1)
+                    losses = losses - sft_weight * chosen / chosen_tokens
                 (losses.sum() / step_pairs).backward()
+                chosen_sum += chosen.sum().item()
                 loss_sum += losses.sum().item()
                 margin_sum += (chosen_rewards - rejected_rewards).sum().item()
                 right += (chosen_rewards > rejected_rewards).sum().item()
@@ -97,7 +102,8 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_pairs
             run.log_step(step, loss=round(train_loss, 5), margin=round(run.world.sum(margin_sum) / step_pairs, 5),
-                         accuracy=round(run.world.sum(right) / step_pairs, 4), lr=rate, grad_norm=round(grad_norm, 4))
+                         accuracy=round(run.world.sum(right) / step_pairs, 4),
+                         chosen_logp=round(run.world.sum(chosen_sum) / step_pairs, 4), lr=rate, grad_norm=round(grad_norm, 4))
             if val_set and run.validation_due(step):
                 val_loss, val_margin, val_accuracy = validate(run, val_set, reference["validation"])
                 if run.record_validation(step, train_loss, val_loss, val_margin=round(val_margin, 5),
@@ -108,9 +114,10 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
+    all_tokens = run.world.sum(real_tokens)  # before finish(), which ends the process group
     done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
                       final_val_loss=None if val_loss is None else round(val_loss, 5))
-    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], 0.0)
+    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], all_tokens / max(1e-9, done["seconds"]))
 
 
 def _sft_adapter(config: RunConfig) -> Path:
