@@ -143,3 +143,12 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, tiny_model_dir, tiny_ch
     assert manifest["best_step"] < result.steps
     val = {m["step"]: m["val_loss"] for m in read_metrics(out) if "val_loss" in m}
     assert manifest["best_val_loss"] == min(val.values())
+
+
+def test_resume_never_deletes_a_finished_run(tmp_path, tiny_model_dir, tiny_chat_file):
+    out = tmp_path / "run"
+    config = tiny_run(tiny_model_dir, tiny_chat_file, out, "train.max_steps=1")
+    train_sft(config, progress=False, log=lambda _: None)
+    with pytest.raises(RunDirError, match="holds a finished run and no checkpoint"):
+        train_sft(config, progress=False, log=lambda _: None, resume="auto")
+    assert read_manifest(out)["status"] == "complete" and (out / "adapter").is_dir()

@@ -122,9 +122,20 @@ def _read_fingerprint(directory: Path) -> str:
     return json.loads((directory / "buxiban-source.json").read_text())["fingerprint"]
 
 
+def _quick_key(gguf: Path) -> str:
+    """Size plus the first and last MiB: the same file installed in two virtualenvs shares one cache
+    entry, a different file gets its own, and no 100 MB read happens on every command."""
+    size = gguf.stat().st_size
+    digest = hashlib.sha256(f"{size}|{CACHE_FORMAT}".encode())
+    with gguf.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
 def _converted_gguf(gguf: Path, trust_remote_code: bool) -> Path:
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}|{CACHE_FORMAT}".encode()).hexdigest()[:16]
+    key = _quick_key(gguf)
     target = cache_root() / "models" / f"{gguf.stem}-{key}"
     if (target / "buxiban-source.json").is_file():
         return target

@@ -273,6 +273,9 @@ def start_run(config: RunConfig, resume: str | None = None, force: bool = False,
 def _resume_point(config: RunConfig, out: Path, resume: str, force: bool, log) -> Path | None:
     path = latest_checkpoint(out) if resume == "auto" else Path(resume)
     if path is None:
+        if (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete":
+            raise RunDirError(f"{out} holds a finished run and no checkpoint: nothing to resume "
+                              "(train into a new output_dir, or pass --overwrite to start over)")
         log(f"no complete checkpoint in {out}: starting from the beginning")
         return None
     if not (path / "COMPLETE").is_file():
