@@ -82,13 +82,15 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
 
     data = workdir / "final_turn.jsonl"
     final_turn_only(DATA, data)
-    adapter = {"buxiban-lora": "lora", "buxiban-full": "full", "buxiban-freeze": "freeze"}[mode]
+    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-full": "full",
+               "buxiban-freeze": "freeze"}[mode]
     out = workdir / mode
     config = load_config(None, [f"data.train={data}", f"output_dir={out}", "data.validation_fraction=0",
                                 f"data.max_length={MAX_LENGTH}", f"adapter={adapter}", "freeze.layers=4",
                                 f"train.max_steps={steps}", f"train.batch_size={EXAMPLES_PER_STEP}",
                                 f"train.learning_rate={LR if adapter != 'full' else 5e-5}", "train.lr_schedule=constant",
-                                "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16"])
+                                "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16",
+                                f"train.gradient_checkpointing={'true' if mode.endswith('-ckpt') else 'false'}"])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
     return {"seconds": result.seconds, "tokens": result.tokens_per_second * result.seconds, "losses": losses}
@@ -185,7 +187,7 @@ def main() -> None:
     if args.one:
         one(args.one, args.steps, Path(args.result))
         return
-    modes = ["buxiban-lora", "trl-default", "trl-packed"]
+    modes = ["buxiban-lora", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
     if not args.quick:
         modes += ["buxiban-full", "buxiban-freeze"]
     peak = peak_bf16_flops()
@@ -206,7 +208,8 @@ def main() -> None:
     table = {mode: {k: (sum(r[k] for r in rows) / len(rows)) if isinstance(rows[0][k], (int, float)) else rows[0][k]
                     for k in rows[0]} for mode, rows in best.items()}
     lora = table["buxiban-lora"]["tokens_per_s"]
-    ratios = {f"buxiban-lora / {m}": round(lora / table[m]["tokens_per_s"], 2) for m in table if m.startswith("trl")}
+    ratios = {f"{ours} / {m}": round(table[ours]["tokens_per_s"] / table[m]["tokens_per_s"], 2)
+              for ours in ("buxiban-lora", "buxiban-lora-ckpt") for m in table if m.startswith("trl")}
     if "buxiban-full" in table:
         ratios["buxiban-full / buxiban-lora"] = round(table["buxiban-full"]["tokens_per_s"] / lora, 2)
         ratios["buxiban-freeze / buxiban-lora"] = round(table["buxiban-freeze"]["tokens_per_s"] / lora, 2)

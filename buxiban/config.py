@@ -78,6 +78,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = once per epoch
     keep_checkpoints: int = 2
     tracking: list[str] = field(default_factory=list)  # metrics.jsonl always; add "tensorboard", "mlflow"
+    gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~25 % slower
 
 
 @dataclass

@@ -142,3 +142,14 @@ def test_missing_tracker_package_is_a_clear_error(tiny_model_dir, tiny_chat_file
         train_sft(tiny_config(tiny_model_dir, tiny_chat_file, tmp_path / "x", "train.max_steps=1", "train.tracking=[mlflow]"),
                   progress=False, log=lambda _: None)
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", RECORDS)
+    losses = {}
+    for flag in ("false", "true"):
+        out = tmp_path / flag
+        train_sft(tiny_config(tiny_model_dir, data, out, "train.max_steps=3", "train.batch_size=4",
+                              f"train.gradient_checkpointing={flag}"), progress=False, log=lambda _: None)
+        losses[flag] = [m["loss"] for m in read_metrics(out) if "loss" in m]
+    assert losses["true"] == pytest.approx(losses["false"], abs=1e-5)

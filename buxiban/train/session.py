@@ -115,6 +115,8 @@ class TrainRun:
         else:
             model = make_trainable(model, config)
         self.model = model.to(self.device) if config.adapter != "qlora" else model
+        if t.gradient_checkpointing:  # non-reentrant: works with frozen inputs (LoRA) without extra hooks
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         self.steps_per_epoch = max(1, math.ceil(train_examples / examples_per_step))
