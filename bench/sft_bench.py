@@ -137,8 +137,8 @@ def run_trl(mode: str, steps: int, workdir: Path) -> dict:
 
 def flops_per_token(mode: str) -> float:
     """6·N for trained matmul weights, 4·N for frozen ones the backward passes through (input
-    gradients only), LoRA adapters 6·N_adapter; attention 6·(2·layers·seq·hidden)·... omitted below
-    the 2 % it contributes at ~95 tokens."""
+    gradients only), 2·N for frozen ones it never reaches, 6·N_adapter for LoRA; attention is left out
+    (about 2 % of the FLOPs at ~95 tokens per sequence)."""
     hidden, inter, layers, vocab, kv = 576, 1536, 30, 49152, 192
     per_layer = hidden * hidden * 2 + hidden * kv * 2 + 3 * hidden * inter
     blocks = layers * per_layer
@@ -148,9 +148,9 @@ def flops_per_token(mode: str) -> float:
     lora = layers * 16 * ((hidden + hidden) * 2 + (hidden + kv) * 2 + 2 * (hidden + inter) + (inter + hidden))
     if mode.endswith("full"):
         return 6 * (blocks + head)
-    if mode.endswith("freeze"):
+    if mode.endswith("freeze"):  # backward stops at the first trained block: the blocks below only run forward
         trained = 4 * per_layer
-        return 6 * trained + 4 * (blocks - trained) + 4 * head
+        return 6 * trained + 2 * (blocks - trained) + 4 * head
     return 4 * (blocks + head) + 6 * lora
 
 

@@ -23,7 +23,7 @@ from .batching import batch_stream, collate
 from .losses import dpo_loss, sequence_log_probs
 from .rundir import read_manifest
 from .session import TrainRun, start_run
-from .sft import TrainResult, _elapsed
+from .sft import TrainResult
 from ..data.split import value_fraction
 
 REFERENCE_FILE = "reference_logps.pt"

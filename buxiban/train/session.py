@@ -151,6 +151,9 @@ class TrainRun:
         self.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
         self.started = time.perf_counter()
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
 
@@ -220,7 +223,7 @@ class TrainRun:
     # --- the end --------------------------------------------------------------------------------
 
     def finish(self, steps_done: int, **final: Any) -> dict:
-        seconds = time.perf_counter() - self.started
+        seconds = self.elapsed()
         if self.bar is not None:
             self.bar.close()
         if self.best_state is not None and self.best_step != steps_done:

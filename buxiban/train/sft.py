@@ -89,7 +89,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             train_loss = run.world.sum(loss_sum) / step_tokens
             tokens_seen = run.world.sum(real_tokens)
             run.log_step(step, loss=round(train_loss, 5), lr=rate, grad_norm=round(grad_norm, 4), tokens=int(tokens_seen),
-                         tokens_per_s=round(tokens_seen / max(1e-9, _elapsed(run)), 1))
+                         tokens_per_s=round(tokens_seen / max(1e-9, run.elapsed()), 1))
             if val_set.examples and run.validation_due(step):
                 val_loss = validation_loss(run, val_set)
                 if run.record_validation(step, train_loss, val_loss):
@@ -102,14 +102,8 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     all_tokens = run.world.sum(real_tokens)  # before finish(), which ends the process group
     done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
                       final_val_loss=None if val_loss is None else round(val_loss, 5),
-                      tokens_per_second=round(all_tokens / max(1e-9, _elapsed(run)), 1))
+                      tokens_per_second=round(all_tokens / max(1e-9, run.elapsed()), 1))
     return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], all_tokens / max(1e-9, done["seconds"]))
-
-
-def _elapsed(run: TrainRun) -> float:
-    import time
-
-    return time.perf_counter() - run.started
 
 
 @torch.no_grad()
