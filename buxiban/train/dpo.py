@@ -17,14 +17,13 @@ import torch
 
 from ..config import RunConfig
 from ..data.preference import PreferencePair, load_preference_jsonl
+from ..data.split import value_fraction
 from ..data.tokenize import Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
 from .batching import batch_stream, collate
 from .losses import dpo_loss, sequence_log_probs
 from .rundir import read_manifest
-from .session import TrainRun, start_run
-from .sft import TrainResult
-from ..data.split import value_fraction
+from .session import TrainResult, TrainRun, start_run
 
 REFERENCE_FILE = "reference_logps.pt"
 
@@ -114,10 +113,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    all_tokens = run.world.sum(real_tokens)  # before finish(), which ends the process group
-    done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
-                      final_val_loss=None if val_loss is None else round(val_loss, 5))
-    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], all_tokens / max(1e-9, done["seconds"]))
+    return run.complete(steps_done, train_loss, val_loss, real_tokens)
 
 
 def _sft_adapter(config: RunConfig) -> Path:

@@ -71,6 +71,16 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 @dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    train_loss: float
+    val_loss: float | None
+    seconds: float
+    tokens_per_second: float
+
+
+@dataclass
 class TrainRun:
     config: RunConfig
     out: Path
@@ -221,6 +231,15 @@ class TrainRun:
         self.world.barrier()
 
     # --- the end --------------------------------------------------------------------------------
+
+    def complete(self, steps_done: int, train_loss: float, val_loss: float | None, real_tokens: int) -> TrainResult:
+        """Save the result and mark the run complete; totals are summed over processes first."""
+        all_tokens = self.world.sum(real_tokens)  # before finish(), which ends the process group
+        seconds = self.elapsed()
+        self.finish(steps_done, final_train_loss=round(train_loss, 5),
+                    final_val_loss=None if val_loss is None else round(val_loss, 5),
+                    tokens_per_second=round(all_tokens / max(1e-9, seconds), 1))
+        return TrainResult(self.out, steps_done, train_loss, val_loss, seconds, all_tokens / max(1e-9, seconds))
 
     def finish(self, steps_done: int, **final: Any) -> dict:
         seconds = self.elapsed()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -19,18 +17,8 @@ from ..data.split import hash_split
 from ..errors import DataError, Problem
 from .batching import batch_stream, collate
 from .losses import summed_token_loss
-from .session import TrainRun, start_run
 from .rundir import file_sha256
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    steps: int
-    train_loss: float
-    val_loss: float | None
-    seconds: float
-    tokens_per_second: float
+from .session import TrainResult, TrainRun, start_run
 
 
 def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
@@ -99,11 +87,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    all_tokens = run.world.sum(real_tokens)  # before finish(), which ends the process group
-    done = run.finish(steps_done, final_train_loss=round(train_loss, 5),
-                      final_val_loss=None if val_loss is None else round(val_loss, 5),
-                      tokens_per_second=round(all_tokens / max(1e-9, run.elapsed()), 1))
-    return TrainResult(run.out, steps_done, train_loss, val_loss, done["seconds"], all_tokens / max(1e-9, done["seconds"]))
+    return run.complete(steps_done, train_loss, val_loss, real_tokens)
 
 
 @torch.no_grad()
