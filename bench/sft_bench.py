@@ -12,7 +12,9 @@ number of optimizer steps and about the same real tokens per step (8 examples; T
 sized to hold about 8 examples' tokens).
 
 Measured: real (non-padding) tokens per second of the training loop, its wall time, the process's
-peak resident memory, the mean training loss of the last 10 steps, and model FLOPs utilization:
+peak resident memory, the mean training loss of the last 10 steps, the loss of the trained model over
+the whole training set computed identically for both (the like-for-like number: each framework draws
+its batches in its own order), and model FLOPs utilization:
 FLOPs per real token = 6·N_trained + 4·N_frozen + attention (N = matmul parameters including the output
 head, counted where the head actually runs), divided by the peak measured with a 2048³ bf16 matmul
 on this machine.
@@ -75,6 +77,30 @@ def peak_bf16_flops() -> float:
     return 2 * 2048 ** 3 / best
 
 
+def train_set_loss(model, tokenizer, workdir: Path) -> float:
+    """Token-mean loss of the trained model over the whole training set, computed the same way for
+    both frameworks (buxiban's loss on the final assistant turns), so final losses compare like for
+    like whatever order each framework drew the examples in."""
+    import torch
+
+    from buxiban.data.prepare import prepare
+    from buxiban.data.records import load_chat_jsonl
+    from buxiban.train.batching import collate
+    from buxiban.train.losses import summed_token_loss
+
+    data = workdir / "final_turn_eval.jsonl"
+    final_turn_only(DATA, data)
+    examples = prepare(load_chat_jsonl(data), tokenizer, MAX_LENGTH).examples
+    model.eval()
+    total = count = 0.0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(examples), 16):
+            summed, n = summed_token_loss(model, **collate(examples[start:start + 16], tokenizer.pad_token_id))
+            total += summed.item()
+            count += n
+    return total / count
+
+
 def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
     from buxiban.config import load_config
     from buxiban.train.rundir import read_metrics
@@ -93,7 +119,11 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
                                 f"train.gradient_checkpointing={'true' if mode.endswith('-ckpt') else 'false'}"])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
-    return {"seconds": result.seconds, "tokens": result.tokens_per_second * result.seconds, "losses": losses}
+    from buxiban.train.rundir import load_trained
+
+    model, tokenizer, _ = load_trained(out)
+    return {"seconds": result.seconds, "tokens": result.tokens_per_second * result.seconds, "losses": losses,
+            "train_set_loss": train_set_loss(model, tokenizer, workdir)}
 
 
 def run_trl(mode: str, steps: int, workdir: Path) -> dict:
@@ -132,7 +162,8 @@ def run_trl(mode: str, steps: int, workdir: Path) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"seconds": seconds, "tokens": counted["tokens"], "losses": losses}
+    return {"seconds": seconds, "tokens": counted["tokens"], "losses": losses,
+            "train_set_loss": train_set_loss(trainer.model, tokenizer, workdir)}
 
 
 def flops_per_token(mode: str) -> float:
@@ -171,6 +202,7 @@ def summarize(mode: str, raw: dict, peak: float) -> dict:
     return {"mode": mode, "tokens_per_s": round(tokens_per_s, 1), "train_seconds": round(raw["seconds"], 1),
             "real_tokens": int(raw["tokens"]), "peak_rss_mib": raw["peak_rss_mib"],
             "final_loss_last10": round(sum(raw["losses"][-10:]) / len(raw["losses"][-10:]), 4),
+            "train_set_loss_after": round(raw["train_set_loss"], 4),
             "steps": len(raw["losses"]), "achieved_tflops": round(achieved / 1e12, 3),
             "mfu": round(achieved / peak, 4)}
 

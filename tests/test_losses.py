@@ -76,3 +76,20 @@ def test_batches_cover_each_example_once_per_epoch_and_are_reproducible():
     assert sorted(i for b in first for i in b) == list(range(10))
     assert first == epoch_batches(lengths, 3, seed=1, epoch=0)
     assert first != epoch_batches(lengths, 3, seed=1, epoch=1)
+
+
+def test_chunked_head_gives_the_same_loss_and_gradients(tiny_model_dir, tiny_tokenizer):
+    from buxiban.train.losses import chunked_head_loss
+
+    model = tiny_lora(tiny_model_dir)
+    hidden = torch.randn(10, model.config.hidden_size, requires_grad=True)
+    targets = torch.randint(0, model.config.vocab_size, (10,))
+    head = model.get_output_embeddings()
+    results = []
+    for chunk in (100, 3):  # one piece, then four pieces with recomputation
+        hidden.grad = None
+        loss = chunked_head_loss(head, hidden, targets, chunk=chunk)
+        loss.backward()
+        results.append((loss.detach(), hidden.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)

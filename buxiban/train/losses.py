@@ -7,6 +7,28 @@ import torch.nn.functional as F
 
 from ..data.tokenize import IGNORE_INDEX
 
+HEAD_CHUNK = 1024  # trained positions sent through the output head at once: 1024 × 49k vocab = 200 MB of logits
+
+
+def _head_cross_entropy(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def chunked_head_loss(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Summed cross-entropy of head(hidden) against targets, `chunk` rows at a time. Each chunk's
+    logits are recomputed in backward instead of kept, so the logits of all trained positions
+    (long answers × a large vocabulary) never exist at once."""
+    chunk = chunk or HEAD_CHUNK
+    if hidden.size(0) <= chunk:
+        return _head_cross_entropy(head, hidden, targets)
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.size(0), chunk):
+        total = total + checkpoint(_head_cross_entropy, head, hidden[start:start + chunk], targets[start:start + chunk],
+                                   use_reentrant=False)
+    return total
+
 
 def backbone_and_head(model):
     """The transformer body and the output head of a causal LM, through any PEFT wrapper."""
@@ -30,11 +52,9 @@ def summed_token_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     count = int(selected.sum())
     if getattr(base.config, "final_logit_softcapping", None):  # the head has extra math: use the model's own
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][selected]
-    else:
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = head(hidden[:, :-1][selected])
-    loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum")
-    return loss, count
+        return F.cross_entropy(logits.float(), targets[selected], reduction="sum"), count
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return chunked_head_loss(head, hidden[:, :-1][selected], targets[selected]), count
 
 
 def reference_mean_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
