@@ -10,21 +10,16 @@ import torch
 
 from ..data.tokenize import IGNORE_INDEX, Encoded
 
-LENGTH_GROUP_WINDOW = 16  # micro-batches sorted together: less padding, order still random
-
-
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Micro-batches of example indices for one epoch, grouped by similar length."""
+    """Micro-batches of example indices for one epoch, drawn at random.
+
+    Not grouped by length: grouping cut padding and raised tokens/s by 14 % on the example data, but
+    made each batch one kind of example (all tickets, all short questions) and slowed learning per
+    step: after 20 steps the training-set loss was 0.94 grouped against 0.55 at random (bench/)."""
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    window = batch_size * LENGTH_GROUP_WINDOW
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def batch_stream(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[tuple[int, list[int]]]:

@@ -60,7 +60,10 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict[str, Any], keep: int,
+                    rng_states: list[dict[str, Any]] | None = None) -> Path:
+    """`rng_states` holds one entry per process (each consumes its own dropout randomness); the
+    default is this process's alone."""
     from safetensors.torch import save_file
 
     root = checkpoint_root(run_dir)
@@ -69,7 +72,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict[str,
     staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
     save_file(trainable_state(model), str(staging / "trainable.safetensors"))
     torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    torch.save(rng_state(), staging / "rng.pt")
+    torch.save(rng_states or [rng_state()], staging / "rng.pt")
     (staging / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     for file in staging.iterdir():
         _fsync_file(file)
@@ -106,11 +109,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
-    """Restore the trained tensors, optimizer and RNGs; return the saved state (step and the rest)."""
+def load_checkpoint(path: Path, model, optimizer, rank: int = 0) -> dict[str, Any]:
+    """Restore the trained tensors, optimizer and this process's RNGs; return the saved state."""
     from safetensors.torch import load_file
 
     load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    restore_rng(torch.load(path / "rng.pt", weights_only=False))
+    states = torch.load(path / "rng.pt", weights_only=False)
+    restore_rng(states[rank] if rank < len(states) else states[0])
     return json.loads((path / "state.json").read_text())

@@ -42,6 +42,14 @@ class World:
                 param.grad = torch.zeros_like(param)
             torch.distributed.all_reduce(param.grad)
 
+    def gather(self, value) -> list:
+        """Every process's `value`, in rank order, on every process."""
+        if self.size == 1:
+            return [value]
+        out = [None] * self.size
+        torch.distributed.all_gather_object(out, value)
+        return out
+
     def barrier(self) -> None:
         if self.size > 1:
             torch.distributed.barrier()

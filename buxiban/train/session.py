@@ -21,7 +21,7 @@ from ..errors import RunDirError
 from ..models.adapt import (check_adapter_supported, count_parameters, load_trainable_state, make_trainable,
                             quantization_config, save_trained, trainable_state)
 from ..models.load import load_model, load_tokenizer, resolve
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
@@ -136,7 +136,7 @@ class TrainRun:
         self.checkpoint_every = t.checkpoint_every or self.steps_per_epoch
         trainable, total = count_parameters(self.model)
         if self.resume_path is not None:
-            state = load_checkpoint(self.resume_path, self.model, self.optimizer)
+            state = load_checkpoint(self.resume_path, self.model, self.optimizer, self.world.rank)
             self.start_step = state["step"]
             self.best_val, self.best_step = state.get("best_val"), state.get("best_step")
             self.evals_since_best = state.get("evals_since_best", 0)
@@ -223,11 +223,12 @@ class TrainRun:
         return (step + 1) % self.checkpoint_every == 0 and step + 1 < self.total_steps
 
     def save_checkpoint(self, step: int) -> None:
+        rng_states = self.world.gather(rng_state())
         if self.world.is_main:
             save_checkpoint(self.out, step + 1, self.model, self.optimizer,
                             {"best_val": self.best_val, "best_step": self.best_step,
                              "evals_since_best": self.evals_since_best, "history": self.history},
-                            self.config.train.keep_checkpoints)
+                            self.config.train.keep_checkpoints, rng_states)
         self.world.barrier()
 
     # --- the end --------------------------------------------------------------------------------
