@@ -15,7 +15,8 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 
     Not grouped by length: grouping cut padding and raised tokens/s by 14 % on the example data, but
     made each batch one kind of example (all tickets, all short questions) and slowed learning per
-    step: after 20 steps the training-set loss was 0.94 grouped against 0.55 at random (bench/)."""
+    step: after 20 steps the training-set loss was 0.94 grouped against 0.55 to 0.66 at random (bench/),
+    and the quickstart's held-out exact match rose from 0.835 to 0.937."""
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
