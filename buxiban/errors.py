@@ -50,3 +50,7 @@ class ModelLoadError(BuxibanError):
 
 class RunDirError(BuxibanError):
     """A run directory is missing, incomplete or not a buxiban run."""
+
+
+class AdapterError(BuxibanError):
+    """An adapter name is invalid, unknown, taken, or points at an unusable run."""

@@ -1,0 +1,1 @@
+"""Trained adapters by name: the registry, merging and export."""
