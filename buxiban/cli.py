@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli_data import add_data_commands
+from .cli_serve import add_serve_commands
 from .errors import BuxibanError, ProblemsError
 
 EXIT_PROBLEMS = 1
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_data_commands(commands)
+    add_serve_commands(commands)
 
     train = commands.add_parser("train", help="fine-tune from a YAML config plus key=value overrides")
     train.add_argument("config", help="YAML run config (see examples/yunshan/lora.yaml)")

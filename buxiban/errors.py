@@ -54,3 +54,15 @@ class RunDirError(BuxibanError):
 
 class AdapterError(BuxibanError):
     """An adapter name is invalid, unknown, taken, or points at an unusable run."""
+
+
+class ServeError(BuxibanError):
+    """A request the server refuses. Carries the HTTP status and the OpenAI error fields, so the
+    server answers the way the official SDK expects to parse."""
+
+    status = 400
+    code = "invalid_request_error"
+
+    def __init__(self, message: str, param: str | None = None):
+        self.param = param
+        super().__init__(message)

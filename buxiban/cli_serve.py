@@ -1,0 +1,65 @@
+"""`buxiban serve`: the OpenAI-compatible server. Errors travel up as exceptions to cli.main."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import ServeError
+
+API_KEY_ENV = "BUXIBAN_API_KEY"
+
+
+def add_serve_commands(commands) -> None:
+    serve = commands.add_parser("serve", help="OpenAI-compatible API: chat with adapters, upload files, run fine-tuning jobs")
+    serve.add_argument("--model", default="embedded", help="base model spec (default: embedded)")
+    serve.add_argument("--home", help="where files, jobs and the adapter registry live (default: $BUXIBAN_HOME "
+                                      "or ~/.local/share/buxiban)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; any other needs a key)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
+                       help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV})")
+    serve.add_argument("--adapter", action="append", default=[], metavar="NAME=RUN_DIR",
+                       help="register a finished run under NAME before serving (repeatable)")
+    serve.add_argument("--queue-size", type=int, default=16, help="generation requests that may wait before 429 (default 16)")
+    serve.add_argument("--max-body-mb", type=float, default=8.0, help="request body cap for JSON routes (default 8)")
+    serve.add_argument("--max-upload-mb", type=float, default=1024.0, help="upload cap for /v1/files (default 1024)")
+    serve.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override for every fine-tuning job, e.g. train.threads=1 (repeatable)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def settings_from_args(args):
+    from .serve.app import ServeSettings
+    from .serve.safety import Limits
+
+    adapters = {}
+    for item in args.adapter:
+        name, sep, run_dir = item.partition("=")
+        if not sep or not name or not run_dir:
+            raise ServeError(f"--adapter {item!r} is not NAME=RUN_DIR")
+        adapters[name] = run_dir
+    for item in args.train_set:
+        if "=" not in item:
+            raise ServeError(f"--train-set {item!r} is not KEY=VALUE (e.g. train.threads=1)")
+    if args.queue_size < 1:
+        raise ServeError(f"--queue-size is {args.queue_size}; use at least 1")
+    limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+    return ServeSettings(model=args.model, home=args.home, host=args.host, port=args.port, api_key=args.api_key,
+                         limits=limits, queue_size=args.queue_size, adapters=adapters, train_overrides=args.train_set)
+
+
+def cmd_serve(args) -> int:
+    from .serve.app import serve
+    from .serve.safety import check_bind
+
+    settings = settings_from_args(args)
+    check_bind(settings.host, settings.api_key)  # before minutes of model loading
+
+    def ready(url: str) -> None:
+        print(f"buxiban serving {settings.model} at {url}" + (" (API key required)" if settings.api_key else ""), flush=True)
+        print(f"  from openai import OpenAI; client = OpenAI(base_url=\"{url}\", api_key=\"...\")", flush=True)
+
+    print("loading the model...", file=sys.stderr, flush=True)
+    serve(settings, on_ready=ready)
+    return 0

@@ -1,0 +1,132 @@
+"""The OpenAI-compatible server: FastAPI app factory, shared state, and error bodies.
+
+    GET  /health                       no key needed
+    GET  /v1/models                    the base model and every registered adapter
+    POST /v1/chat/completions          whole or streamed (SSE), model = base or adapter name
+    POST /v1/completions
+    /v1/files                          upload (validated), list, retrieve, content, delete
+    /v1/fine_tuning/jobs               create, list, retrieve, cancel, events, checkpoints
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..adapters.registry import Registry
+from ..errors import AdapterError, BuxibanError, ServeError
+from .safety import Busy, Guard, Limits, check_bind, error_body
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    model: str = "embedded"
+    home: Path | None = None  # None: buxiban_home(), shared with `buxiban adapters` and `buxiban chat`
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    queue_size: int = 16  # generation requests waiting for the model before new ones get 429
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> run dir, registered at start
+    train_overrides: list[str] = field(default_factory=list)  # key=value added to every job's config
+
+
+@dataclass
+class ServeState:
+    settings: ServeSettings
+    store: object
+    registry: Registry
+    pool: object
+    worker: object
+    started: int
+
+
+def open_state(settings: ServeSettings) -> ServeState:
+    """Everything the routes share. Checks come first: a bad bind or adapter fails before the model loads."""
+    from ..adapters.registry import buxiban_home
+    from .jobs import JobWorker
+    from .pool import ModelPool
+    from .store import Store
+
+    check_bind(settings.host, settings.api_key)
+    home = Path(settings.home) if settings.home else buxiban_home()
+    registry = Registry(home)
+    for name, run_dir in settings.adapters.items():
+        registry.register(name, run_dir, replace=True)
+    store = Store(home)
+    pool = ModelPool(settings.model, registry, settings.queue_size)
+    worker = JobWorker(store, registry, settings.model, pool.base_id, settings.train_overrides)
+    return ServeState(settings, store, registry, pool, worker, int(time.time()))
+
+
+def create_app(settings: ServeSettings, state: ServeState | None = None):
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from .routes_chat import router as chat_router
+    from .routes_tuning import router as tuning_router
+
+    state = state or open_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        state.worker.start()
+        try:
+            yield
+        finally:
+            state.worker.stop()
+            state.pool.close()
+
+    app = FastAPI(title="buxiban", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.serve = state
+    app.include_router(chat_router)
+    app.include_router(tuning_router)
+
+    @app.get("/health")
+    def health():
+        pool = state.pool
+        return {"status": "ok", "model": pool.base_id, "queued_requests": pool.queue.qsize(),
+                "adapters_attached": len(pool.attached)}
+
+    @app.exception_handler(ServeError)
+    async def refused(_request: Request, exc: ServeError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+        kind = "rate_limit_error" if isinstance(exc, Busy) else "invalid_request_error"
+        return JSONResponse(error_body(str(exc), exc.code, exc.param, kind), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(AdapterError)
+    async def bad_name(_request: Request, exc: AdapterError):
+        return JSONResponse(error_body(str(exc), "invalid_name", "model"), status_code=400)
+
+    @app.exception_handler(BuxibanError)
+    async def library_error(_request: Request, exc: BuxibanError):
+        return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:])
+        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error", where),
+                            status_code=400)
+
+    @app.exception_handler(404)
+    async def not_found(_request: Request, _exc):
+        return JSONResponse(error_body(f"no route {_request.method} {_request.url.path}", "not_found"), status_code=404)
+
+    return Guard(app, settings.api_key, settings.limits)
+
+
+def serve(settings: ServeSettings, on_ready=None) -> None:
+    """Load the model, then serve until interrupted; `on_ready(url)` is told where, before the port opens."""
+    import uvicorn
+
+    app = create_app(settings)
+    if on_ready is not None:
+        on_ready(f"http://{settings.host}:{settings.port}/v1")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -1,0 +1,236 @@
+"""/v1/files and /v1/fine_tuning/jobs, in the shapes the official SDK parses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..errors import AdapterError, ServeError
+from ..train.checkpoint import COMPLETE, PREFIX
+from ..train.rundir import read_metrics
+from . import hyper
+from .requests import read_json, required_string
+from .store import FINAL_STATUSES, check_file_id, new_id
+
+router = APIRouter()
+PURPOSE = "fine-tune"
+LISTED_PROBLEMS = 10
+
+
+def _page(items: list[dict], after: str | None, limit: int | None, default: int) -> dict:
+    """OpenAI's cursor page: `after` is the id of the last item the client already has."""
+    limit = max(1, min(100, int(limit or default)))
+    start = 0
+    if after:
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else len(items)
+    chosen = items[start:start + limit]
+    return {"object": "list", "data": chosen, "has_more": start + limit < len(items),
+            "first_id": chosen[0]["id"] if chosen else None, "last_id": chosen[-1]["id"] if chosen else None}
+
+
+def _file_object(row: dict) -> dict:
+    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
+            "filename": row["filename"], "purpose": row["purpose"], "status": "processed", "expires_at": None,
+            "status_details": None, "buxiban": {"kind": row["kind"], "examples": row["examples"]}}
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+@router.post("/v1/files")
+async def upload_file(request: Request):
+    store = request.app.state.serve.store
+    form = await request.form()
+    upload, purpose = form.get("file"), form.get("purpose")
+    if purpose != PURPOSE:
+        raise ServeError(f"purpose is {purpose!r}; this server takes training data only: purpose='{PURPOSE}'", "purpose")
+    if upload is None or isinstance(upload, str):
+        raise ServeError("send the data as the multipart field 'file'", "file")
+    filename = Path(upload.filename or "upload.jsonl").name[:255]  # a name, never a path
+    file_id = new_id("file-")
+    final = store.file_path(file_id)
+    staging = final.with_name(final.name + ".uploading")
+    with staging.open("wb") as out:
+        shutil.copyfileobj(upload.file, out)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        kind, examples = await asyncio.to_thread(_validate_upload, staging, filename)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, final)
+    return _file_object(store.add_file(file_id, filename, purpose, final.stat().st_size, kind, examples))
+
+
+def _validate_upload(path: Path, filename: str) -> tuple[str, int]:
+    """The data checker, with problems located in the user's own file name."""
+    from ..data.check import check_file
+
+    report = check_file(path, tokenizer=None)
+    if report.problems:
+        shown = [str(p).replace(str(path), filename) for p in report.problems[:LISTED_PROBLEMS]]
+        more = len(report.problems) - len(shown)
+        raise ServeError(f"{filename} has {len(report.problems)} problem(s); nothing was stored: " + "; ".join(shown)
+                         + (f"; and {more} more (run `buxiban data check {filename}` to see all)" if more else ""), "file")
+    return report.kind, report.stats.get("examples", 0)
+
+
+@router.get("/v1/files")
+def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: int | None = None,
+               order: str = "desc"):
+    rows = [_file_object(r) for r in request.app.state.serve.store.list_files(purpose)]
+    return _page(rows if order != "asc" else rows[::-1], after, limit, 10_000)
+
+
+@router.get("/v1/files/{file_id}")
+def retrieve_file(file_id: str, request: Request):
+    return _file_object(request.app.state.serve.store.get_file(file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+def file_content(file_id: str, request: Request):
+    store = request.app.state.serve.store
+    store.get_file(file_id)
+    return Response(store.file_path(file_id).read_bytes(), media_type="application/octet-stream")
+
+
+@router.delete("/v1/files/{file_id}")
+def delete_file(file_id: str, request: Request):
+    request.app.state.serve.store.delete_file(file_id)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+# --- fine-tuning jobs ----------------------------------------------------------------------------
+
+def job_object(job: dict) -> dict:
+    method = job["method"]
+    concrete = job["hyperparameters"] if job["status"] != "validating_files" else None
+    shown = {k: v for k, v in (concrete or method["hyperparameters"]).items() if k != "beta"}
+    return {"id": job["id"], "object": "fine_tuning.job", "created_at": job["created_at"], "model": job["model"],
+            "fine_tuned_model": job["fine_tuned_model"], "finished_at": job["finished_at"],
+            "organization_id": "org-local", "result_files": [], "seed": job["seed"], "status": job["status"],
+            "trained_tokens": job["trained_tokens"] if job["status"] == "succeeded" else None,
+            "training_file": job["training_file"], "validation_file": job["validation_file"],
+            "hyperparameters": shown, "method": hyper.method_object(method, concrete), "error": job["error"],
+            "estimated_finish": None, "integrations": [], "metadata": job["metadata"],
+            "user_provided_suffix": job["suffix"],
+            "buxiban": {"step": job["last_step"], "total_steps": job["total_steps"]}}
+
+
+@router.post("/v1/fine_tuning/jobs")
+async def create_job(request: Request):
+    state = request.app.state.serve
+    body = await read_json(request)
+    method = hyper.parse_method(body.get("method"), body.get("hyperparameters"))
+    model = required_string(body, "model")
+    if model not in state.pool.aliases:
+        _check_parent_model(state, model, method["type"])
+    training = _check_data_file(state.store, body.get("training_file"), "training_file", method["type"])
+    validation = None
+    if body.get("validation_file"):
+        validation = _check_data_file(state.store, body["validation_file"], "validation_file", method["type"])
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2 ** 31)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 31:
+        raise ServeError(f"seed must be a whole number from 0 to 2147483647, got {seed!r}", "seed")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ServeError("metadata must be an object of string keys and values", "metadata")
+    if body.get("integrations"):
+        raise ServeError("integrations (Weights & Biases) are not supported; every run logs metrics.jsonl, and "
+                         "train.tracking in a config adds TensorBoard or MLflow", "integrations")
+    job = state.store.add_job({"id": new_id("ftjob-"), "model": model, "training_file": training,
+                               "validation_file": validation, "suffix": hyper.check_suffix(body.get("suffix")),
+                               "seed": seed, "hyperparameters": method["hyperparameters"], "method": method,
+                               "metadata": metadata})
+    return job_object(job)
+
+
+def _check_parent_model(state, model: str, kind: str) -> None:
+    """Jobs train this server's base model, or (DPO) continue a model fine-tuned from it."""
+    base = state.pool.base_id
+    try:
+        entry = state.registry.get(model)
+    except AdapterError:
+        raise ServeError(f"model '{model}' is not served here; fine-tune '{base}', this server's base model", "model") from None
+    if kind != "dpo":
+        raise ServeError(f"supervised jobs start from the base model '{base}'; '{model}' is already fine-tuned "
+                         "(continue it with method type 'dpo', or train the base on the combined data)", "model")
+    problem = state.pool.unservable(entry)
+    if problem:
+        raise ServeError(f"cannot continue '{model}': {problem}", "model")
+
+
+def _check_data_file(store, file_id, key: str, kind: str) -> str:
+    check_file_id(file_id)
+    row = store.get_file(file_id)
+    wanted = "preference" if kind == "dpo" else "chat"
+    if row["kind"] != wanted:
+        raise ServeError(f"{key} {file_id} ({row['filename']}) holds {row['kind']} data, but a {kind} job needs "
+                         + ("preference pairs (input, preferred_output, non_preferred_output)" if wanted == "preference"
+                            else "chat conversations ({\"messages\": [...]})"), key)
+    return file_id
+
+
+@router.get("/v1/fine_tuning/jobs")
+def list_jobs(request: Request, after: str | None = None, limit: int | None = None):
+    jobs = [job_object(j) for j in request.app.state.serve.store.list_jobs()]
+    return _page(jobs, after, limit, 20)
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}")
+def retrieve_job(job_id: str, request: Request):
+    return job_object(request.app.state.serve.store.get_job(job_id))
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, request: Request):
+    store = request.app.state.serve.store
+    job = store.get_job(job_id)
+    if job["status"] in FINAL_STATUSES or not store.set_status_if(job_id, ("validating_files", "queued", "running"),
+                                                                  "cancelled"):
+        raise ServeError(f"job {job_id} is already {store.get_job(job_id)['status']}; only unfinished jobs can be "
+                         "cancelled", "fine_tuning_job_id")
+    if job["status"] != "running":  # a running job's process is stopped by the worker, which then records it
+        store.update_job(job_id, finished_at=int(time.time()))
+        store.add_event(job_id, "Job cancelled before training started")
+    return job_object(store.get_job(job_id))
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/events")
+def job_events(job_id: str, request: Request, after: str | None = None, limit: int | None = None):
+    store = request.app.state.serve.store
+    store.get_job(job_id)
+    return _page(store.list_events(job_id), after, limit, 20)
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+def job_checkpoints(job_id: str, request: Request, after: str | None = None, limit: int | None = None):
+    """The run's kept checkpoints, newest first, with the training loss logged at their step."""
+    store = request.app.state.serve.store
+    job = store.get_job(job_id)
+    run_dir = store.job_dir(job_id) / "run"
+    losses = {m["step"]: m for m in read_metrics(run_dir) if "loss" in m} if run_dir.is_dir() else {}
+    base = hyper.fine_tuned_name(request.app.state.serve.pool.base_id, job["suffix"], job_id)
+    items = []
+    # Read-only listing: the checkpoint module's own lister removes unfinished directories, which here
+    # could be the one the training process is writing right now.
+    root = run_dir / "checkpoints"
+    found = sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and ".tmp-" not in p.name
+                   and (p / COMPLETE).is_file()) if root.is_dir() else []
+    for path in reversed(found):
+        step = int(path.name.split("-")[-1])
+        items.append({"id": f"ftckpt-{job_id[6:]}-{step}", "object": "fine_tuning.job.checkpoint",
+                      "created_at": int(path.stat().st_mtime), "fine_tuning_job_id": job_id, "step_number": step,
+                      "fine_tuned_model_checkpoint": f"{base}:ckpt-step-{step}",
+                      "metrics": {"step": step, "train_loss": losses.get(step, {}).get("loss")}})
+    return _page(items, after, limit, 10)
