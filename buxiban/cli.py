@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cli_adapters import add_adapter_commands
 from .cli_data import add_data_commands
 from .cli_serve import add_serve_commands
 from .errors import BuxibanError, ProblemsError
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_data_commands(commands)
+    add_adapter_commands(commands)
     add_serve_commands(commands)
 
     train = commands.add_parser("train", help="fine-tune from a YAML config plus key=value overrides")
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = chat.add_mutually_exclusive_group()
     source.add_argument("--run", help="a run directory written by `buxiban train`")
     source.add_argument("--model", help="a base model spec instead of a run (default: embedded)")
+    source.add_argument("--adapter", help="a registered adapter name (see `buxiban adapters list`)")
     chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
     chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")
     chat.add_argument("--max-new-tokens", type=int, default=256)
@@ -129,7 +132,7 @@ def cmd_chat(args) -> int:
     from .serve.chat import ChatSession
 
     session = ChatSession.open(run=args.run, model=args.model or "embedded", system=args.system,
-                               max_new_tokens=args.max_new_tokens)
+                               max_new_tokens=args.max_new_tokens, adapter=args.adapter)
     if args.message is not None:
         print(session.ask(args.message, stream=False))
         return 0

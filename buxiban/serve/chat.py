@@ -23,7 +23,11 @@ class ChatSession:
 
     @classmethod
     def open(cls, run: str | None = None, model: str = "embedded", system: str | None = None,
-             max_new_tokens: int = 256) -> "ChatSession":
+             max_new_tokens: int = 256, adapter: str | None = None) -> "ChatSession":
+        if adapter:  # a registered name stands for its run directory
+            from ..adapters.registry import Registry
+
+            run = str(Registry().get(adapter).run_dir)
         if run:
             from ..train.rundir import load_trained
 
