@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .cli_adapters import add_adapter_commands
 from .cli_data import add_data_commands
+from .cli_rag import add_rag_commands
 from .cli_serve import add_serve_commands
 from .errors import BuxibanError, ProblemsError
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_data_commands(commands)
+    add_rag_commands(commands)
     add_adapter_commands(commands)
     add_serve_commands(commands)
 
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
     chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")
     chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--rag", metavar="INDEX", help="put the best chunks of this index (`buxiban rag index`) into each question's prompt")
+    chat.add_argument("--rag-k", type=int, default=3, help="chunks per question with --rag (default 3)")
     chat.set_defaults(handler=cmd_chat)
     return parser
 
@@ -131,10 +135,17 @@ def cmd_eval(args) -> int:
 def cmd_chat(args) -> int:
     from .serve.chat import ChatSession
 
+    rag = None
+    if args.rag:  # opened before the model loads: a wrong path fails in milliseconds
+        from .rag.retrieve import open_index
+
+        rag = open_index(args.rag)
     session = ChatSession.open(run=args.run, model=args.model or "embedded", system=args.system,
                                max_new_tokens=args.max_new_tokens, adapter=args.adapter)
+    session.rag, session.rag_k = rag, args.rag_k
     if args.message is not None:
         print(session.ask(args.message, stream=False))
+        print_sources(session)
         return 0
     print(f"chatting with {session.label}; /reset clears the conversation, /exit or Ctrl-D quits")
     if session.system:
@@ -153,6 +164,14 @@ def cmd_chat(args) -> int:
         if line:
             print("assistant> ", end="", flush=True)
             session.ask(line, stream=True)
+            print_sources(session)
+
+
+def print_sources(session) -> None:
+    if session.rag is not None:
+        from .rag.retrieve import format_sources
+
+        print("sources:\n" + format_sources(session.last_sources))
 
 
 if __name__ == "__main__":

@@ -66,3 +66,7 @@ class ServeError(BuxibanError):
     def __init__(self, message: str, param: str | None = None):
         self.param = param
         super().__init__(message)
+
+
+class RagError(BuxibanError):
+    """A document, embedding model or retrieval index cannot be read, built or queried."""

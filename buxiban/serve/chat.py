@@ -20,6 +20,9 @@ class ChatSession:
     system: str | None = None
     max_new_tokens: int = 256
     history: list[dict[str, str]] = field(default_factory=list)
+    rag: Any = None  # an opened buxiban.rag.RagIndex: each question gets the top `rag_k` chunks in its prompt
+    rag_k: int = 3
+    last_sources: list = field(default_factory=list)  # the chunks behind the latest answer
 
     @classmethod
     def open(cls, run: str | None = None, model: str = "embedded", system: str | None = None,
@@ -45,13 +48,23 @@ class ChatSession:
     def messages(self) -> list[dict[str, str]]:
         return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
 
+    def prompt_messages(self, question: str) -> list[dict[str, str]]:
+        """The conversation as the model sees it. With RAG, documents join only this question's turn;
+        the history keeps the plain question, so earlier documents do not pile up in later prompts."""
+        if self.rag is None:
+            return self.messages()
+        from ..rag import rag_messages, retrieve
+
+        self.last_sources = retrieve(self.rag, question, self.rag_k)
+        return rag_messages(self.messages(), self.last_sources)
+
     @torch.no_grad()
     def ask(self, text: str, stream: bool = False) -> str:
         """Greedy answer to `text` given the conversation so far; streamed to stdout if asked."""
         from transformers import TextStreamer
 
         self.history.append({"role": "user", "content": text})
-        ids = torch.tensor([encode_prompt(self.tokenizer, self.messages())])
+        ids = torch.tensor([encode_prompt(self.tokenizer, self.prompt_messages(text))])
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
         device = next(self.model.parameters()).device
         output = self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
