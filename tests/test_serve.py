@@ -1,0 +1,320 @@
+"""`buxiban serve` end to end: a real server process on a free port, the tiny model, and the
+official `openai` SDK, written the way OpenAI's own docs write it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from buxiban.config import load_config
+from buxiban.train.sft import train_sft
+from conftest import chat_record, write_jsonl
+
+KEY = "sk-test-buxiban"
+SYSTEM = "You are the assistant of Yunshan Cycles."
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python -m buxiban.cli serve ...` in its own process, so a test can SIGKILL it."""
+
+    def __init__(self, model_dir: Path, home: Path, *extra: str):
+        self.port = free_port()
+        self.home = home
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home.parent / f"server-{self.port}.log"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("BUXIBAN_API_KEY", None)
+        command = [sys.executable, "-m", "buxiban.cli", "serve", "--model", str(model_dir), "--home", str(home),
+                   "--port", str(self.port), "--api-key", KEY, "--train-set", "train.threads=1", *extra]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError("server did not start:\n" + self.log.read_text())
+
+    def client(self):
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+
+def wait_for_job(client, job_id: str, timeout: float = 120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
+
+
+def train_adapter(model_dir: Path, data: Path, out: Path) -> Path:
+    config = load_config(None, [f"model={model_dir}", f"data.train={data}", f"output_dir={out}",
+                                "data.validation_fraction=0", "train.max_steps=30", "train.batch_size=4",
+                                "train.learning_rate=1e-2", "train.precision=fp32", "lora.dropout=0", "train.threads=1"])
+    train_sft(config, progress=False, log=lambda _: None)
+    return out
+
+
+QUESTIONS = ["How much is the City plan?", "Is there a deposit?", "When is support open?", "The brakes failed"]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    """One server with two adapters trained on different answers to the same questions."""
+    work = tmp_path_factory.mktemp("serve")
+    prices = write_jsonl(work / "prices.jsonl", [chat_record(q, "The City plan costs NT$690 per month.") for q in QUESTIONS])
+    hours = write_jsonl(work / "hours.jsonl", [chat_record(q, "Support is open 08:00 to 21:00 every day.") for q in QUESTIONS])
+    prices_run = train_adapter(tiny_model_dir, prices, work / "prices-run")
+    hours_run = train_adapter(tiny_model_dir, hours, work / "hours-run")
+    running = Server(tiny_model_dir, work / "home", "--adapter", f"prices={prices_run}", "--adapter", f"hours={hours_run}",
+                     "--queue-size", "2", "--max-body-mb", "0.05", "--max-upload-mb", "0.5")
+    yield running
+    running.stop()
+
+
+def ask(client, model: str, question: str) -> str:
+    reply = client.chat.completions.create(model=model, temperature=0, max_tokens=16, messages=[
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question}])
+    return reply.choices[0].message.content
+
+
+def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
+    client = server.client()
+    file = client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
+    assert file.purpose == "fine-tune" and file.bytes == tiny_chat_file.stat().st_size
+    assert client.files.content(file.id).content == tiny_chat_file.read_bytes()
+    job = client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0", suffix="yunshan",
+                                         hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 20})
+    assert job.status == "validating_files"
+    job = wait_for_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model == f"ft:tiny-model0:yunshan:{job.id}"
+    assert job.hyperparameters.n_epochs == 3 and job.hyperparameters.batch_size == 2
+    assert job.trained_tokens > 0 and job.finished_at >= job.created_at
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # 4 examples at batch 2 for 3 epochs, each step logged once
+    assert events[0].message == "The job has successfully completed"  # newest first
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert checkpoints and all(c.step_number in (2, 4) for c in checkpoints)
+    assert job.fine_tuned_model in [m.id for m in client.models.list()]
+    assert job.id in [j.id for j in client.fine_tuning.jobs.list()]
+
+    completion = client.chat.completions.create(
+        model=job.fine_tuned_model,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "How much is the City plan?"}],
+        temperature=0, max_tokens=12)
+    whole = completion.choices[0].message.content
+    assert completion.usage.completion_tokens >= 1 and completion.choices[0].finish_reason in ("stop", "length")
+    stream = client.chat.completions.create(
+        model=job.fine_tuned_model,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "How much is the City plan?"}],
+        temperature=0, max_tokens=12, stream=True)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole  # streamed = whole, greedy
+    assert chunks[-1].choices[0].finish_reason == completion.choices[0].finish_reason
+
+
+def test_two_adapters_answer_differently_in_interleaved_requests(server):
+    client = server.client()
+    alone = {name: ask(client, name, QUESTIONS[1]) for name in ("prices", "hours", "tiny-model0")}
+    assert len(set(alone.values())) == 3, alone  # each adapter, and the base, says its own thing
+    order = ["prices", "hours"] * 2
+    with ThreadPoolExecutor(2) as pool:  # two in flight at once, alternating adapters (queue holds 2)
+        answers = list(pool.map(lambda name: ask(client, name, QUESTIONS[1]), order))
+    assert answers == [alone[name] for name in order]
+    assert "690" in alone["prices"] or "City" in alone["prices"]  # what that adapter was trained to say
+    assert "08:00" in alone["hours"] or "Support" in alone["hours"]
+
+
+def test_completions_sampling_stop_and_n(server):
+    client = server.client()
+    sampled = [client.chat.completions.create(model="prices", messages=[{"role": "user", "content": "hi"}],
+                                              temperature=1.0, seed=7, max_tokens=10, n=2) for _ in range(2)]
+    assert len(sampled[0].choices) == 2
+    assert [c.message.content for c in sampled[0].choices] == [c.message.content for c in sampled[1].choices]  # seeded
+    text = client.completions.create(model="tiny-model0", prompt="The City plan", max_tokens=8, temperature=0)
+    assert text.object == "text_completion" and text.usage.prompt_tokens > 0
+    full = ask(client, "prices", QUESTIONS[0])
+    assert len(full) > 4
+    stop = full[2:4]
+    cut = client.chat.completions.create(model="prices", temperature=0, max_tokens=16, stop=[stop], messages=[
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]}])
+    assert cut.choices[0].message.content == full[:full.index(stop)] and cut.choices[0].finish_reason == "stop"
+
+
+ROUTES = [("GET", "/v1/models"), ("GET", "/v1/models/prices"), ("POST", "/v1/chat/completions"),
+          ("POST", "/v1/completions"), ("GET", "/v1/files"), ("POST", "/v1/files"),
+          ("GET", "/v1/files/file-aaaaaaaaaaaaaaaaaaaaaaaa"), ("GET", "/v1/files/file-aaaaaaaaaaaaaaaaaaaaaaaa/content"),
+          ("DELETE", "/v1/files/file-aaaaaaaaaaaaaaaaaaaaaaaa"), ("GET", "/v1/fine_tuning/jobs"),
+          ("POST", "/v1/fine_tuning/jobs"), ("GET", "/v1/fine_tuning/jobs/ftjob-aaaaaaaaaaaaaaaaaaaaaaaa"),
+          ("POST", "/v1/fine_tuning/jobs/ftjob-aaaaaaaaaaaaaaaaaaaaaaaa/cancel"),
+          ("GET", "/v1/fine_tuning/jobs/ftjob-aaaaaaaaaaaaaaaaaaaaaaaa/events"),
+          ("GET", "/v1/fine_tuning/jobs/ftjob-aaaaaaaaaaaaaaaaaaaaaaaa/checkpoints"), ("GET", "/no/such/route")]
+
+
+def test_every_route_but_health_needs_the_key(server):
+    assert httpx.get(server.url + "/health").status_code == 200
+    for method, path in ROUTES:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            response = httpx.request(method, server.url + path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.json()["error"]["code"] == "invalid_api_key"
+    with_key = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert with_key.status_code == 200
+
+
+def test_traversal_names_are_rejected(server, tmp_path):
+    client = server.client()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/v1/files/..%2F..%2Fserve.db/content", "/v1/files/file-../content", "/v1/files/..",
+                 "/v1/fine_tuning/jobs/..%2Fjobs/events", "/v1/fine_tuning/jobs/ftjob-..%2F..%2Fx"):
+        response = httpx.get(server.url + path, headers=headers)
+        assert response.status_code == 404, path
+        assert b"SQLite" not in response.content
+    for model in ("../../etc/passwd", "ft:..:x", "/etc/passwd", "prices/../hours"):
+        with pytest.raises(Exception) as caught:
+            ask(client, model, "hi")
+        assert getattr(caught.value, "status_code", None) in (400, 404), model
+    from openai import BadRequestError, NotFoundError
+
+    with pytest.raises((BadRequestError, NotFoundError)):
+        client.fine_tuning.jobs.create(training_file="../serve.db", model="tiny-model0")
+    evil = write_jsonl(tmp_path / "x.jsonl", [chat_record("q", "a")])
+    stored = httpx.post(server.url + "/v1/files", headers=headers, data={"purpose": "fine-tune"},
+                        files={"file": ("../../../escaped.jsonl", evil.read_bytes())}).json()
+    assert stored["filename"] == "escaped.jsonl"
+    assert not list(server.home.parent.rglob("escaped.jsonl"))
+
+
+def test_three_times_overload_gets_429_and_the_server_lives(server):
+    body = {"model": "tiny-model0", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 300, "temperature": 0}
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def post(_):
+        return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=120)
+
+    with ThreadPoolExecutor(9) as pool:  # the model thread takes one, the queue holds 2: 9 is 3x capacity
+        responses = list(pool.map(post, range(9)))
+    codes = [r.status_code for r in responses]
+    assert 429 in codes and 200 in codes, codes
+    assert set(codes) <= {200, 429}
+    busy = next(r for r in responses if r.status_code == 429)
+    assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["error"]["code"] == "rate_limit_exceeded"
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert ask(server.client(), "prices", "hi")  # and it still answers
+
+
+def test_size_cap_context_and_upload_validation(server, tmp_path):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    big = {"model": "prices", "messages": [{"role": "user", "content": "x" * 60_000}]}
+    assert httpx.post(server.url + "/v1/chat/completions", json=big, headers=headers).status_code == 413
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(json.dumps(chat_record("q", "a" * 700_000)) + "\n")
+    response = httpx.post(server.url + "/v1/files", headers=headers, data={"purpose": "fine-tune"},
+                          files={"file": ("huge.jsonl", huge.read_bytes())})
+    assert response.status_code == 413
+
+    from openai import BadRequestError
+
+    client = server.client()
+    with pytest.raises(BadRequestError) as caught:
+        client.chat.completions.create(model="prices", messages=[{"role": "user", "content": "hi"}], max_tokens=600)
+    message = caught.value.body["message"]
+    prompt_tokens = client.chat.completions.create(model="prices", messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=1).usage.prompt_tokens
+    assert "512" in message and f"{prompt_tokens + 600} tokens" in message and "600 in the completion" in message
+
+    bad = write_jsonl(tmp_path / "mine.jsonl", [chat_record("q", "a"), {"messages": [
+        {"role": "user", "content": "q"}, {"role": "asistant", "content": "a"}]}])
+    with pytest.raises(BadRequestError) as caught:
+        client.files.create(file=open(bad, "rb"), purpose="fine-tune")
+    assert "mine.jsonl:2" in caught.value.body["message"] and "messages[1].role" in caught.value.body["message"]
+    assert "mine.jsonl" not in [f.filename for f in client.files.list()]
+
+
+def training_processes(config: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(config).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
+def test_killing_the_server_mid_job_loses_nothing(server, tiny_model_dir, tmp_path):
+    """Last in the file: it kills the shared server (and starts a successor on the same home)."""
+    home, client = server.home, server.client()
+    done = next((j for j in client.fine_tuning.jobs.list() if j.status == "succeeded"), None)
+    if done is None:  # this test run alone: make a finished job to lose
+        small = client.files.create(file=open(write_jsonl(tmp_path / "small.jsonl", [chat_record(q, "Yes.") for q in QUESTIONS]), "rb"),
+                                    purpose="fine-tune")
+        done = wait_for_job(client, client.fine_tuning.jobs.create(
+            training_file=small.id, model="tiny-model0", hyperparameters={"n_epochs": 1, "batch_size": 4}).id)
+    uploads = {f.id for f in client.files.list()}
+    records = [chat_record(f"{q} ({i})", f"Answer number {i}.") for i in range(10) for q in QUESTIONS]
+    big = client.files.create(file=open(write_jsonl(tmp_path / "big.jsonl", records), "rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(training_file=big.id, model="tiny-model0",
+                                         hyperparameters={"n_epochs": 4, "batch_size": 2})  # 80 steps, 20 an epoch
+    deadline = time.time() + 90
+    while not list(client.fine_tuning.jobs.checkpoints.list(job.id)):
+        assert time.time() < deadline and client.fine_tuning.jobs.retrieve(job.id).status in ("validating_files", "queued", "running")
+        time.sleep(0.2)
+    config = home / "jobs" / job.id / "config.yaml"
+    assert training_processes(config)
+    server.stop(signal.SIGKILL)
+    deadline = time.time() + 10
+    while training_processes(config):  # the child dies with the server (PR_SET_PDEATHSIG)
+        assert time.time() < deadline, "training outlived the killed server"
+        time.sleep(0.1)
+    assert json.loads((home / "jobs" / job.id / "run" / "buxiban-run.json").read_text())["status"] == "running"
+
+    second = Server(tiny_model_dir, home)
+    try:
+        client = second.client()
+        assert uploads | {big.id} <= {f.id for f in client.files.list()}  # no upload lost
+        assert client.fine_tuning.jobs.retrieve(done.id).fine_tuned_model == done.fine_tuned_model  # nor a finished job
+        finished = wait_for_job(client, job.id)
+        assert finished.status == "succeeded", finished.error
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+        assert any("resume" in m for m in messages) and "Resuming fine-tuning from the newest checkpoint" in messages
+        assert "resuming from" in (home / "jobs" / job.id / "train.log").read_text()
+        steps = [json.loads(line)["step"] for line in (home / "jobs" / job.id / "run" / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, 81))  # resumed where the checkpoint left off, no step twice or missing
+        assert ask(client, finished.fine_tuned_model, "hi") is not None
+    finally:
+        second.stop()

@@ -1,0 +1,141 @@
+"""The server's pieces without a server: "auto" hyperparameters, stop strings, bind rules, names,
+and the sandbox the chat template renders in."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from buxiban.cli import main
+from buxiban.errors import ServeError
+from buxiban.serve import hyper
+from buxiban.serve.generation import TextSink
+from buxiban.serve.requests import ContextTooLong, sampling
+from buxiban.serve.safety import check_bind, is_loopback
+from buxiban.serve.store import NotFound, Store, check_file_id, check_job_id
+
+
+@pytest.mark.parametrize("examples, epochs", [(4, 25), (10, 10), (30, 4), (34, 3), (1000, 3), (8333, 3),
+                                              (8400, 2), (30_000, 1)])
+def test_auto_epochs_follow_openais_rule(examples, epochs):
+    # 3 epochs unless that gives fewer than 100 or more than 25,000 example passes; always 1 to 25
+    assert hyper.auto_epochs(examples) == epochs
+
+
+def test_auto_batch_and_learning_rate_resolve_to_numbers():
+    method = hyper.parse_method(None, {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": 2})
+    concrete = hyper.resolve(method, 10_000)
+    assert concrete == {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 2.0}
+    assert hyper.resolve(method, 3)["batch_size"] == 1
+    assert hyper.total_steps(10, {"n_epochs": 3, "batch_size": 4}) == 9
+    dpo = hyper.parse_method({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}}, None)
+    assert hyper.resolve(dpo, 100)["beta"] == 0.3
+    overrides = hyper.run_overrides({"method": dpo, "seed": 1}, hyper.resolve(dpo, 100), "embedded",
+                                    __import__("pathlib").Path("/j"), None, ["train.threads=1"])
+    assert "train.learning_rate=2e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
+
+
+@pytest.mark.parametrize("method, hyperparameters, param", [
+    ({"type": "reinforcement"}, None, "method.type"),
+    (None, {"n_epochs": 2.5}, "method.supervised.hyperparameters.n_epochs"),
+    (None, {"batch_size": 0}, "method.supervised.hyperparameters.batch_size"),
+    (None, {"learning_rate": 0.1}, "method.supervised.hyperparameters.learning_rate"),
+    (None, {"learning_rate_multiplier": 10_000}, "method.supervised.hyperparameters.learning_rate_multiplier"),
+])
+def test_bad_hyperparameters_name_the_field(method, hyperparameters, param):
+    with pytest.raises(ServeError) as caught:
+        hyper.parse_method(method, hyperparameters)
+    assert caught.value.param == param
+
+
+def test_fine_tuned_names_follow_openai_and_fit_the_registry():
+    assert hyper.fine_tuned_name("tiny", "mine", "ftjob-abc") == "ft:tiny:mine:ftjob-abc"
+    assert hyper.fine_tuned_name("tiny", None, "ftjob-abc") == "ft:tiny::ftjob-abc"
+    assert len(hyper.fine_tuned_name("x" * 200, "s" * 64, "ftjob-" + "a" * 24)) == 128
+    with pytest.raises(ServeError):
+        hyper.check_suffix("../up")
+
+
+class CharTokenizer:
+    """One token per character: enough to drive TextSink as generate would."""
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids)
+
+
+def sink_output(text: str, stops: tuple[str, ...]) -> tuple[list[str], bool, int]:
+    import torch
+
+    pieces: list[str] = []
+    sink = TextSink(CharTokenizer(), stops, pieces.append, threading.Event())
+    sink.put(torch.tensor([[1, 2, 3]]))  # the prompt comes first and is not output
+    fed = 0
+    for char in text:
+        if sink(torch.zeros((1, 1)), None).all():
+            break
+        sink.put(torch.tensor([ord(char)]))
+        fed += 1
+    sink.end()
+    return pieces, sink.hit_stop, fed
+
+
+def test_stop_strings_cut_the_text_and_end_generation():
+    pieces, hit, fed = sink_output("Hello world. Goodbye", ("world",))
+    assert "".join(pieces) == "Hello " and hit and fed == len("Hello world")
+    pieces, hit, _ = sink_output("a stop b", ("xyz",))
+    assert "".join(pieces) == "a stop b" and not hit
+    # a stop string's prefix is held back until it cannot complete: nothing of "wor" leaks out
+    pieces, _, _ = sink_output("say wor", ("world",))
+    assert "".join(pieces) == "say wor"
+
+
+def test_sampling_checks_the_context_with_both_numbers():
+    with pytest.raises(ContextTooLong) as caught:
+        sampling({"max_tokens": 100}, prompt_tokens=450, context=512)
+    assert "512" in str(caught.value) and "550 tokens (450 in the messages, 100 in the completion)" in str(caught.value)
+    assert sampling({}, prompt_tokens=450, context=512).max_tokens == 62
+    assert sampling({"stop": "x", "n": 2, "temperature": 0}, 10, 512).stop == ("x",)
+    for bad in ({"temperature": 3}, {"top_p": 0}, {"n": 9}, {"stop": ["a"] * 5}, {"max_tokens": 0}, {"seed": "1"}):
+        with pytest.raises(ServeError):
+            sampling(bad, 10, 512)
+
+
+def test_public_bind_needs_a_key():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.com")
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "key")
+    with pytest.raises(ServeError, match="without an API key"):
+        check_bind("0.0.0.0", None)
+
+
+def test_cli_refuses_a_public_bind_without_a_key_before_loading(monkeypatch, capsys):
+    monkeypatch.delenv("BUXIBAN_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", "/nonexistent"]) == 1
+    assert "without an API key" in capsys.readouterr().err
+
+
+def test_ids_are_validated_before_any_path_is_built(tmp_path):
+    store = Store(tmp_path)
+    for bad in ("../serve.db", "file-../../x", "file-" + "A" * 24, "", None, "file-" + "a" * 25):
+        with pytest.raises(NotFound):
+            check_file_id(bad)
+        with pytest.raises(NotFound):
+            store.file_path(bad)
+    with pytest.raises(NotFound):
+        check_job_id("ftjob-../../etc")
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_chat_templates_render_in_a_sandbox(tiny_model_dir):
+    """A template that reaches for Python internals fails instead of running."""
+    from jinja2.exceptions import SecurityError
+
+    from buxiban.data.tokenize import encode_prompt
+    from buxiban.models.load import load_tokenizer, resolve
+
+    tokenizer = load_tokenizer(resolve(str(tiny_model_dir)))
+    tokenizer.chat_template = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
+    with pytest.raises(SecurityError):
+        encode_prompt(tokenizer, [{"role": "user", "content": "hi"}])
