@@ -31,6 +31,7 @@ def add_rag_commands(commands) -> None:
     evaluate.add_argument("index")
     evaluate.add_argument("--questions", required=True, help="OpenAI chat JSONL with metadata.source (and metadata.kind)")
     evaluate.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default 3)")
+    evaluate.add_argument("--dense", action="store_true", help="embedding similarity only, even if the index has BM25")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -82,7 +83,7 @@ def cmd_eval(args) -> int:
     from .rag.retrieve import RagIndex
 
     questions = read_questions(args.questions)
-    report = recall_at_k(RagIndex(args.index), questions, args.k)
+    report = recall_at_k(RagIndex(args.index), questions, args.k, hybrid=False if args.dense else None)
     if args.json:
         print(json.dumps({"k": report.k, "recall": report.recall, "by_kind": report.by_kind, "questions": report.total,
                           "misses": [{"where": q.where, "question": q.text, "sources": q.sources, "retrieved": paths}

@@ -41,6 +41,8 @@ def test_embedding_ignores_padding_and_follows_the_pooling_config(tiny_encoder_d
     np.testing.assert_allclose(batched[1], alone[0], atol=1e-5)  # padding is masked out of the mean
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
     assert embedder.calls == 3
+    embedder.bf16 = not embedder.bf16  # the other precision gives the same directions, within bf16 rounding
+    assert (embedder.embed([long, short]) * batched).sum(axis=1).min() > 0.99
 
     st_dir = tmp_path / "st"
     st_dir.mkdir()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ class Embedder:
     identity: str  # changes when the weights, tokenizer or pooling change: an index built with another is re-embedded
     dimension: int
     calls: int = 0  # texts embedded so far; the incremental indexer's tests count on it
+    # bf16 autocast where the CPU computes bf16 natively (AVX512-BF16, AMX): 1.5x faster on the 2-core Zen 4
+    # these notes were measured on, cosine similarities within ~0.005 of fp32. Left out of `identity`: like
+    # the thread count it is how vectors are computed, not which model computes them, so an index built on
+    # one machine is queried on another.
+    bf16: bool = field(default_factory=lambda: cpu_has_fast_bf16())
     model: Any = None
     tokenizer: Any = None
 
@@ -92,17 +97,26 @@ class Embedder:
         self.calls += len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             for start in range(0, len(order), BATCH_SIZE):
                 rows = order[start:start + BATCH_SIZE]
                 batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
                 hidden = self.model(**batch).last_hidden_state
-                vectors = pool(hidden, batch["attention_mask"], self.pooling)
+                vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)
                 if self.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 out[rows] = vectors.float().numpy()
         return out
+
+
+def cpu_has_fast_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def pool(hidden, mask, how: str):

@@ -62,7 +62,7 @@ def read_questions(path: str | Path) -> list[Question]:
     return questions
 
 
-def recall_at_k(index: RagIndex, questions: list[Question], k: int = 5) -> RecallReport:
+def recall_at_k(index: RagIndex, questions: list[Question], k: int = 5, hybrid: bool | None = None) -> RecallReport:
     if not questions:
         raise RagError("no questions to score")
     indexed = index.store.file_hashes()
@@ -74,7 +74,7 @@ def recall_at_k(index: RagIndex, questions: list[Question], k: int = 5) -> Recal
     hits_by_kind: dict[str, list[bool]] = {}
     misses = []
     for question in questions:
-        paths = [chunk.path for chunk in index.search(question.text, k)]
+        paths = [chunk.path for chunk in index.search(question.text, k, hybrid)]
         hit = any(path in question.sources for path in paths)
         hits_by_kind.setdefault(question.kind, []).append(hit)
         if not hit:
