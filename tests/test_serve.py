@@ -263,6 +263,39 @@ def test_size_cap_context_and_upload_validation(server, tmp_path):
     assert "mine.jsonl" not in [f.filename for f in client.files.list()]
 
 
+def test_cancel_pages_and_method_checks(server, tiny_chat_file):
+    from openai import BadRequestError
+
+    client = server.client()
+    file = client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
+    with pytest.raises(BadRequestError) as caught:  # DPO needs preference pairs, and says so
+        client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0",
+                                       method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+    assert "preference pairs" in caught.value.body["message"] and caught.value.body["param"] == "training_file"
+    with pytest.raises(BadRequestError):
+        client.fine_tuning.jobs.create(training_file=file.id, model="gpt-4o-mini")
+
+    job = client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0",
+                                         hyperparameters={"n_epochs": 25, "batch_size": 1})
+    cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    time.sleep(1.5)  # the worker must not resurrect it
+    after = client.fine_tuning.jobs.retrieve(job.id)
+    assert after.status == "cancelled" and after.fine_tuned_model is None
+    assert not training_processes(server.home / "jobs" / job.id / "config.yaml")
+    with pytest.raises(BadRequestError):
+        client.fine_tuning.jobs.cancel(job.id)
+
+    for _ in range(2):
+        client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
+    everything = [f.id for f in client.files.list()]
+    first_page = client.files.list(limit=2)
+    assert len(first_page.data) == 2 and first_page.has_more
+    assert [f.id for f in first_page] == everything  # the SDK follows `after` through every page
+    deleted = client.files.delete(file.id)
+    assert deleted.deleted and file.id not in [f.id for f in client.files.list()]
+
+
 def training_processes(config: Path) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

@@ -29,14 +29,20 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
-def _die_with_parent() -> None:
+def _die_with(server_pid: int):
     """Runs in the child between fork and exec. PR_SET_PDEATHSIG fires when the thread that started
-    the child exits: the worker thread lives as long as the server, so that is the server's death."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+    the child exits: the worker thread lives as long as the server, so that is the server's death.
+    A server that died before the prctl call took effect is caught by the parent check after it."""
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    def arrange() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != server_pid:
+                os._exit(1)
+
+    return arrange
 
 
 class JobWorker:
@@ -123,7 +129,7 @@ class JobWorker:
         command = [sys.executable, "-m", "buxiban.cli", "train", str(config), "--quiet", "--resume", "auto"]
         with (job_dir / "train.log").open("ab") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            preexec_fn=_die_with(os.getpid()), env={**os.environ, "PYTHONUNBUFFERED": "1"})
         seen_step = job["last_step"]
         while self.process.poll() is None:
             seen_step = self.record_progress(job, run_dir, seen_step)
