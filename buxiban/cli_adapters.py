@@ -82,7 +82,7 @@ def cmd_show(args) -> int:
     from .adapters.inventory import describe
     from .adapters.merge import resolve_run
 
-    info = describe(resolve_run(args.adapter))
+    info = describe(resolve_run(args.adapter, require_complete=False))
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0

@@ -213,6 +213,10 @@ def test_rm_delete_files_deletes_only_buxiban_run_dirs(runs, home, tmp_path, cap
     assert main(["adapters", "rm", "victim", "--delete-files"]) == 1
     assert "refusing to delete" in capsys.readouterr().err
     assert victim.is_dir() and (victim / "adapter").is_dir()
+    assert main(["adapters", "show", "victim"]) == 0  # still described, so the user sees what is wrong
+    assert "status:      missing" in capsys.readouterr().out
+    assert main(["adapters", "merge", "victim", "--out", str(tmp_path / "m")]) == 1
+    assert "did not finish training (status: missing)" in capsys.readouterr().err
     assert main(["adapters", "rm", "victim"]) == 0  # forgetting the name alone is always allowed
     assert victim.is_dir()
 
@@ -234,3 +238,37 @@ def test_merge_and_export_accept_a_registered_name(runs, home, tmp_path, capsys)
     assert result["name"] == "named" and result["run_dir"] == str(runs["lora"].resolve())
     assert main(["adapters", "merge", "nobody", "--out", str(tmp_path / "m")]) == 1
     assert "no adapter named 'nobody'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embedded_model_with_a_short_lora_exports_to_gguf_that_answers_the_same(tmp_path, capsys):
+    """SmolLM2-135M + 2 LoRA steps, exported as F16 GGUF (the default) and read back by transformers:
+    the greedy answer starts with the same tokens as the trained run's."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "yunshan"
+    run, out = tmp_path / "run", tmp_path / "smollm2-yunshan.gguf"
+    assert main(["train", str(examples / "lora.yaml"), f"output_dir={run}", "train.max_steps=2", "train.batch_size=2",
+                 "data.max_length=160", "train.learning_rate=1e-3", "data.validation_fraction=0", "--quiet"]) == 0
+    assert main(["adapters", "export", str(run), "--format", "gguf", "--out", str(out)]) == 0
+    assert "f16" in capsys.readouterr().out
+
+    trained, tokenizer, manifest = load_trained(run)
+    messages = [{"role": "system", "content": manifest["default_system_prompt"]},
+                {"role": "user", "content": "Is there a deposit for the City plan?"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    gguf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=out.name)
+    ids = tokenizer.encode(prompt, add_special_tokens=False)
+    assert gguf_tokenizer.encode(prompt, add_special_tokens=False) == ids
+    assert gguf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == prompt
+
+    exported = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32)
+    answers = []
+    for model in (trained, exported):
+        with torch.no_grad():
+            output = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id)
+        answers.append(output[0, len(ids):].tolist())
+    assert answers[0] == answers[1], [tokenizer.decode(a) for a in answers]

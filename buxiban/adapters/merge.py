@@ -48,9 +48,10 @@ class RunRef:
         return self.manifest.get("weights", "adapter")
 
 
-def resolve_run(name_or_run: str, registry: Registry | None = None) -> RunRef:
+def resolve_run(name_or_run: str, registry: Registry | None = None, require_complete: bool = True) -> RunRef:
     """A directory holding a buxiban manifest wins over a registered name of the same spelling
-    (a name cannot contain '/', so `./name` always means the directory)."""
+    (a name cannot contain '/', so `./name` always means the directory). Merging and exporting need
+    a finished run; describing one does not."""
     path = Path(name_or_run).expanduser()
     if (path / MANIFEST).is_file():
         ref = RunRef(path.resolve(), read_manifest(path))
@@ -60,7 +61,7 @@ def resolve_run(name_or_run: str, registry: Registry | None = None) -> RunRef:
     else:
         entry = (registry or Registry()).get(name_or_run)
         ref = RunRef(entry.run_dir, entry.manifest, entry.name)
-    if ref.manifest.get("status") != "complete":
+    if require_complete and ref.manifest.get("status") != "complete":
         raise AdapterError(f"{ref.run_dir} did not finish training (status: {ref.manifest.get('status')}); "
                            "only complete runs can be merged or exported")
     return ref
