@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .cli_adapters import add_adapter_commands
 from .cli_data import add_data_commands
+from .cli_eval import add_eval_commands
 from .cli_rag import add_rag_commands
 from .cli_serve import add_serve_commands
 from .errors import BuxibanError, ProblemsError
@@ -75,14 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="resume even though the config, data or base model changed")
     train.set_defaults(handler=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="base vs fine-tuned on held-out conversations")
-    evaluate.add_argument("run", help="a run directory written by `buxiban train`")
-    evaluate.add_argument("--test", required=True, help="held-out OpenAI chat JSONL; the last assistant message is the reference")
-    evaluate.add_argument("--out", help="where to write eval.json and eval.md (default: RUN/eval)")
-    evaluate.add_argument("--limit", type=int, help="only the first N test examples")
-    evaluate.add_argument("--max-new-tokens", type=int, default=96)
-    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
-    evaluate.set_defaults(handler=cmd_eval)
+    add_eval_commands(commands)
 
     chat = commands.add_parser("chat", help="talk to a fine-tuned run (or a base model)")
     source = chat.add_mutually_exclusive_group()
@@ -114,21 +108,6 @@ def cmd_train(args) -> int:
           f"final training loss {result.train_loss:.4f}{val}")
     weights = read_manifest(result.run_dir).get("weights", "adapter")
     print(f"run saved to {result.run_dir} (trained weights in {result.run_dir / weights})")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    from .eval.compare import evaluate_run
-    from .eval.report import summary_table, write_reports
-
-    result = evaluate_run(args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit)
-    json_path, md_path = write_reports(result, args.out or Path(args.run) / "eval")
-    if args.json:
-        print(json.dumps({"summary": result.summary, "seconds": result.seconds, "report": str(json_path)}, indent=2))
-        return 0
-    print(summary_table(result))
-    gain = result.summary["fine-tuned"]["exact_match"] - result.summary["base"]["exact_match"]
-    print(f"\nexact match {gain:+.3f} after fine-tuning; per-example diffs in {md_path}")
     return 0
 
 

@@ -70,3 +70,7 @@ class ServeError(BuxibanError):
 
 class RagError(BuxibanError):
     """A document, embedding model or retrieval index cannot be read, built or queried."""
+
+
+class EndpointError(BuxibanError):
+    """An OpenAI-compatible endpoint (an extra eval system or the judge) is misconfigured or failed."""

@@ -1,19 +1,37 @@
-"""Base vs fine-tuned on held-out conversations: the same prompts, greedy answers, scored."""
+"""Evaluate a run: every system answers the same held-out prompts greedily; scores, intervals,
+paired tests, refusals, the forgetting check, costs and error analysis go into one EvalResult."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from ..data.records import load_chat_jsonl
+from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
-from ..train.rundir import load_trained
-from .generate import generate_answers
-from .metrics import exact_match, token_f1
+from ..train.rundir import file_sha256, read_manifest
+from . import scoring
+from .analysis import analyze
+from .endpoint import Endpoint, endpoint_answers
+from .generate import Generation, generate_with_stats
+from .inputs import load_refusals, resolve_train_file
+from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems
 
-SYSTEMS = ("base", "fine-tuned")
+
+@dataclass
+class EvalOptions:
+    shots: int = 3  # few-shot examples; 0 leaves the few-shot system out
+    train_file: str | None = None  # where shots come from; default: the run's own training file
+    endpoints: Sequence[Endpoint] = ()
+    judge: Endpoint | None = None
+    refusals: str | None = None
+    forgetting: bool = False
+    max_forgetting: float | None = None
+    latency_samples: int = 3  # requests timed one at a time for the savings table; 0 skips
+    resamples: int = scoring.RESAMPLES
+    seed: int = 0
+    batch_size: int = 16
 
 
 @dataclass
@@ -22,12 +40,28 @@ class EvalResult:
     test_file: str
     base_model: str
     examples: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    systems: list[dict[str, Any]] = field(default_factory=list)
+    intervals: dict[str, Any] = field(default_factory=dict)
+    significance: list[dict[str, Any]] = field(default_factory=list)
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    savings: dict[str, Any] | None = None
+    refusals: dict[str, Any] | None = None
+    forgetting: dict[str, Any] | None = None
+    errors: dict[str, Any] | None = None
+    test_sha256: str = ""
+
+    @property
+    def system_names(self) -> list[str]:
+        return [s["name"] for s in self.systems] or [BASE, FINE_TUNED]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "test_file": self.test_file, "base_model": self.base_model,
-                "summary": self.summary, "seconds": self.seconds, "examples": self.examples}
+        return {"run_dir": self.run_dir, "test_file": self.test_file, "test_sha256": self.test_sha256,
+                "base_model": self.base_model, "systems": self.systems, "summary": self.summary,
+                "intervals": self.intervals, "significance": self.significance, "seconds": self.seconds,
+                "costs": self.costs, "savings": self.savings, "refusals": self.refusals,
+                "forgetting": self.forgetting, "errors": self.errors, "examples": self.examples}
 
 
 def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -35,42 +69,117 @@ def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     return messages[:-1], messages[-1]["content"]
 
 
-def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int = 96, limit: int | None = None,
-                 batch_size: int = 16) -> EvalResult:
+def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """One dict per test conversation: where, prompt, question, reference and metadata.category."""
     conversations = load_chat_jsonl(test_file)[:limit]
     if not conversations:
         raise DataError(f"{test_file} has no test examples", [Problem(str(test_file), "is empty")])
-    model, tokenizer, manifest = load_trained(run_dir)
-    prompts, references = zip(*(split_prompt(c.messages) for c in conversations))
-    result = EvalResult(str(run_dir), str(test_file), manifest["base_model"]["name"])
-    answers = {}
-    for system in SYSTEMS:
-        started = time.perf_counter()
-        if system == "base" and hasattr(model, "disable_adapter"):  # the adapter switched off: no second copy
-            with model.disable_adapter():
-                answers[system] = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
-        elif system == "base":  # full or freeze runs changed the weights themselves: load the base again
-            from ..models.load import load
+    raw, _ = collect(iter_raw_chat_records(test_file))
+    metadata = {line: record.get("metadata") or {} for line, record in raw}
+    tests = []
+    for index, conversation in enumerate(conversations):
+        prompt, reference = split_prompt(conversation.messages)
+        test = {"index": index, "where": conversation.where, "question": prompt[-1]["content"] if prompt else "",
+                "reference": reference, "prompt": prompt}
+        category = metadata.get(conversation.line, {}).get("category")
+        if category is not None:
+            test["category"] = str(category)
+        tests.append(test)
+    return tests
 
-            base, base_tokenizer, _ = load(manifest["base_model"]["spec"], manifest.get("trust_remote_code", False))
-            answers[system] = generate_answers(base, base_tokenizer, prompts, max_new_tokens, batch_size)
-            del base
-        else:
-            answers[system] = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size)
-        result.seconds[system] = round(time.perf_counter() - started, 2)
-    for index, (conversation, prompt, reference) in enumerate(zip(conversations, prompts, references)):
-        row: dict[str, Any] = {"index": index, "where": conversation.where, "question": prompt[-1]["content"],
-                               "reference": reference}
-        for system in SYSTEMS:
-            answer = answers[system][index]
-            row[system] = {"answer": answer, "exact_match": exact_match(answer, reference),
-                           "token_f1": round(token_f1(answer, reference), 4)}
-        result.examples.append(row)
-    for system in SYSTEMS:
-        rows = [r[system] for r in result.examples]
-        result.summary[system] = {
-            "exact_match": round(sum(r["exact_match"] for r in rows) / len(rows), 4),
-            "token_f1": round(sum(r["token_f1"] for r in rows) / len(rows), 4),
-            "n": len(rows),
-        }
+
+def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int = 96, limit: int | None = None,
+                 batch_size: int = 16, options: EvalOptions | None = None, systems: Sequence[System] | None = None,
+                 log: Callable[[str], None] = lambda _: None) -> EvalResult:
+    options = options or EvalOptions(batch_size=batch_size)
+    manifest = read_manifest(run_dir)  # every input is checked before a model loads
+    tests = load_test_set(test_file, limit)
+    refusal_prompts = load_refusals(options.refusals, manifest.get("default_system_prompt")) if options.refusals else []
+    if systems is None:
+        shots = []
+        if options.shots > 0:
+            from .fewshot import load_shots
+
+            train_file = options.train_file or resolve_train_file(run_dir)
+            shots = load_shots(train_file, options.shots, options.seed) if train_file else []
+        systems = default_systems(shots, options.endpoints)
+    prompts = [t["prompt"] for t in tests]
+
+    result = EvalResult(str(run_dir), str(test_file), manifest["base_model"]["name"], test_sha256=file_sha256(test_file),
+                        systems=[s.to_dict() for s in systems])
+    local = LocalWeights.load(run_dir) if any(s.weights for s in systems) or options.forgetting else None
+    generations: dict[str, Generation] = {}
+    refusal_answers: dict[str, list[str]] = {}
+    forgetting_answers: dict[str, list[str]] = {}
+    perplexities: dict[str, float] = {}
+    # base weights first, then fine-tuned: the adapter is switched once, not per system
+    for weights in (BASE, FINE_TUNED):
+        mine = [s for s in systems if s.weights == weights]
+        if not mine and not options.forgetting:
+            continue
+        with local.use(weights) as (model, tokenizer):
+            for system in mine:
+                generations[system.name] = generate_with_stats(model, tokenizer, [system.prepare(p) for p in prompts],
+                                                               max_new_tokens, options.batch_size)
+                log(f"{system.name}: {len(prompts)} answers in {generations[system.name].seconds:.1f} s")
+                if refusal_prompts:
+                    refusal_answers[system.name] = generate_with_stats(
+                        model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
+                if options.latency_samples and system.name in (FEW_SHOT, FINE_TUNED):
+                    generations[system.name].latency = _latency(model, tokenizer, [system.prepare(p) for p in prompts],
+                                                                options.latency_samples, max_new_tokens)
+            if options.forgetting:
+                from .forgetting import general_text, load_probes, perplexity
+
+                probes = load_probes()
+                forgetting_answers[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes], 48,
+                                                                  options.batch_size).answers
+                perplexities[weights] = perplexity(model, tokenizer, general_text())
+                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {perplexities[weights]:.2f}")
+    for system in systems:
+        if system.endpoint is not None:
+            generations[system.name] = endpoint_answers(system.endpoint, [system.prepare(p) for p in prompts], max_new_tokens)
+            if refusal_prompts:
+                refusal_answers[system.name] = endpoint_answers(system.endpoint, refusal_prompts, max_new_tokens).answers
+            log(f"{system.name}: {len(prompts)} answers in {generations[system.name].seconds:.1f} s")
+
+    names = [s.name for s in systems]
+    public_tests = [{k: v for k, v in t.items() if k != "prompt"} for t in tests]
+    result.examples = scoring.example_rows(public_tests, {n: generations[n].answers for n in names})
+    for row in result.examples:
+        row["prompt_tokens"] = {n: generations[n].prompt_tokens[row["index"]] for n in names}
+    if options.judge is not None:
+        from .judge import judge_answers
+
+        for name in names:
+            judge_answers(options.judge, result.examples, name)
+        log(f"judge {options.judge.model}: graded {len(names) * len(tests)} answers")
+    result.summary, result.intervals = scoring.summarize(result.examples, names, options.resamples, options.seed)
+    if FINE_TUNED in names:
+        result.significance = scoring.paired_tests(result.examples, FINE_TUNED, names)
+        result.errors = analyze(result.examples, FINE_TUNED)
+    for name in names:
+        generation = generations[name]
+        result.seconds[name] = round(generation.seconds, 2)
+        result.costs[name] = scoring.cost_summary(generation.prompt_tokens, generation.new_tokens, generation.seconds)
+        if getattr(generation, "latency", None) is not None:
+            result.costs[name]["latency_s"] = round(generation.latency, 3)
+    result.savings = scoring.savings(result.costs, FINE_TUNED, FEW_SHOT)
+    if refusal_answers:
+        result.refusals = {"file": options.refusals, "questions": [p[-1]["content"] for p in refusal_prompts],
+                           "answers": refusal_answers, "systems": scoring.refusal_summary(refusal_answers, options.resamples, options.seed)}
+    if options.forgetting:
+        from .forgetting import ForgettingResult, load_probes, score_probes
+
+        scores, per_probe = score_probes(load_probes(), forgetting_answers)
+        result.forgetting = ForgettingResult(scores, perplexities, per_probe, options.max_forgetting).to_dict()
     return result
+
+
+def _latency(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], samples: int, max_new_tokens: int) -> float:
+    """Seconds per request answered alone (batch of one), as a deployed model answers a single user."""
+    started = time.perf_counter()
+    chosen = list(prompts[:samples])
+    for prompt in chosen:
+        generate_with_stats(model, tokenizer, [prompt], max_new_tokens, batch_size=1)
+    return (time.perf_counter() - started) / max(len(chosen), 1)

@@ -1,4 +1,4 @@
-"""Write an evaluation as JSON (for machines) and Markdown (for people), with per-example diffs."""
+"""Write an evaluation as JSON (for machines), Markdown and HTML (for people), and the terminal summary."""
 
 from __future__ import annotations
 
@@ -6,28 +6,109 @@ import difflib
 import json
 from pathlib import Path
 
-from .compare import SYSTEMS, EvalResult
+from .compare import EvalResult
+from .systems import FINE_TUNED
+
+COLUMNS = (("exact_match", "exact match"), ("field_match", "JSON fields"), ("token_f1", "token F1"),
+           ("rouge_l", "ROUGE-L"), ("chrf", "chrF"), ("false_refusal_rate", "refused"), ("judge", "judge"))
 
 
 def word_diff(answer: str, reference: str) -> str:
     """The answer against the reference, word by word: [-missing-] {+extra+}."""
-    said, wanted = answer.split(), reference.split()
     parts = []
-    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=wanted, b=said, autojunk=False).get_opcodes():
+    for op, wanted, said in diff_ops(answer, reference):
         if op == "equal":
-            parts.append(" ".join(wanted[a0:a1]))
+            parts.append(wanted)
         if op in ("delete", "replace"):
-            parts.append("[-" + " ".join(wanted[a0:a1]) + "-]")
+            parts.append("[-" + wanted + "-]")
         if op in ("insert", "replace"):
-            parts.append("{+" + " ".join(said[b0:b1]) + "+}")
+            parts.append("{+" + said + "+}")
     return " ".join(parts)
 
 
+def diff_ops(answer: str, reference: str) -> list[tuple[str, str, str]]:
+    """(operation, reference words, answer words) runs, for the Markdown and HTML diffs alike."""
+    said, wanted = answer.split(), reference.split()
+    return [(op, " ".join(wanted[a0:a1]), " ".join(said[b0:b1]))
+            for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=wanted, b=said, autojunk=False).get_opcodes()]
+
+
+def _columns(result: EvalResult) -> list[tuple[str, str]]:
+    return [(key, title) for key, title in COLUMNS if any(key in result.summary[s] for s in result.system_names)]
+
+
+def _score(result: EvalResult, system: str, key: str) -> str:
+    interval = result.intervals.get(system, {}).get(key)
+    if key not in result.summary[system]:
+        return "–"
+    if not interval:
+        return f"{result.summary[system][key]:.3f}"
+    return f"{interval['mean']:.3f} [{interval['low']:.2f}, {interval['high']:.2f}]"
+
+
 def summary_table(result: EvalResult) -> str:
-    lines = ["| system | exact match | token F1 | examples | generation time |", "|---|---:|---:|---:|---:|"]
-    for system in SYSTEMS:
-        s = result.summary[system]
-        lines.append(f"| {system} | {s['exact_match']:.3f} | {s['token_f1']:.3f} | {s['n']} | {result.seconds[system]:.1f} s |")
+    """Markdown: one row per system, each score with its 95 % bootstrap interval."""
+    columns = _columns(result)
+    lines = ["| system | " + " | ".join(t for _, t in columns) + " | examples | generation time |",
+             "|---|" + "---:|" * (len(columns) + 2)]
+    for system in result.system_names:
+        cells = [_score(result, system, key) for key, _ in columns]
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {result.summary[system]['n']} | {result.seconds.get(system, 0):.1f} s |")
+    return "\n".join(lines)
+
+
+def significance_lines(result: EvalResult) -> list[str]:
+    return [f"{t['a']} vs {t['b']}: exact match differs on {t['only_a'] + t['only_b']} examples "
+            f"({t['only_a']} only {t['a']}, {t['only_b']} only {t['b']}), exact McNemar p = {t['p_value']:.4g}"
+            + (" (a real difference at the 5 % level)" if t["p_value"] < 0.05 else " (could be chance)")
+            for t in result.significance]
+
+
+def forgetting_lines(result: EvalResult) -> list[str]:
+    f = result.forgetting
+    if not f:
+        return []
+    scores, ppl = f["probe_scores"], f["perplexity"]
+    lines = [f"forgetting: general probes {scores['base']:.3f} → {scores['fine-tuned']:.3f} (drop {f['drop']:+.3f}), "
+             f"perplexity on general text {ppl['base']:.2f} → {ppl['fine-tuned']:.2f} ({f['perplexity_change']:+.1%})"]
+    if f["max_drop"] is not None:
+        verdict = "FAILED" if f["failed"] else "passed"
+        lines.append(f"forgetting gate {verdict}: drop {f['drop']:.3f} vs --max-forgetting {f['max_drop']}")
+    if f["failed"]:
+        lines.append("  fix: mix general examples into training (replay): `mix.general: builtin` in the run config, "
+                     "or `buxiban data mix TRAIN OUT --ratio 0.2`, then train again")
+    return lines
+
+
+def savings_lines(result: EvalResult) -> list[str]:
+    s = result.savings
+    if not s:
+        return []
+    line = (f"savings: the fine-tuned model's prompt is {s['prompt_tokens']:.0f} tokens per request against "
+            f"{s['prompt_tokens_instead']:.0f} for {s['against']} ({s['prompt_tokens_saved_share']:.0%} fewer)")
+    if "latency_s" in s:
+        line += f"; {s['latency_s']:.2f} s vs {s['latency_s_instead']:.2f} s per request answered alone ({s['speedup']:.2f}x)"
+    return [line]
+
+
+def refusal_lines(result: EvalResult) -> list[str]:
+    if not result.refusals:
+        return []
+    parts = [f"{name} {s['refusal_rate']:.0%}" for name, s in result.refusals["systems"].items()]
+    return [f"refusals on {len(result.refusals['questions'])} out-of-scope questions (higher is better): " + ", ".join(parts)]
+
+
+def terminal_summary(result: EvalResult, report_path: Path | None = None) -> str:
+    lines = [summary_table(result), ""]
+    if FINE_TUNED in result.summary and "base" in result.summary:
+        gain = result.summary[FINE_TUNED]["exact_match"] - result.summary["base"]["exact_match"]
+        lines.append(f"exact match {gain:+.3f} after fine-tuning")
+    lines += significance_lines(result) + savings_lines(result) + refusal_lines(result) + forgetting_lines(result)
+    if result.errors and result.errors["failed"]:
+        kinds = ", ".join(f"{k} {v}" for k, v in result.errors["by_kind"].items())
+        lines.append(f"fine-tuned failures: {result.errors['failed']} ({kinds}); next: {result.errors['advice'][0]}")
+    if report_path is not None:
+        lines.append(f"report with plots and per-example diffs: {report_path}")
     return "\n".join(lines)
 
 
@@ -36,33 +117,36 @@ def _cell(text: str) -> str:
 
 
 def markdown_report(result: EvalResult) -> str:
-    fixed = [r for r in result.examples if r["fine-tuned"]["exact_match"] and not r["base"]["exact_match"]]
-    broke = [r for r in result.examples if r["base"]["exact_match"] and not r["fine-tuned"]["exact_match"]]
-    still_wrong = [r for r in result.examples if not r["fine-tuned"]["exact_match"]]
+    names = result.system_names
     out = [f"# Evaluation of {result.run_dir}", "",
            f"Base model: {result.base_model}. Test set: `{result.test_file}` ({len(result.examples)} conversations, "
-           "never trained on). Greedy decoding.", "", summary_table(result), "",
-           f"Fine-tuning fixed {len(fixed)} answers and broke {len(broke)}; {len(still_wrong)} are still not exact.", ""]
-    if still_wrong:
-        out += ["## Still wrong after fine-tuning", "", "`[-word-]` is in the reference but missing; `{+word+}` was said instead.", ""]
-        out += [f"- `{r['where']}` {_cell(r['question'])}  \n  {_cell(word_diff(r['fine-tuned']['answer'], r['reference']))}"
-                for r in still_wrong]
-        out.append("")
-    if broke:
-        out += ["## Right before, wrong after", ""]
-        out += [f"- `{r['where']}` {_cell(r['question'])}: base said {_cell(r['base']['answer'])!r}" for r in broke]
-        out.append("")
-    out += ["## Every example", "", "| # | question | reference | base | fine-tuned |", "|---:|---|---|---|---|"]
+           "never trained on). Greedy decoding. Scores with 95 % bootstrap intervals.", "", summary_table(result), ""]
+    out += [f"- {line}" for line in significance_lines(result) + savings_lines(result) + refusal_lines(result)
+            + forgetting_lines(result)]
+    if result.errors:
+        out += ["", "## What to fix next", ""] + [f"- {line}" for line in result.errors["advice"]]
+    if FINE_TUNED in names:
+        still_wrong = [r for r in result.examples if not r[FINE_TUNED]["exact_match"]]
+        if still_wrong:
+            out += ["", "## Still wrong after fine-tuning", "",
+                    "`[-word-]` is in the reference but missing; `{+word+}` was said instead.", ""]
+            out += [f"- `{r['where']}` ({r[FINE_TUNED].get('error_kind')}) {_cell(r['question'])}  \n"
+                    f"  {_cell(word_diff(r[FINE_TUNED]['answer'], r['reference']))}" for r in still_wrong]
+    out += ["", "## Every example", "", "| # | question | reference | " + " | ".join(names) + " |",
+            "|---:|---|---|" + "---|" * len(names)]
     for r in result.examples:
-        marks = {s: ("✓ " if r[s]["exact_match"] else "✗ ") + _cell(r[s]["answer"]) for s in SYSTEMS}
-        out.append(f"| {r['index']} | {_cell(r['question'])} | {_cell(r['reference'])} | {marks['base']} | {marks['fine-tuned']} |")
+        marks = [("✓ " if r[s]["exact_match"] else "✗ ") + _cell(r[s]["answer"]) for s in names]
+        out.append(f"| {r['index']} | {_cell(r['question'])} | {_cell(r['reference'])} | " + " | ".join(marks) + " |")
     return "\n".join(out) + "\n"
 
 
-def write_reports(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
+def write_reports(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path, Path]:
+    from .html import html_report
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
+    json_path, md_path, html_path = out_dir / "eval.json", out_dir / "eval.md", out_dir / "eval.html"
     json_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     md_path.write_text(markdown_report(result), encoding="utf-8")
-    return json_path, md_path
+    html_path.write_text(html_report(result), encoding="utf-8")
+    return json_path, md_path, html_path

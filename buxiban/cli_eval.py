@@ -1,0 +1,122 @@
+"""`buxiban eval`: score a run against its base model (and few-shot prompting, and any endpoint) on
+held-out data, check forgetting, and compare two runs example by example."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+EXIT_FORGETTING = 1
+EXIT_USAGE = 2
+
+
+def add_eval_commands(commands) -> None:
+    evaluate = commands.add_parser("eval", help="base vs few-shot vs fine-tuned on held-out conversations; --compare two runs")
+    evaluate.add_argument("run", nargs="?", help="a run directory written by `buxiban train`")
+    evaluate.add_argument("--test", help="held-out OpenAI chat JSONL; the last assistant message is the reference")
+    evaluate.add_argument("--out", help="where to write eval.json, eval.md and eval.html (default: RUN/eval)")
+    evaluate.add_argument("--limit", type=int, help="only the first N test examples")
+    evaluate.add_argument("--max-new-tokens", type=int, default=96)
+    evaluate.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    evaluate.add_argument("--shots", type=int, default=3, metavar="K",
+                          help="training conversations in the few-shot baseline's prompt (default 3; 0 leaves it out)")
+    evaluate.add_argument("--train", metavar="FILE", help="where the few-shot examples come from (default: the run's training file)")
+    evaluate.add_argument("--endpoint", action="append", default=[], metavar="NAME=URL[,model=M][,key_env=VAR]",
+                          help="an OpenAI-compatible endpoint as one more system (repeatable)")
+    evaluate.add_argument("--judge", metavar="URL[,model=M][,key_env=VAR]",
+                          help="grade every answer with an LLM judge at this OpenAI-compatible endpoint")
+    evaluate.add_argument("--refusals", metavar="FILE",
+                          help="questions the assistant should decline (one per line, or JSONL): refusal rate per system")
+    evaluate.add_argument("--forgetting", action=argparse_bool(), default=True,
+                          help="general probes and perplexity, base vs fine-tuned (default on; --no-forgetting skips)")
+    evaluate.add_argument("--max-forgetting", type=float, metavar="X",
+                          help="exit 1 (after writing the report) when the probe score drops by more than X, e.g. 0.1")
+    evaluate.add_argument("--latency-samples", type=int, default=3, metavar="N",
+                          help="requests timed one at a time for the savings line (default 3; 0 skips)")
+    evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed for the few-shot draw and the bootstrap")
+    evaluate.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                          help="list the test examples RUN_B fixed and broke relative to RUN_A (runs or eval.json files)")
+    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    evaluate.set_defaults(handler=cmd_eval)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_eval(args) -> int:
+    if args.compare:
+        return cmd_compare(args)
+    if not args.run or not args.test:
+        print("error: buxiban eval needs RUN and --test FILE (or --compare RUN_A RUN_B --test FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.train and not Path(args.train).is_file():
+        print(f"error: --train {args.train}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    from .eval.compare import EvalOptions, evaluate_run
+    from .eval.endpoint import parse_endpoint
+    from .eval.report import terminal_summary, write_reports
+
+    options = EvalOptions(shots=args.shots, train_file=args.train, endpoints=[parse_endpoint(s) for s in args.endpoint],
+                          judge=parse_endpoint(args.judge, named=False) if args.judge else None, refusals=args.refusals,
+                          forgetting=args.forgetting or args.max_forgetting is not None, max_forgetting=args.max_forgetting,
+                          latency_samples=args.latency_samples, resamples=args.resamples, seed=args.seed,
+                          batch_size=args.batch_size)
+    result = evaluate_run(args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options,
+                          log=_log)
+    json_path, _, html_path = write_reports(result, args.out or Path(args.run) / "eval")
+    if args.json:
+        print(json.dumps({"summary": result.summary, "intervals": result.intervals, "significance": result.significance,
+                          "seconds": result.seconds, "savings": result.savings, "forgetting_failed":
+                          bool(result.forgetting and result.forgetting["failed"]), "report": str(json_path)}, indent=2))
+    else:
+        print(terminal_summary(result, html_path))
+    return EXIT_FORGETTING if result.forgetting and result.forgetting["failed"] else 0
+
+
+def cmd_compare(args) -> int:
+    from .errors import RunDirError
+    from .eval.compare import EvalOptions, evaluate_run
+    from .eval.iterate import compare_evals, comparison_markdown, reusable_eval
+
+    evaluations = []
+    for run in args.compare:
+        found = reusable_eval(run, args.test)
+        if found is None:
+            if not args.test:
+                raise RunDirError(f"{run} has no evaluation on a known test file: pass --test FILE")
+            _log(f"evaluating {run} on {args.test}")
+            options = EvalOptions(shots=0, latency_samples=0, batch_size=args.batch_size)
+            found = evaluate_run(run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options,
+                                 systems=_fine_tuned_only(), log=_log).to_dict()
+        evaluations.append(found)
+    comparison = compare_evals(*evaluations, label_a=args.compare[0], label_b=args.compare[1])
+    out_dir = Path(args.out) if args.out else _default_compare_dir(args.compare[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "compare.json").write_text(json.dumps(comparison, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "compare.md").write_text(comparison_markdown(comparison), encoding="utf-8")
+    if args.json:
+        print(json.dumps(comparison, indent=2, ensure_ascii=False))
+    else:
+        print(comparison_markdown(comparison))
+        print(f"written to {out_dir / 'compare.md'}")
+    return 0
+
+
+def _fine_tuned_only():
+    from .eval.systems import FINE_TUNED, System
+
+    return [System(FINE_TUNED, FINE_TUNED, "the fine-tuned model, the test prompt as is")]
+
+
+def _default_compare_dir(run_b: str) -> Path:
+    path = Path(run_b)
+    return (path.parent if path.is_file() else path / "eval") / "compare"

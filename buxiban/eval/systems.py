@@ -1,0 +1,90 @@
+"""The systems an evaluation compares, and the local weights that answer for them.
+
+A system is a name, the weights that answer ("base" or "fine-tuned" from the run, or an
+OpenAI-compatible endpoint), and `prepare`: what the test prompt becomes before it is sent. Zero-shot
+and fine-tuned send the prompt as is; few-shot puts training conversations in front of it. A RAG
+variant is one more `prepare` (retrieved passages added to the prompt) on the weights of choice:
+build it with `System(name, weights, prepare=...)` and pass it to `evaluate_run(..., systems=...)`."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from .endpoint import Endpoint
+from .fewshot import with_shots
+
+Messages = list[dict[str, Any]]
+BASE, FEW_SHOT, FINE_TUNED = "base", "few-shot", "fine-tuned"
+
+
+def unchanged(prompt: Messages) -> Messages:
+    return prompt
+
+
+@dataclass
+class System:
+    name: str
+    weights: str | None  # "base" or "fine-tuned" (the run's), None for an endpoint
+    description: str
+    prepare: Callable[[Messages], Messages] = unchanged
+    endpoint: Endpoint | None = None
+    shots: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "weights": self.weights, "description": self.description}
+        if self.endpoint:
+            out["endpoint"] = {"url": self.endpoint.url, "model": self.endpoint.model}
+        if self.shots:
+            out["shots"] = self.shots
+        return out
+
+
+def default_systems(shots: Sequence[Messages], endpoints: Sequence[Endpoint] = ()) -> list[System]:
+    """Base zero-shot, base few-shot (when shots are given), fine-tuned, then each endpoint."""
+    systems = [System(BASE, BASE, "the base model, the test prompt as is")]
+    if shots:
+        shot_list = list(shots)
+        systems.append(System(FEW_SHOT, BASE, f"the base model with {len(shot_list)} training conversations before the prompt",
+                              prepare=lambda prompt: with_shots(prompt, shot_list), shots=len(shot_list)))
+    systems.append(System(FINE_TUNED, FINE_TUNED, "the fine-tuned model, the test prompt as is"))
+    systems += [System(e.name, None, f"{e.model} at {e.url}", endpoint=e) for e in endpoints]
+    return systems
+
+
+@dataclass
+class LocalWeights:
+    """The run's model with its adapter, switched between base and fine-tuned without a second copy
+    where the run is an adapter; full and freeze runs changed the weights themselves, so their base
+    is loaded again when a base system needs it."""
+
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    manifest: dict[str, Any]
+    _base: tuple[Any, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "LocalWeights":
+        from ..train.rundir import load_trained
+
+        model, tokenizer, manifest = load_trained(run_dir)
+        return cls(Path(run_dir), model, tokenizer, manifest)
+
+    @contextmanager
+    def use(self, weights: str) -> Iterator[tuple[Any, Any]]:
+        if weights == FINE_TUNED:
+            yield self.model, self.tokenizer
+        elif hasattr(self.model, "disable_adapter"):
+            with self.model.disable_adapter():
+                yield self.model, self.tokenizer
+        else:
+            if self._base is None:
+                from ..models.load import load
+
+                base, tokenizer, _ = load(self.manifest["base_model"]["spec"], self.manifest.get("trust_remote_code", False))
+                base.eval()
+                self._base = (base, tokenizer)
+            yield self._base
