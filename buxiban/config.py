@@ -79,6 +79,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tracking: list[str] = field(default_factory=list)  # metrics.jsonl always; add "tensorboard", "mlflow"
     gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~25 % slower
+    sharding: str = "none"  # with N processes: none (replicated), fsdp = zero3, or zero2; see train/sharding.py
 
 
 @dataclass
@@ -103,6 +104,7 @@ METHODS = ("sft", "dpo")
 ADAPTERS = ("lora", "dora", "qlora", "full", "freeze")
 TRACKERS = ("tensorboard", "mlflow")
 LR_SCHEDULES = ("cosine", "linear", "constant")
+SHARDING = ("none", "fsdp", "zero2", "zero3")  # see train/sharding.py
 PRECISIONS = ("auto", "bf16", "fp32")
 OVERLENGTH = ("drop", "truncate")
 
@@ -309,6 +311,9 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         bad("train.warmup_ratio", f"is {t.warmup_ratio}", "use a fraction of the steps in [0, 1)")
     one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
     one_of("train.precision", t.precision, PRECISIONS)
+    one_of("train.sharding", t.sharding, SHARDING)
+    if t.sharding != "none" and config.adapter == "qlora":
+        bad("train.sharding", "cannot shard 4-bit QLoRA weights", "use train.sharding=none with adapter=qlora")
     if t.max_grad_norm < 0:
         bad("train.max_grad_norm", f"is {t.max_grad_norm}", "use 0 to turn clipping off, or a positive norm")
     if t.eval_every < 0:

@@ -97,22 +97,28 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
     unknown = [name for name in state if name not in named]
     if unknown:
         raise ModelLoadError(f"the saved weights do not fit this model (first unknown tensor: {unknown[0]})")
+    from ..train.sharding import as_shard_of
+
     with torch.no_grad():
         for name, tensor in state.items():
-            named[name].copy_(tensor)
+            named[name].copy_(as_shard_of(tensor, named[name]))
 
 
-def save_trained(model, tokenizer, adapter: str, run_dir: Path) -> str:
+def save_trained(model, tokenizer, adapter: str, run_dir: Path, full_state: dict | None = None) -> str:
     """Write the result in the form its users load: a PEFT adapter, a whole model directory, or the
-    trained blocks alone. Returns the path relative to the run directory."""
+    trained blocks alone. Returns the path relative to the run directory. `full_state` is the whole
+    state dict of a sharded model, gathered by the caller."""
     from safetensors.torch import save_file
 
     if adapter in PEFT_ADAPTERS:
-        model.save_pretrained(str(run_dir / "adapter"))
+        model.save_pretrained(str(run_dir / "adapter"), state_dict=full_state)
         return "adapter"
     if adapter == "full":
-        model.save_pretrained(str(run_dir / "model"), safe_serialization=True)
+        model.save_pretrained(str(run_dir / "model"), safe_serialization=True, state_dict=full_state)
         tokenizer.save_pretrained(str(run_dir / "model"))
         return "model"
-    save_file(trainable_state(model), str(run_dir / "trained.safetensors"))
+    trained = trainable_state(model)
+    if full_state is not None:
+        trained = {name: full_state[name] for name in trained}
+    save_file(trained, str(run_dir / "trained.safetensors"))
     return "trained.safetensors"

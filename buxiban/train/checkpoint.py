@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.adapt import load_trainable_state, trainable_state
+from ..models.adapt import load_trainable_state
 
 COMPLETE = "COMPLETE"
 PREFIX = "step-"
@@ -60,18 +60,18 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict[str, Any], keep: int,
-                    rng_states: list[dict[str, Any]] | None = None) -> Path:
-    """`rng_states` holds one entry per process (each consumes its own dropout randomness); the
-    default is this process's alone."""
+def save_checkpoint(run_dir: Path, step: int, trained: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
+                    state: dict[str, Any], keep: int, rng_states: list[dict[str, Any]] | None = None) -> Path:
+    """`trained` and `optimizer_state` are whole (a sharded run gathers them first); `rng_states`
+    holds one entry per process (each consumes its own dropout randomness), by default this one's."""
     from safetensors.torch import save_file
 
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
     staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
-    save_file(trainable_state(model), str(staging / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    save_file(trained, str(staging / "trainable.safetensors"))
+    torch.save(optimizer_state, staging / "optimizer.pt")
     torch.save(rng_states or [rng_state()], staging / "rng.pt")
     (staging / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     for file in staging.iterdir():
@@ -109,12 +109,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model, optimizer, rank: int = 0) -> dict[str, Any]:
+def load_checkpoint(path: Path, model, optimizer, rank: int = 0, sharded: bool = False) -> dict[str, Any]:
     """Restore the trained tensors, optimizer and this process's RNGs; return the saved state."""
     from safetensors.torch import load_file
 
+    from .sharding import load_full_optimizer_state
+
     load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    optimizer_state = torch.load(path / "optimizer.pt", weights_only=False)
+    if sharded:
+        load_full_optimizer_state(optimizer, optimizer_state)
+    else:
+        optimizer.load_state_dict(optimizer_state)
     states = torch.load(path / "rng.pt", weights_only=False)
     restore_rng(states[rank] if rank < len(states) else states[0])
     return json.loads((path / "state.json").read_text())

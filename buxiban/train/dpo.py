@@ -75,25 +75,30 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
-            micro = [run.world.shard(indices) for _, indices in itertools.islice(stream, t.grad_accum)]
-            step_pairs = run.world.sum(sum(len(indices) for indices in micro))
+            micro = [indices for _, indices in itertools.islice(stream, t.grad_accum)]
+            step_pairs = sum(len(indices) for indices in micro)
             loss_sum = margin_sum = right = chosen_sum = 0.0
-            for indices in (m for m in micro if m):
+            for indices in micro:
+                mine = run.my_rows(indices, lambda first: -1 - first)  # negative: a placeholder, weight 0
+                if not mine:
+                    continue
+                weight = torch.tensor([0.0 if i < 0 else 1.0 for i in mine], device=run.device)
+                indices = [i if i >= 0 else -1 - i for i in mine]
                 batch = _pair_batch(train_set, indices, pad_id, run.device)
-                real_tokens += int(batch["attention_mask"].sum())
+                real_tokens += int(batch["attention_mask"][weight.repeat(2) > 0].sum())
                 with run.autocast():
-                    log_probs = sequence_log_probs(run.model, **batch)
+                    log_probs = run.forward(sequence_log_probs, **batch)
                 chosen, rejected = log_probs.float().chunk(2)
                 ref_chosen, ref_rejected = reference["train"][indices].to(run.device).unbind(-1)
                 losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
                 if sft_weight:  # plain DPO can lower both answers' likelihood; this holds the chosen one up
                     chosen_tokens = (batch["labels"][: len(indices), 1:] != -100).sum(1)
                     losses = losses - sft_weight * chosen / chosen_tokens
-                (losses.sum() / step_pairs).backward()
-                chosen_sum += chosen.sum().item()
-                loss_sum += losses.sum().item()
-                margin_sum += (chosen_rewards - rejected_rewards).sum().item()
-                right += (chosen_rewards > rejected_rewards).sum().item()
+                ((losses * weight).sum() / step_pairs).backward()
+                chosen_sum += (chosen * weight).sum().item()
+                loss_sum += (losses * weight).sum().item()
+                margin_sum += ((chosen_rewards - rejected_rewards) * weight).sum().item()
+                right += ((chosen_rewards > rejected_rewards) * weight).sum().item()
             grad_norm = run.clip_gradients()
             rate = run.set_learning_rate(step)
             run.optimizer.step()
@@ -148,7 +153,7 @@ def _log_probs_of(run: TrainRun, dataset, batch_size: int) -> torch.Tensor:
     for start in range(0, len(dataset), batch_size):
         indices = list(range(start, min(start + batch_size, len(dataset))))
         with run.autocast():
-            log_probs = sequence_log_probs(run.model, **_pair_batch(dataset, indices, pad_id, run.device))
+            log_probs = run.forward(sequence_log_probs, **_pair_batch(dataset, indices, pad_id, run.device))
         out[indices] = torch.stack(log_probs.float().chunk(2), dim=-1).cpu()
     return out
 

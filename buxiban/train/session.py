@@ -25,6 +25,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_chec
 from .distributed import World, init_world
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
+from .sharding import full_model_state, full_optimizer_state, full_trainable_state, shard_model
 from .tracking import MetricsLog, check_trackers
 
 # Keys that may change between a run and its resume without changing what is computed.
@@ -110,6 +111,8 @@ class TrainRun:
     started: float = 0.0
     bar: Any = None
     quiet: bool = False
+    sharded: bool = False
+    sharded_root: Any = None
 
     # --- setting up -----------------------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class TrainRun:
         self.model = model.to(self.device) if config.adapter != "qlora" else model
         if t.gradient_checkpointing:  # non-reentrant: works with frozen inputs (LoRA) without extra hooks
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
+        self.sharded = self.sharded_root is not None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         self.steps_per_epoch = max(1, math.ceil(train_examples / examples_per_step))
@@ -136,7 +141,7 @@ class TrainRun:
         self.checkpoint_every = t.checkpoint_every or self.steps_per_epoch
         trainable, total = count_parameters(self.model)
         if self.resume_path is not None:
-            state = load_checkpoint(self.resume_path, self.model, self.optimizer, self.world.rank)
+            state = load_checkpoint(self.resume_path, self.model, self.optimizer, self.world.rank, self.sharded)
             self.start_step = state["step"]
             self.best_val, self.best_step = state.get("best_val"), state.get("best_step")
             self.evals_since_best = state.get("evals_since_best", 0)
@@ -161,6 +166,17 @@ class TrainRun:
         self.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
         self.started = time.perf_counter()
 
+    def forward(self, loss_fn, **batch):
+        """loss_fn(model, **batch), through the FSDP root when the model is sharded."""
+        return self.sharded_root(loss_fn, **batch) if self.sharded else loss_fn(self.model, **batch)
+
+    def my_rows(self, rows: list, placeholder: Callable[[Any], Any]) -> list:
+        """This process's share of a micro-batch. A sharded model runs collectives inside every
+        forward, so a process whose share is empty (a short last batch) must still run one: it gets
+        `placeholder(rows[0])`, a row that contributes nothing to the loss."""
+        mine = self.world.shard(rows)
+        return mine if mine or not self.sharded or not rows else [placeholder(rows[0])]
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
@@ -177,8 +193,9 @@ class TrainRun:
         return rate
 
     def clip_gradients(self) -> float:
-        """Sum gradients across processes, then clip their global norm."""
-        self.world.sum_gradients(self.params)
+        """Sum gradients across processes (FSDP already has), then clip their global norm."""
+        if not self.sharded:
+            self.world.sum_gradients(self.params)
         limit = self.config.train.max_grad_norm
         return float(torch.nn.utils.clip_grad_norm_(self.params, limit if limit > 0 else float("inf")))
 
@@ -224,8 +241,12 @@ class TrainRun:
 
     def save_checkpoint(self, step: int) -> None:
         rng_states = self.world.gather(rng_state())
+        if self.sharded:  # gathering is collective: every process takes part, rank 0 writes
+            trained, optimizer_state = full_trainable_state(self.model), full_optimizer_state(self.optimizer)
+        else:
+            trained, optimizer_state = trainable_state(self.model), self.optimizer.state_dict()
         if self.world.is_main:
-            save_checkpoint(self.out, step + 1, self.model, self.optimizer,
+            save_checkpoint(self.out, step + 1, trained, optimizer_state,
                             {"best_val": self.best_val, "best_step": self.best_step,
                              "evals_since_best": self.evals_since_best, "history": self.history},
                             self.config.train.keep_checkpoints, rng_states)
@@ -248,8 +269,9 @@ class TrainRun:
             self.bar.close()
         if self.best_state is not None and self.best_step != steps_done:
             load_trainable_state(self.model, self.best_state)
+        full_state = full_model_state(self.model) if self.sharded else None
         if self.world.is_main:
-            saved = save_trained(self.model, self.tokenizer, self.config.adapter, self.out)
+            saved = save_trained(self.model, self.tokenizer, self.config.adapter, self.out, full_state)
             self.manifest.update(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), steps=steps_done,
                                  train_seconds=round(seconds, 1), weights=saved, best_val_loss=None if self.best_val is None else round(self.best_val, 5),
                                  best_step=self.best_step, **final)

@@ -14,6 +14,7 @@ from ..data.mix import BUILTIN, builtin_general_path, mix_records
 from ..data.prepare import Prepared, prepare
 from ..data.records import load_chat_jsonl
 from ..data.split import hash_split
+from ..data.tokenize import IGNORE_INDEX, Encoded
 from ..errors import DataError, Problem
 from .batching import batch_stream, collate
 from .losses import summed_token_loss
@@ -56,7 +57,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
-            rows = [run.world.shard([examples[i] for i in indices]) for _, indices in itertools.islice(stream, t.grad_accum)]
+            rows = [run.my_rows([examples[i] for i in indices], silenced) for _, indices in itertools.islice(stream, t.grad_accum)]
             batches = [collate(r, pad_id) for r in rows if r]
             # Normalize by the trained tokens of the whole (global) step: accumulation and N processes
             # then compute exactly the update of one big batch.
@@ -65,10 +66,11 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             for batch in batches:
                 batch = {k: v.to(run.device) for k, v in batch.items()}
                 with run.autocast():
-                    summed, _ = summed_token_loss(run.model, **batch)
+                    summed, _ = run.forward(summed_token_loss, **batch)
                 (summed / step_tokens).backward()
                 loss_sum += summed.item()
-                real_tokens += int(batch["attention_mask"].sum())
+                if bool((batch["labels"] != IGNORE_INDEX).any()):  # a placeholder row is not real work
+                    real_tokens += int(batch["attention_mask"].sum())
             grad_norm = run.clip_gradients()
             rate = run.set_learning_rate(step)
             run.optimizer.step()
@@ -98,15 +100,20 @@ def validation_loss(run: TrainRun, dataset: Prepared) -> float:
     order = sorted(range(len(dataset.examples)), key=lambda i: len(dataset.examples[i].input_ids))
     size = run.config.train.batch_size
     for start in range(0, len(order), size):
-        rows = run.world.shard([dataset.examples[i] for i in order[start:start + size]])
+        rows = run.my_rows([dataset.examples[i] for i in order[start:start + size]], silenced)
         if not rows:
             continue
         batch = {k: v.to(run.device) for k, v in collate(rows, run.tokenizer.pad_token_id).items()}
         with run.autocast():
-            summed, n = summed_token_loss(run.model, **batch)
+            summed, n = run.forward(summed_token_loss, **batch)
         total += summed.item()
         count += n
     return run.world.sum(total) / max(1.0, run.world.sum(count))
+
+
+def silenced(example: Encoded) -> Encoded:
+    """The same tokens with nothing to learn: a placeholder row that adds 0 to loss and gradients."""
+    return Encoded(example.input_ids, [IGNORE_INDEX] * len(example.input_ids))
 
 
 def most_common_system_prompt(conversations) -> str | None:

@@ -20,13 +20,17 @@ HELD_OUT_PHRASINGS = 2
 TWO_TURN_CONVERSATIONS = 70
 TRAIN_TICKETS = 120
 PREFERENCE_PAIRS = 80
+ROUTER_PREFERENCE_PAIRS = 40
+# A neighbouring priority is the router's likeliest mistake after SFT: the pair teaches the boundary.
+NEIGHBOUR_PRIORITY = {"urgent": "high", "high": "normal", "normal": "high"}
 
 
-def chat(system: str, *turns: str) -> dict:
+def chat(system: str, *turns: str, category: str) -> dict:
+    """`metadata.category` lets `buxiban eval` group failures by task."""
     messages = [{"role": "system", "content": system}]
     for index, text in enumerate(turns):
         messages.append({"role": "user" if index % 2 == 0 else "assistant", "content": text})
-    return {"messages": messages}
+    return {"messages": messages, "metadata": {"category": category}}
 
 
 def ticket_text(rng: random.Random, situation: str) -> str:
@@ -52,8 +56,8 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
         rng.shuffle(order)
         held_out, seen = order[:HELD_OUT_PHRASINGS], order[HELD_OUT_PHRASINGS:]
         train_phrasings[key] = seen
-        train.extend(chat(ASSISTANT_SYSTEM, question, answer) for question in seen)
-        test.extend(chat(ASSISTANT_SYSTEM, question, answer) for question in held_out)
+        train.extend(chat(ASSISTANT_SYSTEM, question, answer, category="faq") for question in seen)
+        test.extend(chat(ASSISTANT_SYSTEM, question, answer, category="faq") for question in held_out)
     keys = list(answers)
     pairs_seen: set[tuple[str, str]] = set()
     while len(pairs_seen) < TWO_TURN_CONVERSATIONS:
@@ -62,7 +66,8 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
             continue
         pairs_seen.add((first, second))
         train.append(chat(ASSISTANT_SYSTEM, rng.choice(train_phrasings[first]), answers[first],
-                          "And " + _lower_first(rng.choice(train_phrasings[second])), answers[second]))
+                          "And " + _lower_first(rng.choice(train_phrasings[second])), answers[second],
+                          category="faq-follow-up"))
     used_tickets: set[str] = set()
     for count, into in ((TRAIN_TICKETS, train), (len(TICKET_SITUATIONS), test)):
         situations = [TICKET_SITUATIONS[i % len(TICKET_SITUATIONS)] for i in range(count)]
@@ -71,7 +76,7 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
             while text in used_tickets:
                 text = ticket_text(rng, situation)
             used_tickets.add(text)
-            into.append(chat(ROUTER_SYSTEM, text, route(team, priority)))
+            into.append(chat(ROUTER_SYSTEM, text, route(team, priority), category="ticket-router"))
     rng.shuffle(train)
     preferences = []
     candidates = [(key, question) for key in keys for question in train_phrasings[key]]
@@ -80,6 +85,17 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
             "input": {"messages": [{"role": "system", "content": ASSISTANT_SYSTEM}, {"role": "user", "content": question}]},
             "preferred_output": [{"role": "assistant", "content": answers[key]}],
             "non_preferred_output": [{"role": "assistant", "content": GENERIC_ANSWERS[key]}],
+        })
+    # Drawn last, so the RNG stream that made everything above is unchanged. Without router pairs,
+    # DPO would only ever see the Q&A task and could drift on the other one unchecked.
+    tickets = [c for c in train if c["metadata"]["category"] == "ticket-router"]
+    for conversation in rng.sample(tickets, ROUTER_PREFERENCE_PAIRS):
+        routed = json.loads(conversation["messages"][-1]["content"])
+        preferences.append({
+            "input": {"messages": conversation["messages"][:-1]},
+            "preferred_output": [conversation["messages"][-1]],
+            "non_preferred_output": [{"role": "assistant",
+                                      "content": route(routed["team"], NEIGHBOUR_PRIORITY[routed["priority"]])}],
         })
     return {"train": train, "test": test, "preferences": preferences}
 
