@@ -96,6 +96,22 @@ def test_rag_errors_name_the_problem(tiny_encoder_dir, tmp_path, capsys):
     assert main(["rag", "index", str(write_docs(tmp_path / "docs")), "--out", str(tmp_path / "i.db"),
                  "--embedder", str(tmp_path)]) == 1
     assert "no config.json there" in capsys.readouterr().err
+    (tmp_path / "docs" / "bad.md").write_bytes(b"\xff\xfe")
+    (tmp_path / "docs" / "worse.txt").write_bytes(b"caf\xe9")
+    assert main(["rag", "index", str(tmp_path / "docs"), "--out", str(tmp_path / "i.db"),
+                 "--embedder", str(tiny_encoder_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "2 document(s) cannot be read; nothing was indexed" in err and "bad.md: not UTF-8" in err and "worse.txt" in err
+    (tmp_path / "docs" / "bad.md").unlink()
+    (tmp_path / "docs" / "worse.txt").unlink()
+    (tmp_path / "notes.txt").write_text("not a database, just notes " * 100)
+    assert main(["rag", "query", str(tmp_path / "notes.txt"), "hello"]) == 1
+    assert "not a buxiban RAG index" in capsys.readouterr().err
+    import apsw
+    apsw.Connection(str(tmp_path / "app.db")).execute("create table users (name text)")
+    assert main(["rag", "index", str(tmp_path / "docs"), "--out", str(tmp_path / "app.db"),
+                 "--embedder", str(tiny_encoder_dir)]) == 1
+    assert "not a buxiban RAG index; choose another --out" in capsys.readouterr().err
     out = tmp_path / "i.db"
     build_index(tmp_path / "docs", out, embedder=Embedder.load(str(tiny_encoder_dir)), embedder_spec=str(tiny_encoder_dir))
     questions = write_jsonl(tmp_path / "q.jsonl", [

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RagError
+from ..errors import DataError, Problem, RagError
 from .documents import SUFFIXES, chunk_file, chunk_sections
 from .embed import DEFAULT_EMBEDDER, Embedder
 from .store import VectorStore
@@ -75,7 +75,7 @@ def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None
         report.changed = [name for name in files if name in stored and stored[name] != hashes[name]]
         report.unchanged = len(files) - len(report.added) - len(report.changed)
         todo = report.added + report.changed
-        chunked = {name: chunk_file(files[name], chunk_tokens, overlap) for name in todo}
+        chunked = chunk_all({name: files[name] for name in todo}, chunk_tokens, overlap)
         texts = [embedding_text(c.heading, c.text) for name in todo for c in chunked[name]]
         vectors = embedder.embed(texts) if texts else []  # one call: batches sorted by length across all files
         report.chunks_embedded = len(texts)
@@ -93,6 +93,19 @@ def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None
         store.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def chunk_all(files: dict[str, Path], chunk_tokens: int, overlap: int) -> dict:
+    """Every file is read before anything is embedded, and every unreadable one is reported at once."""
+    chunked, problems = {}, []
+    for name, path in files.items():
+        try:
+            chunked[name] = chunk_file(path, chunk_tokens, overlap)
+        except RagError as exc:
+            problems.append(Problem(str(path), str(exc).removeprefix(f"{path}: ")))
+    if problems:
+        raise DataError(f"{len(problems)} document(s) cannot be read; nothing was indexed", problems)
+    return chunked
 
 
 def rebuild_reason(previous: dict, settings: dict) -> str:

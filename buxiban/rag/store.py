@@ -32,6 +32,12 @@ class StoredChunk:
     text: str
 
 
+def apsw_error():
+    import apsw
+
+    return apsw.Error
+
+
 def connect(path: Path, create: bool = False):
     try:
         import apsw
@@ -53,6 +59,16 @@ class VectorStore:
     def __init__(self, path: Path, create: bool = False):
         self.path = Path(path)
         self.db = connect(self.path, create)
+        try:
+            self.prepare(create)
+        except apsw_error() as exc:  # e.g. "file is not a database"
+            self.db.close()
+            raise RagError(f"{path}: not a buxiban RAG index ({exc}); choose another --out or delete the file") from exc
+
+    def prepare(self, create: bool) -> None:
+        tables = {row[0] for row in self.db.execute("select name from sqlite_master where type = 'table'")}
+        if tables and "meta" not in tables:  # someone else's database: never write our tables into it
+            raise RagError(f"{self.path}: an SQLite database that is not a buxiban RAG index; choose another --out")
         if create:
             self.db.execute("""
                 create table if not exists meta (key text primary key, value text not null);
@@ -62,7 +78,7 @@ class VectorStore:
                 create index if not exists chunks_by_path on chunks(path);
             """)
         elif self.meta().get("schema") is None:
-            raise RagError(f"{path}: not a buxiban RAG index (no meta table); rebuild it with `buxiban rag index`")
+            raise RagError(f"{self.path}: not a buxiban RAG index (no meta table); rebuild it with `buxiban rag index`")
         self.has_bm25 = bool(self.meta().get("bm25"))
 
     def close(self) -> None:
@@ -72,7 +88,7 @@ class VectorStore:
     def meta(self) -> dict:
         try:
             return {key: json.loads(value) for key, value in self.db.execute("select key, value from meta")}
-        except Exception as exc:  # apsw.SQLError: the file is SQLite but not ours
+        except apsw_error() as exc:  # no meta table: the file is SQLite but not ours
             raise RagError(f"{self.path}: not a buxiban RAG index ({exc})") from exc
 
     def set_meta(self, values: dict) -> None:
