@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .cli_adapters import add_adapter_commands
 from .cli_data import add_data_commands
+from .cli_plan import add_plan_commands
 from .cli_eval import add_eval_commands
 from .cli_rag import add_rag_commands
 from .cli_serve import add_serve_commands
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_data_commands(commands)
+    add_plan_commands(commands)
     add_rag_commands(commands)
     add_adapter_commands(commands)
     add_serve_commands(commands)

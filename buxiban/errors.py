@@ -56,6 +56,10 @@ class AdapterError(BuxibanError):
     """An adapter name is invalid, unknown, taken, or points at an unusable run."""
 
 
+class PlanError(BuxibanError):
+    """A plan cannot be made: unknown hosted model, unreadable price file, unusable inputs."""
+
+
 class ServeError(BuxibanError):
     """A request the server refuses. Carries the HTTP status and the OpenAI error fields, so the
     server answers the way the official SDK expects to parse."""

@@ -1,0 +1,141 @@
+"""Peak training memory for each method, from the model's shape and parameter counts.
+
+peak ≈ framework + weights + gradients + AdamW state + low-precision weight copies + activations
+       + output-head logits
+
+- framework: the resident size of this process with torch and transformers loaded (measured);
+- weights: every parameter in the dtype the loop loads (fp32), NF4 (~0.53 byte with double quant)
+  for QLoRA's quantized linear layers;
+- gradients: fp32, one per trained parameter; AdamW: two fp32 states per trained parameter;
+- bf16 autocast casts each linear weight per call and keeps that copy for the backward pass, so
+  the linear layers the backward passes through exist a second time in 2 bytes;
+- activations: what autograd keeps per token per layer, counted below for a Llama-style block, at
+  the planned batch size × the longest padded row;
+- logits: the loss sends at most 1024 trained positions through the head at once (train/losses.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIB = 1024 * 1024
+HEAD_CHUNK = 1024
+NF4_BYTES = 0.53  # 4 bits + double-quantized block scales
+METHODS = ("lora", "qlora", "full", "freeze")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+    @classmethod
+    def from_config(cls, config) -> "ModelShape":
+        hidden = config.hidden_size
+        heads = getattr(config, "num_attention_heads", 1)
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        return cls(config.num_hidden_layers, hidden, getattr(config, "intermediate_size", 4 * hidden), heads,
+                   getattr(config, "num_key_value_heads", None) or heads, head_dim, config.vocab_size)
+
+    @property
+    def q_width(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def linear_inputs(self) -> int:
+        """Σ input width over a block's seven projections (q, k, v, o, gate, up, down)."""
+        return 6 * self.hidden + self.q_width + self.intermediate
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Parameter counts of one method, from the real model built on the meta device."""
+
+    trainable: int
+    total: int
+    block_linear: int  # weights of the linear layers inside the blocks (what QLoRA quantizes)
+    trained_blocks: int  # blocks whose activations the backward needs
+
+
+def activation_bytes(shape: ModelShape, adapter: str, autocast: bool, lora_dropout: float) -> int:
+    """Bytes autograd keeps per token per block.
+
+    Counted for a Llama-style block under bf16 autocast (2-byte matmul outputs; RMSNorm and the
+    residual stream stay fp32): two RMSNorms keep their fp32 input and normalized output (4 × h × 4)
+    and a bf16 cast of the output (2 × h × 2); attention keeps q, k, v, the rotated q and k, the
+    key/value heads repeated for grouped-query attention, the attention output and o_proj's input
+    ((4·q + 3·kv + h) × 2 counting the repeats as q-wide); the MLP keeps gate, up, SiLU's output and
+    down's input (4·i × 2). LoRA adds, per projection, the dropout output and mask on the fp32
+    input and its bf16 cast (7 bytes per input element), plus the rank-r outputs (negligible)."""
+    low = 2 if autocast else 4
+    h, i, q, kv = shape.hidden, shape.intermediate, shape.q_width, shape.kv_width
+    norms = 4 * h * 4 + 2 * h * low
+    attention = (4 * q + 3 * kv + 2 * q + h) * low
+    mlp = 4 * i * low
+    per_token = norms + attention + mlp
+    if adapter in ("lora", "qlora"):
+        dropout = 5 if lora_dropout > 0 else 0  # fp32 output + bool mask
+        per_token += (dropout + low) * shape.linear_inputs
+    return per_token
+
+
+def checkpointed_activation_bytes(shape: ModelShape) -> int:
+    """With gradient checkpointing each block keeps only its fp32 input."""
+    return 4 * shape.hidden
+
+
+def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_size: int, longest_row: int,
+                  trained_tokens: int, autocast: bool, framework_bytes: int, lora_dropout: float = 0.05,
+                  gradient_checkpointing: bool = False) -> dict[str, Any]:
+    """The parts of the peak, in MiB, and their sum."""
+    tokens = batch_size * longest_row
+    if adapter == "qlora":
+        weights = counts.block_linear * NF4_BYTES + (counts.total - counts.block_linear) * 4
+    else:
+        weights = counts.total * 4
+    casts = counts.block_linear * 2 * counts.trained_blocks / shape.layers if autocast and adapter != "qlora" else 0
+    per_layer = activation_bytes(shape, adapter, autocast, lora_dropout)
+    if gradient_checkpointing:
+        activations = tokens * (checkpointed_activation_bytes(shape) * counts.trained_blocks + per_layer)
+    else:
+        activations = tokens * per_layer * counts.trained_blocks
+    logits = min(trained_tokens, HEAD_CHUNK) * shape.vocab * ((2 if autocast else 4) + 4 + 4)  # logits, fp32 copy, grad
+    parts = {"framework": framework_bytes, "weights": weights, "gradients": counts.trainable * 4,
+             "optimizer": counts.trainable * 8, "weight_casts": casts, "activations": activations, "logits": logits}
+    breakdown = {name: round(value / MIB, 1) for name, value in parts.items()}
+    return {"method": adapter, "peak_mib": round(sum(parts.values()) / MIB, 1), "parts_mib": breakdown,
+            "trainable_parameters": counts.trainable, "total_parameters": counts.total,
+            "batch_tokens": tokens, "activation_bytes_per_token_per_layer": per_layer}
+
+
+def parameter_counts(model_dir: str, adapter: str, run_config, trust_remote_code: bool = False) -> tuple[ModelShape, Counts]:
+    """Build the model on the meta device (no memory, no weights read) and make it trainable the way
+    training will, so the counts are the real ones for any architecture PEFT supports."""
+    import copy
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..models.adapt import count_parameters, make_trainable, transformer_blocks
+
+    hf_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    shape = ModelShape.from_config(hf_config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+    blocks = transformer_blocks(model)
+    block_linear = sum(m.weight.numel() for m in blocks.modules() if isinstance(m, torch.nn.Linear))
+    config = copy.deepcopy(run_config)
+    config.adapter = "lora" if adapter == "qlora" else adapter  # same adapter shapes; NF4 needs a GPU to build
+    trainable, total = count_parameters(make_trainable(model, config))
+    trained_blocks = min(config.freeze.layers, shape.layers) if adapter == "freeze" else shape.layers
+    return shape, Counts(trainable, total, block_linear, trained_blocks)
