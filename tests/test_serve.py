@@ -88,14 +88,20 @@ QUESTIONS = ["How much is the City plan?", "Is there a deposit?", "When is suppo
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    """One server with two adapters trained on different answers to the same questions."""
-    work = tmp_path_factory.mktemp("serve")
+def adapter_runs(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two adapters trained on different answers to the same questions."""
+    work = tmp_path_factory.mktemp("adapters")
     prices = write_jsonl(work / "prices.jsonl", [chat_record(q, "The City plan costs NT$690 per month.") for q in QUESTIONS])
     hours = write_jsonl(work / "hours.jsonl", [chat_record(q, "Support is open 08:00 to 21:00 every day.") for q in QUESTIONS])
-    prices_run = train_adapter(tiny_model_dir, prices, work / "prices-run")
-    hours_run = train_adapter(tiny_model_dir, hours, work / "hours-run")
-    running = Server(tiny_model_dir, work / "home", "--adapter", f"prices={prices_run}", "--adapter", f"hours={hours_run}",
+    return {"prices": train_adapter(tiny_model_dir, prices, work / "prices-run"),
+            "hours": train_adapter(tiny_model_dir, hours, work / "hours-run")}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, adapter_runs, tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve")
+    running = Server(tiny_model_dir, work / "home", "--adapter", f"prices={adapter_runs['prices']}",
+                     "--adapter", f"hours={adapter_runs['hours']}",
                      "--queue-size", "2", "--max-body-mb", "0.05", "--max-upload-mb", "0.5")
     yield running
     running.stop()
@@ -149,12 +155,52 @@ def test_two_adapters_answer_differently_in_interleaved_requests(server):
     client = server.client()
     alone = {name: ask(client, name, QUESTIONS[1]) for name in ("prices", "hours", "tiny-model0")}
     assert len(set(alone.values())) == 3, alone  # each adapter, and the base, says its own thing
-    order = ["prices", "hours"] * 2
-    with ThreadPoolExecutor(2) as pool:  # two in flight at once, alternating adapters (queue holds 2)
-        answers = list(pool.map(lambda name: ask(client, name, QUESTIONS[1]), order))
-    assert answers == [alone[name] for name in order]
     assert "690" in alone["prices"] or "City" in alone["prices"]  # what that adapter was trained to say
     assert "08:00" in alone["hours"] or "Support" in alone["hours"]
+    order = ["prices", "hours"] * 2
+    with ThreadPoolExecutor(2) as pool:  # two in flight at once, alternating adapters (the queue holds 2)
+        answers = list(pool.map(lambda name: ask(client, name, QUESTIONS[1]), order))
+    assert answers == [alone[name] for name in order]
+
+
+def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model_dir, tmp_path):
+    """The model thread's own batching, driven by hand: three queued requests (two adapters and the
+    base) form one batch, and each row answers exactly as it does alone."""
+    import collections
+
+    from buxiban.adapters.registry import Registry
+    from buxiban.data.tokenize import encode_prompt
+    from buxiban.serve.generation import GenerationRequest, Sampling
+    from buxiban.serve.pool import ModelPool
+
+    registry = Registry(tmp_path)
+    for name, run in adapter_runs.items():
+        registry.register(name, run)
+    pool = ModelPool(str(tiny_model_dir), registry, queue_size=8)
+    pool.close()
+    pool.thread.join(timeout=10)  # the test drives the batching itself
+    prompt = encode_prompt(pool.tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[1]}])
+
+    def request(name):
+        events: list[tuple] = []
+        return GenerationRequest(name, prompt, Sampling(16, temperature=0), events.append), events
+
+    def text(events):
+        return "".join(event[2] for event in events if event[0] == "delta")
+
+    alone = {}
+    for name in ("prices", "hours", None):
+        single, events = request(name)
+        pool._generate([single])
+        alone[name] = text(events)
+    together = [request(name) for name in ("prices", None, "hours")]
+    for single, _ in together:
+        pool.queue.put_nowait(single)
+    batch = pool._next_batch(collections.deque())
+    assert batch == [single for single, _ in together]  # one batch for three requests, in arrival order
+    pool._generate(batch)
+    assert [text(events) for _, events in together] == [alone["prices"], alone[None], alone["hours"]]
+    assert len(set(alone.values())) == 3
 
 
 def test_completions_sampling_stop_and_n(server):

@@ -3,14 +3,12 @@ and the sandbox the chat template renders in."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from buxiban.cli import main
 from buxiban.errors import ServeError
 from buxiban.serve import hyper
-from buxiban.serve.generation import TextSink
+from buxiban.serve.generation import BatchSink, GenerationRequest, RowSink, Sampling
 from buxiban.serve.requests import ContextTooLong, sampling
 from buxiban.serve.safety import check_bind, is_loopback
 from buxiban.serve.store import NotFound, Store, check_file_id, check_job_id
@@ -58,36 +56,51 @@ def test_fine_tuned_names_follow_openai_and_fit_the_registry():
 
 
 class CharTokenizer:
-    """One token per character: enough to drive TextSink as generate would."""
+    """One token per character (id 0 is end-of-turn): enough to drive the sinks as generate would."""
 
     def decode(self, ids, skip_special_tokens=True):
-        return "".join(chr(i) for i in ids)
+        return "".join(chr(i) for i in ids if i)
 
 
-def sink_output(text: str, stops: tuple[str, ...]) -> tuple[list[str], bool, int]:
+def run_rows(texts: list[str], stops: tuple[str, ...] = (), max_tokens: int = 100):
+    """Feed texts as rows of one batch, step by step, the way generate does; returns each row's
+    emitted text, how it ended, and how many steps generate ran."""
     import torch
 
-    pieces: list[str] = []
-    sink = TextSink(CharTokenizer(), stops, pieces.append, threading.Event())
-    sink.put(torch.tensor([[1, 2, 3]]))  # the prompt comes first and is not output
-    fed = 0
-    for char in text:
-        if sink(torch.zeros((1, 1)), None).all():
-            break
-        sink.put(torch.tensor([ord(char)]))
-        fed += 1
-    sink.end()
-    return pieces, sink.hit_stop, fed
+    events = [[] for _ in texts]
+    requests = [GenerationRequest(None, [1], Sampling(max_tokens, stop=stops), events[i].append) for i in range(len(texts))]
+    rows = [RowSink(CharTokenizer(), request, 0, [0]) for request in requests]
+    sink = BatchSink(rows)
+    sink.put(torch.tensor([[1, 2, 3]] * len(texts)))  # the prompt comes first and is not output
+    steps = 0
+    longest = max(len(t) for t in texts)
+    while steps < longest and not sink(torch.zeros((len(texts), 1)), None).all():
+        sink.put(torch.tensor([ord(t[steps]) if steps < len(t) else 0 for t in texts]))
+        steps += 1
+    for row in rows:
+        row.finish()
+    text = ["".join(e[2] for e in row_events if e[0] == "delta") for row_events in events]
+    finish = [next(e for e in row_events if e[0] == "finish") for row_events in events]
+    return text, [f[2] for f in finish], [f[3] for f in finish], steps
 
 
-def test_stop_strings_cut_the_text_and_end_generation():
-    pieces, hit, fed = sink_output("Hello world. Goodbye", ("world",))
-    assert "".join(pieces) == "Hello " and hit and fed == len("Hello world")
-    pieces, hit, _ = sink_output("a stop b", ("xyz",))
-    assert "".join(pieces) == "a stop b" and not hit
-    # a stop string's prefix is held back until it cannot complete: nothing of "wor" leaks out
-    pieces, _, _ = sink_output("say wor", ("world",))
-    assert "".join(pieces) == "say wor"
+def test_stop_strings_cut_the_text_and_end_the_row():
+    text, reasons, _, steps = run_rows(["Hello world. Goodbye"], ("world",))
+    assert text == ["Hello "] and reasons == ["stop"] and steps == len("Hello world")
+    text, reasons, _, _ = run_rows(["a stop b"], ("xyz",))
+    assert text == ["a stop b"] and reasons == ["length"]
+    # a stop string's prefix is held back until it cannot complete, then sent: nothing lost, nothing leaked
+    text, _, _, _ = run_rows(["say wor"], ("world",))
+    assert text == ["say wor"]
+
+
+def test_rows_of_a_batch_end_on_their_own():
+    text, reasons, tokens, steps = run_rows(["hi\0", "a much longer answer", "a here", "cut here"],
+                                            stops=("here",), max_tokens=6)
+    assert text == ["hi", "a much", "a ", "cut he"]  # the last ran out of tokens before its stop string completed
+    assert reasons == ["stop", "length", "stop", "length"]
+    assert tokens == [3, 6, 6, 6]  # the end-of-turn token counts; so do a stop string's tokens
+    assert steps == 6  # generate stops once every row is done
 
 
 def test_sampling_checks_the_context_with_both_numbers():

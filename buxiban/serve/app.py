@@ -92,7 +92,7 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     def health():
         pool = state.pool
         return {"status": "ok", "model": pool.base_id, "queued_requests": pool.queue.qsize(),
-                "adapters_attached": len(pool.attached)}
+                "adapters_attached": len(pool.attached), "served": pool.served}
 
     @app.exception_handler(ServeError)
     async def refused(_request: Request, exc: ServeError):

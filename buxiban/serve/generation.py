@@ -1,8 +1,10 @@
-"""One request's generation: sampling settings, incremental detokenizing, stop strings.
+"""Generation for a batch of requests at once: sampling settings, per-row incremental
+detokenizing, stop strings, and per-row ends.
 
-`TextSink` is what `model.generate` streams into. It turns token ids into text deltas that are
-safe to send (no half UTF-8 character, no prefix of a stop string that may yet complete) and tells
-generate to stop when a stop string appears or the client went away."""
+`RowSink` turns one row's token ids into text deltas that are safe to send (no half UTF-8
+character, no prefix of a stop string that may yet complete) and knows when its row is done: a
+stop string, an end-of-turn token, its own max_tokens, or a client that went away. `BatchSink` is
+what `model.generate` streams into and asks whether to stop, row by row."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 MAX_STOPS = 4  # OpenAI's limit
+BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,13 @@ class Sampling:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def batch_key(self):
+        """Requests with equal keys can share one generate call; a seeded request runs alone, so
+        its answer does not depend on what else happened to be queued."""
+        if self.seed is not None:
+            return None
+        return ("greedy",) if self.greedy else ("sample", self.temperature, self.top_p)
+
 
 @dataclass
 class GenerationRequest:
@@ -40,83 +50,123 @@ class GenerationRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-class TextSink:
-    """A `generate` streamer and stopping criterion in one."""
-
-    def __init__(self, tokenizer, stops: tuple[str, ...], on_text: Callable[[str], None], cancelled: threading.Event):
+class RowSink:
+    def __init__(self, tokenizer, request: GenerationRequest, choice: int, stop_ids: list[int]):
         self.tokenizer = tokenizer
-        self.stops = stops
-        self.on_text = on_text
-        self.cancelled = cancelled
+        self.request = request
+        self.choice = choice
+        self.stops = request.sampling.stop
+        self.stop_ids = set(stop_ids)
+        self.limit = request.sampling.max_tokens
         self.ids: list[int] = []
-        self.sent = 0  # characters of the decoded text already handed to on_text
+        self.sent = 0  # characters of the decoded text already emitted
         self.text = ""
-        self.hit_stop = False
-        self.prompt_seen = False
+        self.reason: str | None = None  # set once the row is done
 
-    # streamer protocol: the first put is the prompt, then one token per step
-    def put(self, value) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
+    @property
+    def done(self) -> bool:
+        return self.reason is not None or self.request.cancelled.is_set()
+
+    def push(self, token: int) -> None:
+        if self.done:
             return
-        if self.hit_stop:
+        self.ids.append(token)
+        if token in self.stop_ids:
+            self.reason = "stop"
+            self.ids.pop()  # the end-of-turn token is counted, never shown
+            self._settle()
+            self.ids.append(token)
             return
-        self.ids.extend(int(v) for v in value.reshape(-1).tolist())
         decoded = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if decoded.endswith("\ufffd"):  # a multi-byte character is still arriving
-            return
-        self.text = decoded
-        cut = self._stop_position(decoded)
-        if cut is not None:
-            self.hit_stop = True
-            self.text = decoded[:cut]
-            self._flush(len(self.text))
-            return
-        hold = max((len(s) - 1 for s in self.stops), default=0)  # could be the start of a stop string
-        self._flush(max(self.sent, len(decoded) - hold))
+        if not decoded.endswith("\ufffd"):  # else a multi-byte character is still arriving
+            self.text = decoded
+            cut = self._stop_position(decoded)
+            if cut is not None:
+                self.reason = "stop"
+                self.text = decoded[:cut]
+                self._flush(len(self.text))
+                return
+            hold = max((len(s) - 1 for s in self.stops), default=0)  # could be the start of a stop string
+            self._flush(max(self.sent, len(decoded) - hold))
+        if len(self.ids) >= self.limit:
+            self.reason = "length"
+            self._settle()
 
-    def end(self) -> None:
-        if not self.hit_stop:
-            self.text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-            self._flush(len(self.text))
+    def finish(self) -> None:
+        """After generate returns: flush what is held back and report how the row ended."""
+        if self.reason is None:
+            self.reason = "stop" if self.request.cancelled.is_set() else "length"
+            self._settle()
+        self.request.emit(("finish", self.choice, self.reason, len(self.ids)))
+
+    def _settle(self) -> None:
+        """Send what was held back as a possible stop-string start, now that the row is over."""
+        decoded = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = self._stop_position(decoded)
+        self.text = decoded if cut is None else decoded[:cut]
+        if cut is not None:
+            self.reason = "stop"
+        self._flush(len(self.text))
 
     def _stop_position(self, text: str) -> int | None:
         window_start = max(0, self.sent - max((len(s) for s in self.stops), default=0))
-        found = [text.find(s, window_start) for s in self.stops]
-        found = [i for i in found if i >= 0]
+        found = [i for i in (text.find(s, window_start) for s in self.stops) if i >= 0]
         return min(found) if found else None
 
     def _flush(self, upto: int) -> None:
         if upto > self.sent:
-            self.on_text(self.text[self.sent:upto])
+            self.request.emit(("delta", self.choice, self.text[self.sent:upto]))
             self.sent = upto
 
-    # stopping-criterion protocol
+
+class BatchSink:
+    """A `generate` streamer and stopping criterion in one, for every row of a batch."""
+
+    def __init__(self, rows: list[RowSink]):
+        self.rows = rows
+        self.prompt_seen = False
+
+    def put(self, value) -> None:  # first the prompt, then one token per row and step
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for row, token in zip(self.rows, value.reshape(-1).tolist()):
+            row.push(int(token))
+
+    def end(self) -> None:
+        pass
+
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        done = self.hit_stop or self.cancelled.is_set()
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    def finish_reason(self, stop_ids: list[int], max_tokens: int) -> str:
-        if self.hit_stop or (self.ids and self.ids[-1] in stop_ids):
-            return "stop"
-        return "length" if len(self.ids) >= max_tokens else "stop"
+        return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
-def generate_choice(model, tokenizer, request: GenerationRequest, choice: int, stop_ids: list[int]) -> None:
-    """Generate one choice into request.emit; `model` already has the right adapter active."""
+def generate_batch(model, tokenizer, rows: list[tuple[GenerationRequest, int]], stop_ids: list[int],
+                   adapter_names: list[str] | None = None) -> None:
+    """One generate call for all rows (request, choice), left-padded; each row streams through its
+    own request's emit. All rows share sampling settings (see Sampling.batch_key)."""
     import torch
     from transformers import StoppingCriteriaList
 
-    s = request.sampling
-    sink = TextSink(tokenizer, s.stop, lambda text: request.emit(("delta", choice, text)), request.cancelled)
-    ids = torch.tensor([request.prompt_ids], device=next(model.parameters()).device)
+    sinks = [RowSink(tokenizer, request, choice, stop_ids) for request, choice in rows]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    width = max(len(request.prompt_ids) for request, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, (request, _) in enumerate(rows):
+        input_ids[index, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
+        attention_mask[index, width - len(request.prompt_ids):] = 1
+    s = rows[0][0].sampling
     sampling = ({"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if not s.greedy
                 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
+    sink = BatchSink(sinks)
+    device = next(model.parameters()).device
     with torch.no_grad():
-        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=s.max_tokens,
-                       eos_token_id=stop_ids, pad_token_id=pad_id, streamer=sink,
-                       stopping_criteria=StoppingCriteriaList([sink]), **sampling)
-    request.emit(("finish", choice, sink.finish_reason(stop_ids, s.max_tokens), len(sink.ids)))
+        model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                       max_new_tokens=max(request.sampling.max_tokens for request, _ in rows), eos_token_id=stop_ids,
+                       pad_token_id=pad_id, streamer=sink, stopping_criteria=StoppingCriteriaList([sink]),
+                       **sampling, **extra)
+    for row in sinks:
+        row.finish()

@@ -1,16 +1,18 @@
-"""One loaded base model; registered LoRA adapters attached to it by name and switched per request.
+"""One loaded base model; registered LoRA adapters attached to it by name and chosen per request.
 
-A single model thread serves a bounded queue. Requests for different adapters are in flight
-together (queued, and each streamed as soon as its turn comes); the thread activates the request's
-adapter (PEFT `set_adapter`, or `disable_adapter` for the base) and generates. One thread because
-the weights are shared and switching adapters mutates the model: two generations at once would
-race on which adapter is active. A full queue answers 429 with a Retry-After from measured times.
+A single model thread serves a bounded queue. It takes the oldest request together with the queued
+ones right behind it that share its sampling settings, whatever their adapters, and generates them
+in one batch: PEFT's per-row `adapter_names` runs each row under its own adapter (or none, for the
+base), so requests for different adapters are in flight together, each streamed as its tokens come.
+One thread because the weights are shared and attaching or activating an adapter mutates the model.
+A full queue answers 429 with a Retry-After from measured times.
 
 Full and freeze runs carry their own base weights, so they cannot share this model: they are
 refused with the command that serves them (`buxiban serve --model RUN/model`)."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import queue
@@ -21,10 +23,11 @@ from pathlib import Path
 
 from ..adapters.registry import Registry
 from ..errors import AdapterError, ServeError
-from .generation import GenerationRequest, generate_choice
+from .generation import BASE_ROW, GenerationRequest, generate_batch
 from .safety import Busy
 
 log = logging.getLogger(__name__)
+MAX_BATCH_ROWS = 8  # rows generated together; on a CPU more mostly adds latency to each
 
 
 class ModelNotFound(ServeError):
@@ -72,7 +75,7 @@ class ModelPool:
         self.attached: dict[tuple[str, str], str] = {}  # (name, run_dir) -> PEFT adapter slot
         self.queue: queue.Queue[GenerationRequest] = queue.Queue(maxsize=queue_size)
         self.seconds_per_request = 1.0  # running mean; feeds Retry-After
-        self.switches: list[float] = []  # seconds spent attaching or switching adapters, for the bench
+        self.served = {"requests": 0, "batches": 0}  # shown on /health: how much batching happens
         self.thread = threading.Thread(target=self._serve, name="buxiban-model", daemon=True)
         self.thread.start()
 
@@ -117,43 +120,74 @@ class ModelPool:
     # --- the model thread ------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        pending: collections.deque = collections.deque()  # taken from the queue but not batchable with the last
         while True:
-            request = self.queue.get()
-            if request is None:
+            batch = self._next_batch(pending)
+            if batch is None:
                 return
             started = time.perf_counter()
             try:
-                if not request.cancelled.is_set():
-                    self._run(request)
-                request.emit(("end",))
-            except Exception as exc:  # one bad request must not end the thread that serves all of them
+                live = [r for r in batch if not r.cancelled.is_set()]
+                if live:
+                    self._generate(live)
+                for request in batch:
+                    request.emit(("end",))
+            except Exception as exc:  # one bad batch must not end the thread that serves all of them
                 log.exception("generation failed")
-                request.emit(("error", f"{type(exc).__name__}: {exc}"))
-            self.seconds_per_request = 0.8 * self.seconds_per_request + 0.2 * (time.perf_counter() - started)
+                for request in batch:
+                    request.emit(("error", f"{type(exc).__name__}: {exc}"))
+            self.served["requests"] += len(batch)
+            self.served["batches"] += 1
+            spent = (time.perf_counter() - started) / len(batch)
+            self.seconds_per_request = 0.8 * self.seconds_per_request + 0.2 * spent
 
-    def _run(self, request: GenerationRequest) -> None:
+    def _next_batch(self, pending) -> list[GenerationRequest] | None:
+        """The oldest request, plus the queued ones right behind it that can share its generate call
+        (same sampling settings; any adapters), up to MAX_BATCH_ROWS rows. FIFO order is kept."""
+        first = pending.popleft() if pending else self.queue.get()
+        if first is None:
+            return None
+        batch, rows, key = [first], first.sampling.n, first.sampling.batch_key()
+        while key is not None and rows < MAX_BATCH_ROWS:
+            try:
+                following = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if following is None or following.sampling.batch_key() != key or rows + following.sampling.n > MAX_BATCH_ROWS:
+                pending.append(following)
+                break
+            batch.append(following)
+            rows += following.sampling.n
+        return batch
+
+    def _generate(self, batch: list[GenerationRequest]) -> None:
+        """One generate call: rows are (request, choice); each row runs under its request's adapter
+        (PEFT's per-row adapter_names when the batch mixes them)."""
         import torch
 
-        model = self._activate(request.adapter)
-        if request.sampling.seed is not None:
-            torch.manual_seed(request.sampling.seed)
-        for choice in range(request.sampling.n):
-            if request.cancelled.is_set():
-                return
-            if model is self.peft and request.adapter is None:
-                with self.peft.disable_adapter():
-                    generate_choice(self.peft, self.tokenizer, request, choice, self.stop_ids)
-            else:
-                generate_choice(model, self.tokenizer, request, choice, self.stop_ids)
+        if batch[0].sampling.seed is not None:  # a seeded request is always alone in its batch
+            torch.manual_seed(batch[0].sampling.seed)
+        slots = {request.adapter: self._slot(request.adapter) for request in batch}
+        rows = [(request, choice) for request in batch for choice in range(request.sampling.n)]
+        names = [slots[request.adapter] for request, _ in rows]
+        if set(names) == {None}:
+            if self.peft is None:
+                return generate_batch(self.base, self.tokenizer, rows, self.stop_ids)
+            with self.peft.disable_adapter():
+                return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)
+        if len(set(names)) == 1:
+            self.peft.set_adapter(names[0])
+            return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)
+        generate_batch(self.peft, self.tokenizer, rows, self.stop_ids, [name or BASE_ROW for name in names])
 
-    def _activate(self, name: str | None):
+    def _slot(self, name: str | None) -> str | None:
+        """The PEFT adapter slot for a registered name, attaching the adapter on first use. Slot
+        names cannot hold '.' or ':', so registered names map to adapter_0, adapter_1, ..."""
         if name is None:
-            return self.peft if self.peft is not None else self.base
-        started = time.perf_counter()
+            return None
         entry = self.registry.get(name)
         key = (name, str(entry.run_dir))
-        slot = self.attached.get(key)
-        if slot is None:  # PEFT slot names cannot hold '.' or ':', so registered names map to slots
+        if key not in self.attached:
             from peft import PeftModel
 
             slot = f"adapter_{len(self.attached)}"
@@ -164,10 +198,7 @@ class ModelPool:
                 self.peft.load_adapter(path, adapter_name=slot)
             self.peft.eval()
             self.attached[key] = slot
-        self.peft.set_adapter(slot)
-        self.switches.append(time.perf_counter() - started)
-        del self.switches[:-100]
-        return self.peft
+        return self.attached[key]
 
     def close(self) -> None:
         self.queue.put(None)
