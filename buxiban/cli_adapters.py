@@ -52,7 +52,8 @@ def add_adapter_commands(commands) -> None:
 
 def _output_arguments(parser) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
-                        help="dtype of merged weights (default auto: the base model's own dtype)")
+                        help="dtype of the merged model's weights (merge and --format hf; default auto: the base "
+                             "model's own dtype)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

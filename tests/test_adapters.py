@@ -123,6 +123,25 @@ def test_gguf_reloads_in_transformers_with_the_same_logits(runs, tmp_path, gguf_
     assert names["blk.0.attn_norm.weight"] == "F32" and names["blk.1.attn_q.weight"] == gguf_type.upper()
 
 
+def test_gguf_writes_an_untied_output_head(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A model whose head is its own matrix gets an output.weight that transformers reads back."""
+    import gguf
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from buxiban.adapters.gguf_export import write_gguf
+
+    config = AutoConfig.from_pretrained(str(tiny_model_dir), tie_word_embeddings=False)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    checked = write_gguf(model, tiny_tokenizer, tmp_path / "untied.gguf", tensor_type="f32", name="untied")
+    assert checked["tensors"] == len(model.state_dict())  # every tensor, the head included
+    assert "output.weight" in {t.name for t in gguf.GGUFReader(str(tmp_path / "untied.gguf")).tensors}
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="untied.gguf")
+    assert not reloaded.config.tie_word_embeddings
+    assert torch.allclose(logits(reloaded, tiny_tokenizer), logits(model, tiny_tokenizer), atol=1e-4)
+
+
 def test_gguf_refuses_other_architectures(runs, tmp_path, monkeypatch):
     from buxiban.adapters import export
     from buxiban.adapters.merge import resolve_run
