@@ -151,6 +151,22 @@ def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     assert chunks[-1].choices[0].finish_reason == completion.choices[0].finish_reason
 
 
+def test_dpo_job_continues_a_fine_tuned_model(server, tmp_path):
+    client = server.client()
+    pairs = [{"input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]},
+              "preferred_output": [{"role": "assistant", "content": "The City plan costs NT$690 per month."}],
+              "non_preferred_output": [{"role": "assistant", "content": "I do not know."}]} for q in QUESTIONS]
+    file = client.files.create(file=open(write_jsonl(tmp_path / "pairs.jsonl", pairs), "rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(training_file=file.id, model="prices", suffix="dpo", method={
+        "type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 2}}})
+    job = wait_for_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
+    config = (server.home / "jobs" / job.id / "config.yaml").read_text()
+    assert "method: dpo" in config and "beta: 0.2" in config and "prices-run" in config  # continued that adapter
+    assert ask(client, job.fine_tuned_model, QUESTIONS[0])
+
+
 def test_two_adapters_answer_differently_in_interleaved_requests(server):
     client = server.client()
     alone = {name: ask(client, name, QUESTIONS[1]) for name in ("prices", "hours", "tiny-model0")}

@@ -60,7 +60,7 @@ def open_state(settings: ServeSettings) -> ServeState:
         registry.register(name, run_dir, replace=True)
     store = Store(home)
     pool = ModelPool(settings.model, registry, settings.queue_size)
-    worker = JobWorker(store, registry, settings.model, pool.base_id, settings.train_overrides)
+    worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, settings.train_overrides)
     return ServeState(settings, store, registry, pool, worker, int(time.time()))
 
 
