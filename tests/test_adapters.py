@@ -18,12 +18,12 @@ RECORDS = [chat_record(f"Question {i}: how much is plan {i}?", f"Plan {i} costs 
 PROMPT = "<|im_start|>user\nHow much is the City plan? 你好<|im_end|>\n<|im_start|>assistant\n"
 METHODS = {"lora": ["adapter=lora"], "dora": ["adapter=dora"],
            # train_head on a model with tied embeddings: the trained head is the embedding matrix
-           "freeze": ["adapter=freeze", "freeze.layers=1", "freeze.train_head=true"]}
+           "freeze": ["adapter=freeze", "freeze.layers=1", "freeze.train_head=true"], "full": ["adapter=full"]}
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir, tmp_path_factory):
-    """One short run per method, trained at a high rate so every adapter moves the logits."""
+    """One short run per method, trained at a high rate so every method moves the logits."""
     root = tmp_path_factory.mktemp("adapter-runs")
     data = write_jsonl(root / "train.jsonl", RECORDS)
     made = {}
@@ -168,7 +168,7 @@ def test_peft_export_loads_with_peft_and_points_at_the_base(runs, tiny_model_dir
     assert torch.allclose(logits(loaded, tokenizer), logits(trained, tokenizer), atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["dora", "freeze"])
+@pytest.mark.parametrize("method", ["dora", "freeze", "full"])
 def test_peft_export_refuses_what_vllm_cannot_serve(runs, tmp_path, capsys, method):
     assert main(["adapters", "export", str(runs[method]), "--format", "peft", "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
