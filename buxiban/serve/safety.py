@@ -84,32 +84,35 @@ class Guard:
             return await _reject(send, TooLarge(f"the request body is {int(declared):,} bytes; this server accepts at "
                                                 f"most {cap:,} bytes on {path}"))
         received = 0
-        rejected = False
+        rejected = started = False
 
         async def counted_receive():
+            """A chunked body that lied by omission: answer 413 the moment it passes the cap, then
+            tell the app the client left, so it stops reading and whatever it answers is dropped."""
             nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > cap:  # a chunked body that lied by omission
+                if received > cap:
                     rejected = True
-                    raise _BodyTooLarge()
+                    if not started:
+                        await _reject(send, TooLarge(f"the request body exceeds {cap:,} bytes, the most this "
+                                                     f"server accepts on {path}"))
+                    return {"type": "http.disconnect"}
             return message
 
-        started = False
-
-        async def tracked_send(message):
+        async def guarded_send(message):
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+            if rejected:
+                return
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await _reject(send, TooLarge(f"the request body exceeds {cap:,} bytes, the most this server accepts on {path}"))
-        except Exception:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:  # the app's reaction to the disconnect we told it about
             if not rejected:
                 raise
 
@@ -117,10 +120,6 @@ class Guard:
         given = _header(scope, b"authorization") or ""
         scheme, _, token = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _header(scope, name: bytes) -> str | None:
