@@ -249,7 +249,7 @@ def test_rm_delete_files_deletes_only_buxiban_run_dirs(runs, home, tmp_path, cap
     assert not shared.exists()
 
 
-def test_merge_and_export_accept_a_registered_name(runs, home, tmp_path, capsys):
+def test_merge_and_export_accept_a_registered_name(runs, home, tmp_path, capsys, monkeypatch):
     assert main(["adapters", "add", "named", str(runs["lora"])]) == 0
     capsys.readouterr()
     assert main(["adapters", "export", "named", "--format", "peft", "--out", str(tmp_path / "p"), "--json"]) == 0
@@ -257,6 +257,16 @@ def test_merge_and_export_accept_a_registered_name(runs, home, tmp_path, capsys)
     assert result["name"] == "named" and result["run_dir"] == str(runs["lora"].resolve())
     assert main(["adapters", "merge", "nobody", "--out", str(tmp_path / "m")]) == 1
     assert "no adapter named 'nobody'" in capsys.readouterr().err
+    assert main(["adapters", "merge", str(tmp_path / "no" / "such" / "run"), "--out", str(tmp_path / "m")]) == 1
+    assert "neither a buxiban run directory" in capsys.readouterr().err
+
+    # a plain directory that happens to share the name does not hide the registered adapter
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "named").mkdir()
+    assert main(["adapters", "show", "named", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "named"
+    assert main(["adapters", "show", "p"]) == 1  # an export directory is not a run, and not a name
+    assert "neither a buxiban run directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -53,18 +53,28 @@ def resolve_run(name_or_run: str, registry: Registry | None = None, require_comp
     (a name cannot contain '/', so `./name` always means the directory). Merging and exporting need
     a finished run; describing one does not."""
     path = Path(name_or_run).expanduser()
+    registry = registry or Registry()
+    could_be_name = bool(NAME_PATTERN.match(name_or_run)) and ".." not in name_or_run
     if (path / MANIFEST).is_file():
         ref = RunRef(path.resolve(), read_manifest(path))
-    elif path.exists() or not NAME_PATTERN.match(name_or_run):
+    elif could_be_name and (not path.exists() or _is_registered(registry, name_or_run)):
+        entry = registry.get(name_or_run)  # an unknown name fails here, listing the known ones
+        ref = RunRef(entry.run_dir, entry.manifest, entry.name)
+    else:
         raise AdapterError(f"'{name_or_run}' is neither a buxiban run directory (no {MANIFEST}) nor a registered "
                            "adapter name; pass the output_dir of `buxiban train` or a name from `buxiban adapters list`")
-    else:
-        entry = (registry or Registry()).get(name_or_run)
-        ref = RunRef(entry.run_dir, entry.manifest, entry.name)
     if require_complete and ref.manifest.get("status") != "complete":
         raise AdapterError(f"{ref.run_dir} did not finish training (status: {ref.manifest.get('status')}); "
                            "only complete runs can be merged or exported")
     return ref
+
+
+def _is_registered(registry: Registry, name: str) -> bool:
+    try:
+        registry.get(name)
+    except AdapterError:
+        return False
+    return True
 
 
 def merged_model(ref: RunRef):
