@@ -102,7 +102,7 @@ def test_eval_cli_writes_reports_with_every_system(tiny_run, tmp_path, capsys):
     run, train = tiny_run
     out = tmp_path / "report"
     assert main(["eval", str(run), "--test", str(train), "--max-new-tokens", "24", "--shots", "2", "--out", str(out),
-                 "--resamples", "200"]) == 0
+                 "--resamples", "200", "--latency-samples", "1"]) == 0
     printed = capsys.readouterr().out
     assert "| base |" in printed and "| few-shot |" in printed and "| fine-tuned |" in printed
     assert "exact McNemar p = " in printed and "savings:" in printed and "forgetting:" in printed
@@ -262,3 +262,23 @@ def test_interactive_chat_keeps_history_and_resets(tiny_model_dir, monkeypatch, 
     assert [m["content"] for m in history if m["role"] == "user"] == ["Hi"]  # /reset dropped the first two
     assert opened[0].messages()[0] == {"role": "system", "content": "Be brief."}
     assert "chatting with base model" in capsys.readouterr().out
+
+
+def test_merged_adapter_answers_like_the_unmerged_one(tiny_run):
+    from buxiban.eval.generate import generate_with_stats
+    from buxiban.eval.systems import BASE, FINE_TUNED, LocalWeights
+
+    run, train = tiny_run
+    prompts = [r["messages"][:-1] for r in RECORDS]
+    local = LocalWeights.load(run)
+    unmerged = generate_with_stats(local.model, local.tokenizer, prompts, 24).answers
+    with local.use(BASE) as (model, tokenizer):
+        base = generate_with_stats(model, tokenizer, prompts, 24).answers
+    with local.use(FINE_TUNED) as (model, tokenizer):
+        merged = generate_with_stats(model, tokenizer, prompts, 24)
+    assert local._merged and merged.answers == unmerged and merged.answers != base
+    templated = [local.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    assert merged.prompt_tokens == [len(local.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in templated]
+    with local.use(BASE) as (model, tokenizer):  # switching back unmerges: the base answers again
+        assert generate_with_stats(model, tokenizer, prompts, 24).answers == base
+    assert not local._merged

@@ -19,6 +19,9 @@ from .inputs import load_refusals, resolve_train_file
 from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems
 
 
+PROBE_TOKENS = 48  # every probe's answer is a word or a sentence
+
+
 @dataclass
 class EvalOptions:
     shots: int = 3  # few-shot examples; 0 leaves the few-shot system out
@@ -102,6 +105,8 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
 
             train_file = options.train_file or resolve_train_file(run_dir)
             shots = load_shots(train_file, options.shots, options.seed) if train_file else []
+            if not train_file:
+                log("few-shot left out: the run's training file is not on this machine (pass --train FILE)")
         systems = default_systems(shots, options.endpoints)
     prompts = [t["prompt"] for t in tests]
 
@@ -112,6 +117,8 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
     refusal_answers: dict[str, list[str]] = {}
     forgetting_answers: dict[str, list[str]] = {}
     perplexities: dict[str, float] = {}
+    # the savings line compares the two answering alone; without both, timing one of them is wasted
+    timed_alone = options.latency_samples > 0 and {FEW_SHOT, FINE_TUNED} <= {s.name for s in systems}
     # base weights first, then fine-tuned: the adapter is switched once, not per system
     for weights in (BASE, FINE_TUNED):
         mine = [s for s in systems if s.weights == weights]
@@ -125,15 +132,15 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
                 if refusal_prompts:
                     refusal_answers[system.name] = generate_with_stats(
                         model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
-                if options.latency_samples and system.name in (FEW_SHOT, FINE_TUNED):
+                if timed_alone and system.name in (FEW_SHOT, FINE_TUNED):
                     generations[system.name].latency = _latency(model, tokenizer, [system.prepare(p) for p in prompts],
                                                                 options.latency_samples, max_new_tokens)
             if options.forgetting:
                 from .forgetting import general_text, load_probes, perplexity
 
                 probes = load_probes()
-                forgetting_answers[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes], 48,
-                                                                  options.batch_size).answers
+                forgetting_answers[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes],
+                                                                  min(PROBE_TOKENS, max_new_tokens), options.batch_size).answers
                 perplexities[weights] = perplexity(model, tokenizer, general_text())
                 log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {perplexities[weights]:.2f}")
     for system in systems:

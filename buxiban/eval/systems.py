@@ -65,6 +65,7 @@ class LocalWeights:
     tokenizer: Any
     manifest: dict[str, Any]
     _base: tuple[Any, Any] | None = field(default=None, repr=False)
+    _merged: bool = False
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "LocalWeights":
@@ -76,8 +77,16 @@ class LocalWeights:
     @contextmanager
     def use(self, weights: str) -> Iterator[tuple[Any, Any]]:
         if weights == FINE_TUNED:
+            if not self._merged and self.manifest.get("adapter") in ("lora", "dora") and hasattr(self.model, "merge_adapter"):
+                # folded into the weights, the adapter costs nothing per token: each layer does one
+                # matmul instead of three (switching it off for a base system later unmerges it)
+                self.model.merge_adapter()
+                self._merged = True
             yield self.model, self.tokenizer
         elif hasattr(self.model, "disable_adapter"):
+            if self._merged:
+                self.model.unmerge_adapter()
+                self._merged = False
             with self.model.disable_adapter():
                 yield self.model, self.tokenizer
         else:
