@@ -59,7 +59,7 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise AdapterError("GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2 and Llama 3 use); "
+        raise AdapterError("GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2 uses); "
                            f"this one is {model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}")
     pre = pre_tokenizer_name(spec.get("pre_tokenizer"))
     tokens: dict[int, str] = {index: token for token, index in model["vocab"].items()}
@@ -67,9 +67,8 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
     for added in spec.get("added_tokens", []):
         tokens[added["id"]] = added["content"]
         types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
-    size = max(vocab_size, max(tokens) + 1)
-    if size > vocab_size:
-        raise AdapterError(f"the tokenizer has {size} tokens but the model only {vocab_size} embedding rows")
+    if max(tokens) >= vocab_size:
+        raise AdapterError(f"the tokenizer has {max(tokens) + 1} tokens but the model only {vocab_size} embedding rows")
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     empty = tokenizer("", add_special_tokens=True)["input_ids"]
     template = tokenizer.chat_template
@@ -77,8 +76,8 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
         template = template.get("default") or next(iter(template.values()), None)
     return {
         "pre": pre,
-        "tokens": [tokens.get(i, f"[PAD{i}]") for i in range(size)],
-        "types": [types.get(i, UNUSED) for i in range(size)],
+        "tokens": [tokens.get(i, f"[PAD{i}]") for i in range(vocab_size)],
+        "types": [types.get(i, UNUSED) for i in range(vocab_size)],
         "merges": merges,
         "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
         "unk": tokenizer.unk_token_id, "pad": tokenizer.pad_token_id,
