@@ -35,6 +35,27 @@ def add_rag_commands(commands) -> None:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 
+    augment = sub.add_parser("augment", help="copy training data with retrieved chunks in each prompt, so fine-tuning "
+                                             "teaches the model to answer from documents")
+    augment.add_argument("train", help="OpenAI chat JSONL; the chunks for each conversation's last question go into it")
+    augment.add_argument("--index", required=True, help="an index of documents that agree with the training answers")
+    augment.add_argument("--out", required=True, help="where to write the augmented JSONL")
+    augment.add_argument("-k", type=int, default=3, help="chunks per conversation (default 3; use what chat --rag-k uses)")
+    augment.add_argument("--share", type=float, default=1.0, help="fraction of conversations that get chunks (default 1)")
+    augment.add_argument("--seed", type=int, default=0, help="which conversations, when --share is below 1")
+    augment.set_defaults(handler=cmd_augment)
+
+
+def cmd_augment(args) -> int:
+    from .rag.augment import augment_file
+    from .rag.retrieve import RagIndex
+
+    report = augment_file(args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed)
+    print(f"{report.with_documents} of {report.records} conversations now carry {args.k} retrieved chunks; wrote {args.out}")
+    for path, count in sorted(report.sources.items(), key=lambda item: -item[1]):
+        print(f"  {count:5d}  {path}")
+    return 0
+
 
 def cmd_index(args) -> int:
     from .rag.index import build_index

@@ -87,6 +87,18 @@ def test_index_query_and_eval_commands(tiny_encoder_dir, tmp_path, capsys):
     assert report["questions"] == 2 and report["k"] == 3 and set(report["by_kind"]) == {"changed", "stable"}
     assert report["recall"] == (2 - len(report["misses"])) / 2
 
+    train = write_jsonl(tmp_path / "train.jsonl", [
+        {"messages": [{"role": "user", "content": "How much is the Cargo plan?"}, {"role": "assistant", "content": "NT$1,890."}]},
+        {"messages": [{"role": "user", "content": "When is support open?"}, {"role": "assistant", "content": "07:00."}]}])
+    assert main(["rag", "augment", str(train), "--index", str(out), "--out", str(tmp_path / "aug.jsonl"), "-k", "2"]) == 0
+    assert "2 of 2 conversations now carry 2 retrieved chunks" in capsys.readouterr().out
+    written = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text().splitlines()]
+    assert [r["messages"][-1]["content"] for r in written] == ["NT$1,890.", "07:00."]
+    assert all(r["messages"][0]["content"].startswith("Answer from these company documents") for r in written)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [{"role": "asistant", "content": "x"}]}])
+    assert main(["rag", "augment", str(bad), "--index", str(out), "--out", str(tmp_path / "x.jsonl")]) == 1
+    assert "bad.jsonl:1" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+
 
 def test_rag_errors_name_the_problem(tiny_encoder_dir, tmp_path, capsys):
     assert main(["rag", "query", str(tmp_path / "missing.db"), "hello"]) == 1

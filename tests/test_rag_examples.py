@@ -70,13 +70,30 @@ def test_references_keep_the_training_style_and_state_what_the_documents_say():
 
 def test_question_generator_is_deterministic(tmp_path, monkeypatch):
     copy = tmp_path / "yunshan"
-    shutil.copytree(DATA, copy, ignore=shutil.ignore_patterns("rag_test.jsonl", "__pycache__", "docs"))
+    shutil.copytree(DATA, copy, ignore=shutil.ignore_patterns("rag_test.jsonl", "__pycache__", "docs-2026"))
     monkeypatch.syspath_prepend(str(copy))
     monkeypatch.setattr(sys, "argv", ["rag_questions.py"])
     for name in ("facts", "generate"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     runpy.run_path(str(copy / "rag_questions.py"), run_name="__main__")
     assert (copy / "rag_test.jsonl").read_bytes() == (DATA / "rag_test.jsonl").read_bytes()
+    shipped = sorted(p.relative_to(DATA / "docs-2026") for p in (DATA / "docs-2026").rglob("*") if p.is_file())
+    assert shipped == sorted(p.relative_to(copy / "docs-2026") for p in (copy / "docs-2026").rglob("*") if p.is_file())
+    assert all((copy / "docs-2026" / p).read_bytes() == (DATA / "docs-2026" / p).read_bytes() for p in shipped)
+
+
+def test_the_2026_documents_agree_with_the_training_answers():
+    facts = load_facts()
+    trained_answer = {key: answer for key, answer, _ in facts.FACTS}
+    for record in questions():
+        meta = record["metadata"]
+        if meta["kind"] != "changed":
+            continue
+        for source in (s for s in meta["source"] if not s.startswith("news/")):
+            text = " ".join(p for s in read_sections(DATA / "docs-2026" / source) for p in s.paragraphs)
+            assert all(figure in text for figure in FIGURE.findall(trained_answer[meta["fact"]])), (source, meta["fact"])
+            assert record["messages"][-1]["content"] not in text, (source, meta["fact"])
+    assert not (DATA / "docs-2026" / "news").exists()
 
 
 @pytest.mark.slow

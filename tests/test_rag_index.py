@@ -153,3 +153,32 @@ def test_rag_messages_puts_documents_in_the_last_user_turn_only(tmp_path):
     assert rag_messages(messages, []) == messages
     with pytest.raises(RagError, match="user message"):
         rag_messages(messages[:1], chunks)
+
+
+def test_augment_puts_documents_before_the_last_answer_and_keeps_targets(tmp_path):
+    from buxiban.rag.augment import augment_records
+
+    docs, out, embedder = write_docs(tmp_path / "docs"), tmp_path / "index.db", FakeEmbedder()
+    build_index(docs, out, embedder=embedder)
+    index = RagIndex(out, embedder=embedder)
+    records = [{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"},
+                             {"role": "assistant", "content": "Hello!"},
+                             {"role": "user", "content": "How much is the Cargo plan?"},
+                             {"role": "assistant", "content": "NT$1,890."}], "metadata": {"category": "faq"}}]
+    records += [{"messages": [{"role": "user", "content": f"When is support open, question {i}?"},
+                              {"role": "assistant", "content": "07:00 to 23:00."}]} for i in range(40)]
+    augmented, report = augment_records(records, index, k=2)
+    first = augmented[0]
+    assert first["messages"][:3] == records[0]["messages"][:3] and first["messages"][4] == records[0]["messages"][4]
+    assert first["messages"][3]["content"].endswith("Question: How much is the Cargo plan?")
+    assert first["metadata"] == {"category": "faq", "rag_sources": ["pricing.md > Pricing > Cargo",
+                                                                    first["metadata"]["rag_sources"][1]]}
+    assert (report.records, report.with_documents, sum(report.sources.values())) == (41, 41, 82)
+    assert records[0]["messages"][3]["content"] == "How much is the Cargo plan?"  # the input is not modified
+
+    half, half_report = augment_records(records, index, k=1, share=0.5, seed=3)
+    again, _ = augment_records(records, index, k=1, share=0.5, seed=3)
+    assert half == again and 10 < half_report.with_documents < 31
+    assert sum("rag_sources" in (r.get("metadata") or {}) for r in half) == half_report.with_documents
+    with pytest.raises(RagError, match="share is 1.5"):
+        augment_records(records, index, share=1.5)
