@@ -139,6 +139,10 @@ def test_ids_are_validated_before_any_path_is_built(tmp_path):
     with pytest.raises(NotFound):
         check_job_id("ftjob-../../etc")
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(ServeError, match="already using"):  # one server per home
+        Store(tmp_path)
+    store.close()
+    Store(tmp_path).close()
 
 
 def test_chat_templates_render_in_a_sandbox(tiny_model_dir):

@@ -57,6 +57,10 @@ def load_base_safely(spec: str):
         model = AutoModelForCausalLM.from_pretrained(source.path, use_safetensors=True, trust_remote_code=False)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model {spec}: {exc}") from exc
+    import torch
+
+    if torch.cuda.is_available():  # adapters attached later follow the model's device
+        model.to("cuda")
     model.eval()
     return model, tokenizer, source
 
@@ -165,9 +169,9 @@ class ModelPool:
         (PEFT's per-row adapter_names when the batch mixes them)."""
         import torch
 
-        if batch[0].sampling.seed is not None:  # a seeded request is always alone in its batch
-            torch.manual_seed(batch[0].sampling.seed)
         slots = {request.adapter: self._slot(request.adapter) for request in batch}
+        if batch[0].sampling.seed is not None:  # alone in its batch; seeded after attaching, which draws random numbers
+            torch.manual_seed(batch[0].sampling.seed)
         rows = [(request, choice) for request in batch for choice in range(request.sampling.n)]
         names = [slots[request.adapter] for request, _ in rows]
         if set(names) == {None}:

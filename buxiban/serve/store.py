@@ -73,6 +73,7 @@ class Store:
         self.home = Path(home)
         (self.home / "files").mkdir(parents=True, exist_ok=True)
         (self.home / "jobs").mkdir(parents=True, exist_ok=True)
+        self.lock_file = _lock_home(self.home)
         self.lock = threading.Lock()
         self.db = sqlite3.connect(self.home / "serve.db", check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
@@ -183,6 +184,23 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+        self.lock_file.close()
+
+
+def _lock_home(home: Path):
+    """One server per home: two would both restart an interrupted job and train it twice at once.
+    The kernel drops the lock when the process dies, however it dies."""
+    handle = (home / "serve.lock").open("a")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ServeError(f"another `buxiban serve` is already using {home}; stop it, or pass a different --home") from None
+    return handle
 
 
 def _job_row(row: sqlite3.Row) -> dict:
