@@ -76,8 +76,8 @@ def wait_for_job(client, job_id: str, timeout: float = 120):
     raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
 
 
-def train_adapter(model_dir: Path, data: Path, out: Path) -> Path:
-    config = load_config(None, [f"model={model_dir}", f"data.train={data}", f"output_dir={out}",
+def train_adapter(model_dir: Path, data: Path, out: Path, kind: str = "lora") -> Path:
+    config = load_config(None, [f"model={model_dir}", f"data.train={data}", f"output_dir={out}", f"adapter={kind}",
                                 "data.validation_fraction=0", "train.max_steps=30", "train.batch_size=4",
                                 "train.learning_rate=1e-2", "train.precision=fp32", "lora.dropout=0", "train.threads=1"])
     train_sft(config, progress=False, log=lambda _: None)
@@ -179,8 +179,9 @@ def test_two_adapters_answer_differently_in_interleaved_requests(server):
 
 
 def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model_dir, tmp_path):
-    """The model thread's own batching, driven by hand: three queued requests (two adapters and the
-    base) form one batch, and each row answers exactly as it does alone."""
+    """The model thread's own batching, driven by hand: queued requests for two adapters and the
+    base form one batch, and each row answers exactly as it does alone; with a DoRA adapter among
+    them (PEFT cannot mix DoRA rows) the batch runs adapter by adapter, with the same answers."""
     import collections
 
     from buxiban.adapters.registry import Registry
@@ -191,6 +192,8 @@ def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model
     registry = Registry(tmp_path)
     for name, run in adapter_runs.items():
         registry.register(name, run)
+    deposit = write_jsonl(tmp_path / "deposit.jsonl", [chat_record(q, "The deposit is NT$3,000.") for q in QUESTIONS])
+    registry.register("dora", train_adapter(tiny_model_dir, deposit, tmp_path / "dora-run", kind="dora"))
     pool = ModelPool(str(tiny_model_dir), registry, queue_size=8)
     pool.close()
     pool.thread.join(timeout=10)  # the test drives the batching itself
@@ -204,18 +207,19 @@ def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model
         return "".join(event[2] for event in events if event[0] == "delta")
 
     alone = {}
-    for name in ("prices", "hours", None):
+    for name in ("prices", "hours", "dora", None):
         single, events = request(name)
         pool._generate([single])
         alone[name] = text(events)
-    together = [request(name) for name in ("prices", None, "hours")]
-    for single, _ in together:
-        pool.queue.put_nowait(single)
-    batch = pool._next_batch(collections.deque())
-    assert batch == [single for single, _ in together]  # one batch for three requests, in arrival order
-    pool._generate(batch)
-    assert [text(events) for _, events in together] == [alone["prices"], alone[None], alone["hours"]]
-    assert len(set(alone.values())) == 3
+    for names in (("prices", None, "hours"), ("hours", "dora", None, "prices")):
+        together = [request(name) for name in names]
+        for single, _ in together:
+            pool.queue.put_nowait(single)
+        batch = pool._next_batch(collections.deque())
+        assert batch == [single for single, _ in together]  # one batch, in arrival order
+        pool._generate(batch)
+        assert [text(events) for _, events in together] == [alone[name] for name in names]
+    assert len(set(alone.values())) == 4
 
 
 def test_completions_sampling_stop_and_n(server):

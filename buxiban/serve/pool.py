@@ -165,8 +165,9 @@ class ModelPool:
         return batch
 
     def _generate(self, batch: list[GenerationRequest]) -> None:
-        """One generate call: rows are (request, choice); each row runs under its request's adapter
-        (PEFT's per-row adapter_names when the batch mixes them)."""
+        """Rows are (request, choice); each runs under its request's adapter: one generate call with
+        PEFT's per-row adapter_names when the batch mixes adapters, or one call per adapter where
+        PEFT cannot mix them (DoRA)."""
         import torch
 
         slots = {request.adapter: self._slot(request.adapter) for request in batch}
@@ -174,15 +175,19 @@ class ModelPool:
             torch.manual_seed(batch[0].sampling.seed)
         rows = [(request, choice) for request in batch for choice in range(request.sampling.n)]
         names = [slots[request.adapter] for request, _ in rows]
-        if set(names) == {None}:
-            if self.peft is None:
-                return generate_batch(self.base, self.tokenizer, rows, self.stop_ids)
-            with self.peft.disable_adapter():
-                return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)
-        if len(set(names)) == 1:
-            self.peft.set_adapter(names[0])
+        if len(set(names)) > 1 and not any(self.peft.peft_config[n].use_dora for n in set(names) - {None}):
+            return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids, [n or BASE_ROW for n in names])
+        for slot in dict.fromkeys(names):  # each adapter's rows together, in arrival order
+            self._generate_one_adapter(slot, [row for row, name in zip(rows, names) if name == slot])
+
+    def _generate_one_adapter(self, slot: str | None, rows) -> None:
+        if slot is not None:
+            self.peft.set_adapter(slot)
             return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)
-        generate_batch(self.peft, self.tokenizer, rows, self.stop_ids, [name or BASE_ROW for name in names])
+        if self.peft is None:
+            return generate_batch(self.base, self.tokenizer, rows, self.stop_ids)
+        with self.peft.disable_adapter():
+            return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)
 
     def _slot(self, name: str | None) -> str | None:
         """The PEFT adapter slot for a registered name, attaching the adapter on first use. Slot
