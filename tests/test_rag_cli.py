@@ -152,3 +152,15 @@ def test_chat_session_puts_retrieved_documents_in_the_prompt(tiny_model_dir, tmp
     assert prompt[1]["content"] == "How much is the City plan?"  # earlier turns keep no documents
     assert prompt[-1]["content"].startswith("Answer from these company documents")
     assert "[1] support.html > Support\nSupport is open 07:00 to 23:00 every day." in prompt[-1]["content"]
+
+
+def test_an_index_built_with_a_relative_embedder_path_is_queried_from_anywhere(tiny_encoder_dir, tmp_path, monkeypatch, capsys):
+    import os
+
+    docs = write_docs(tmp_path / "docs")
+    monkeypatch.chdir(docs)
+    relative = os.path.relpath(tiny_encoder_dir, docs)
+    assert main(["rag", "index", ".", "--out", "../index.db", "--embedder", relative]) == 0
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["rag", "query", str(tmp_path / "index.db"), "How much is the Cargo plan?", "-k", "1"]) == 0
+    assert "1 chunks, dense" in capsys.readouterr().out  # the random tiny encoder ranks arbitrarily; it loaded

@@ -151,6 +151,8 @@ def test_rag_messages_puts_documents_in_the_last_user_turn_only(tmp_path):
     assert "[1] pricing.md > Pricing > City\nThe City plan costs NT$750 per month." in prompt
     assert prompt.index("[1]") < prompt.index("[2]") < prompt.index("Question:")
     assert rag_messages(messages, []) == messages
+    parts = messages[:3] + [{"role": "user", "content": [{"type": "text", "text": "How much is the City plan?"}]}]
+    assert rag_messages(parts, chunks)[3]["content"] == prompt  # text parts read as the chat template reads them
     with pytest.raises(RagError, match="user message"):
         rag_messages(messages[:1], chunks)
 

@@ -61,7 +61,9 @@ def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None
     store = VectorStore(out, create=True)
     try:
         report = IndexReport()
-        settings = {"embedder": embedder.identity, "embedder_spec": embedder_spec or DEFAULT_EMBEDDER,
+        # an absolute path, so that `rag query` from another directory finds the same model
+        spec = DEFAULT_EMBEDDER if embedder_spec in (None, "", DEFAULT_EMBEDDER) else str(Path(embedder_spec).resolve())
+        settings = {"embedder": embedder.identity, "embedder_spec": spec,
                     "chunk_tokens": chunk_tokens, "overlap": overlap, "bm25": bm25}
         previous = store.meta()
         if any(previous.get(key) != value for key, value in settings.items() if key != "embedder_spec"):

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.records import content_text
 from ..errors import RagError
 from .embed import Embedder
 from .store import StoredChunk, VectorStore
@@ -139,7 +140,10 @@ def rag_messages(messages: list[dict], chunks: list[Chunk]) -> list[dict]:
     if not chunks:
         return [dict(m) for m in messages]
     out = [dict(m) for m in messages]
-    out[last_user]["content"] = f"{CONTEXT_HEADER}\n\n{context_block(chunks)}\n\nQuestion: {messages[last_user]['content']}"
+    question = content_text(messages[last_user]["content"])  # text parts joined, as the chat template sees them
+    if question is None:
+        raise RagError("the last user message has non-text content; retrieval needs a text question")
+    out[last_user]["content"] = f"{CONTEXT_HEADER}\n\n{context_block(chunks)}\n\nQuestion: {question}"
     return out
 
 
