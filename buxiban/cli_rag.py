@@ -84,7 +84,7 @@ def cmd_query(args) -> int:
     chunks = index.search(args.question, args.k, hybrid=False if args.dense else None)
     elapsed = time.perf_counter() - started
     if args.json:
-        print(json.dumps([chunk.__dict__ | {"source": chunk.source} for chunk in chunks], indent=2, ensure_ascii=False))
+        print(json.dumps([chunk.as_json() for chunk in chunks], indent=2, ensure_ascii=False))
         return 0
     mode = "hybrid (dense + BM25, reciprocal rank fusion)" if index.has_bm25 and not args.dense else "dense"
     print(f"{len(chunks)} chunks, {mode}, {elapsed * 1000:.0f} ms")

@@ -76,6 +76,7 @@ def test_index_query_and_eval_commands(tiny_encoder_dir, tmp_path, capsys):
     chunks = json.loads(capsys.readouterr().out)
     assert len(chunks) == 3 and all(c["keyword_rank"] is None and c["score"] == c["similarity"] for c in chunks)
     assert [c["score"] for c in chunks] == sorted((c["score"] for c in chunks), reverse=True)
+    assert all(c["source"] == (f"{c['path']} > {c['heading']}" if c["heading"] else c["path"]) for c in chunks)
 
     questions = write_jsonl(tmp_path / "q.jsonl", [
         {"messages": [{"role": "user", "content": "How much is the Cargo plan?"}],

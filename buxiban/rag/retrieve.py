@@ -22,7 +22,7 @@ a small model attends most, and earlier turns stay as they were said:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..data.records import content_text
@@ -49,6 +49,10 @@ class Chunk:
     @property
     def source(self) -> str:
         return f"{self.path} > {self.heading}" if self.heading else self.path
+
+    def as_json(self) -> dict:
+        """What an API response or a report carries for a source."""
+        return {**asdict(self), "source": self.source}
 
 
 class RagIndex:
