@@ -24,6 +24,8 @@ def add_serve_commands(commands) -> None:
     serve.add_argument("--queue-size", type=int, default=16, help="generation requests that may wait before 429 (default 16)")
     serve.add_argument("--max-body-mb", type=float, default=8.0, help="request body cap for JSON routes (default 8)")
     serve.add_argument("--max-upload-mb", type=float, default=1024.0, help="upload cap for /v1/files (default 1024)")
+    serve.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores); fewer leaves "
+                                                    "room for a fine-tuning job, e.g. --threads 1 --train-set train.threads=1")
     serve.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                        help="config override for every fine-tuning job, e.g. train.threads=1 (repeatable)")
     serve.set_defaults(handler=cmd_serve)
@@ -42,11 +44,14 @@ def settings_from_args(args):
     for item in args.train_set:
         if "=" not in item:
             raise ServeError(f"--train-set {item!r} is not KEY=VALUE (e.g. train.threads=1)")
+    if args.threads is not None and args.threads < 1:
+        raise ServeError(f"--threads is {args.threads}; use at least 1")
     if args.queue_size < 1:
         raise ServeError(f"--queue-size is {args.queue_size}; use at least 1")
     limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     return ServeSettings(model=args.model, home=args.home, host=args.host, port=args.port, api_key=args.api_key,
-                         limits=limits, queue_size=args.queue_size, adapters=adapters, train_overrides=args.train_set)
+                         limits=limits, queue_size=args.queue_size, adapters=adapters, train_overrides=args.train_set,
+                         threads=args.threads)
 
 
 def cmd_serve(args) -> int:

@@ -42,7 +42,7 @@ class Server:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         env.pop("BUXIBAN_API_KEY", None)
         command = [sys.executable, "-m", "buxiban.cli", "serve", "--model", str(model_dir), "--home", str(home),
-                   "--port", str(self.port), "--api-key", KEY, "--train-set", "train.threads=1", *extra]
+                   "--port", str(self.port), "--api-key", KEY, "--threads", "1", "--train-set", "train.threads=1", *extra]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 90

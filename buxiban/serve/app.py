@@ -34,6 +34,7 @@ class ServeSettings:
     queue_size: int = 16  # generation requests waiting for the model before new ones get 429
     adapters: dict[str, str] = field(default_factory=dict)  # name -> run dir, registered at start
     train_overrides: list[str] = field(default_factory=list)  # key=value added to every job's config
+    threads: int | None = None  # torch threads for generation; None = torch's default (all cores)
 
 
 @dataclass
@@ -59,6 +60,10 @@ def open_state(settings: ServeSettings) -> ServeState:
     for name, run_dir in settings.adapters.items():
         registry.register(name, run_dir, replace=True)
     store = Store(home)
+    if settings.threads:  # leave cores to a training job running beside the server
+        import torch
+
+        torch.set_num_threads(settings.threads)
     pool = ModelPool(settings.model, registry, settings.queue_size)
     worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, settings.train_overrides)
     return ServeState(settings, store, registry, pool, worker, int(time.time()))
