@@ -117,7 +117,8 @@ def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     file = client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
     assert file.purpose == "fine-tune" and file.bytes == tiny_chat_file.stat().st_size
     assert client.files.content(file.id).content == tiny_chat_file.read_bytes()
-    job = client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0", suffix="yunshan",
+    job = client.fine_tuning.jobs.create(training_file=file.id, validation_file=file.id, model="tiny-model0",
+                                         suffix="yunshan",
                                          hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 20})
     assert job.status == "validating_files"
     job = wait_for_job(client, job.id)
@@ -126,8 +127,10 @@ def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     assert job.hyperparameters.n_epochs == 3 and job.hyperparameters.batch_size == 2
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
-    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    steps = [e.data["step"] for e in events if e.type == "metrics" and "train_loss" in e.data]
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # 4 examples at batch 2 for 3 epochs, each step logged once
+    validations = [e.data for e in events if e.type == "metrics" and "valid_loss" in e.data]
+    assert sorted(v["step"] for v in validations) == [2, 4, 6]  # the validation file, once an epoch
     assert events[0].message == "The job has successfully completed"  # newest first
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
     assert checkpoints and all(c.step_number in (2, 4) for c in checkpoints)

@@ -72,7 +72,10 @@ async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int],
     events: asyncio.Queue = asyncio.Queue()
 
     def emit(event: tuple) -> None:  # called on the model thread
-        loop.call_soon_threadsafe(events.put_nowait, event)
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+        except RuntimeError:  # the server is shutting down and the loop is gone: nobody is listening
+            pass
 
     job = GenerationRequest(adapter, prompt_ids, settings, emit)
     pool.submit(job)  # a full queue raises Busy -> 429
