@@ -17,7 +17,8 @@ def add_eval_commands(commands) -> None:
     evaluate.add_argument("--test", help="held-out OpenAI chat JSONL; the last assistant message is the reference")
     evaluate.add_argument("--out", help="where to write eval.json, eval.md and eval.html (default: RUN/eval)")
     evaluate.add_argument("--limit", type=int, help="only the first N test examples")
-    evaluate.add_argument("--max-new-tokens", type=int, default=96)
+    evaluate.add_argument("--max-new-tokens", type=int, metavar="N",
+                          help="answer length limit (default: twice the longest reference plus 16 tokens, at most 512)")
     evaluate.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
     evaluate.add_argument("--shots", type=int, default=3, metavar="K",
                           help="training conversations in the few-shot baseline's prompt (default 3; 0 leaves it out)")

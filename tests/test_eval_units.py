@@ -180,3 +180,34 @@ def test_judge_verdicts():
     assert parse_verdict("Score: 2 because the price is wrong")[0] == 2
     assert parse_verdict('{"score": 9}')[0] is None  # out of range and no other digit 1-5
     assert parse_verdict("no idea")[0] is None
+
+
+def test_answer_budget_is_twice_the_longest_reference_plus_16(tiny_tokenizer):
+    from buxiban.eval.compare import answer_budget
+
+    references = ["The deposit is NT$3,000.", "Yes."]
+    longest = len(tiny_tokenizer(references[0], add_special_tokens=False)["input_ids"])
+    assert answer_budget(tiny_tokenizer, references) == 2 * longest + 16
+    assert answer_budget(tiny_tokenizer, ["word " * 400]) == 512
+    assert answer_budget(None, references) == 256  # endpoints only: no tokenizer to count with
+
+
+def test_few_shot_prompts_take_shots_from_the_same_task():
+    from buxiban.eval.systems import few_shot_prepare
+
+    def conversation(system, question, answer):
+        return [{"role": "system", "content": system}, {"role": "user", "content": question},
+                {"role": "assistant", "content": answer}]
+
+    train = [conversation("FAQ", f"q{i}", f"a{i}") for i in range(5)] + [conversation("ROUTER", f"t{i}", "{}") for i in range(3)]
+    prepare = few_shot_prepare(train, 2, seed=0)
+    routed = prepare([{"role": "system", "content": "ROUTER"}, {"role": "user", "content": "brakes"}])
+    assert routed[0] == {"role": "system", "content": "ROUTER"} and routed[-1]["content"] == "brakes"
+    shots = routed[1:-1]
+    assert len(shots) == 4 and [m["role"] for m in shots] == ["user", "assistant"] * 2
+    assert all(m["content"].startswith("t") for m in shots if m["role"] == "user")  # router shots only
+    faq = prepare([{"role": "system", "content": "FAQ"}, {"role": "user", "content": "price?"}])
+    assert all(m["content"].startswith("q") for m in faq[1:-1] if m["role"] == "user")
+    assert prepare(faq[:1] + faq[-1:]) == faq  # the same draw for every prompt of a task
+    unknown = prepare([{"role": "user", "content": "hi"}])  # no system message: shots from all tasks
+    assert len(unknown) == 5

@@ -105,24 +105,23 @@ def advice(result: dict[str, Any], failures: Sequence[dict[str, Any]], system: s
     examples = {kind: [r for r in failures if r[system]["error_kind"] == kind] for kind in kinds}
 
     def questions(kind: str) -> str:
-        return "; ".join(repr(r["question"][:60]) for r in examples[kind][:3])
+        return "; ".join(repr(r["question"][:60]) for r in examples.get(kind, [])[:3])
 
     lines = {
-        "invalid JSON": "answers were not a JSON object: add examples whose whole answer is the bare JSON object "
+        "invalid JSON": "the answer is not a JSON object; add examples whose whole answer is the bare JSON object "
                         "(no prose, no code fence) and check the task's training answers are valid JSON",
-        "wrong field": "answers used other keys than the reference: make every training answer of the task use exactly the same keys",
-        "wrong value": "answers had a wrong field value (" + ", ".join(f"{k} ×{v}" for k, v in list(result["wrong_values"].items())[:3])
-                       + "): add examples whose correct value is the expected one, especially ones that look like the wrong one",
-        "refused": f"in-scope questions were refused ({questions('refused') if 'refused' in examples else ''}): add examples that answer such questions",
-        "too long": "answers ran much longer than the reference: add examples in the house length, and check that "
-                    "training answers end with the end-of-turn token",
-        "wrong figure": f"answers gave a wrong or no figure (e.g. {questions('wrong figure') if 'wrong figure' in examples else ''}): "
-                        "add more phrasings of these questions with their figures",
-        "different wording": "answers were close (token F1 ≥ 0.8) but worded differently: add examples in the exact house "
-                             "wording, or judge this task by token F1, chrF or the LLM judge",
-        "wrong answer": f"answers were wrong (e.g. {questions('wrong answer') if 'wrong answer' in examples else ''}): "
-                        "add examples covering these questions",
-        "empty": "answers were empty: check the chat template's end-of-turn token and that no training answer is empty",
+        "wrong field": "the answer uses other keys than the reference; make every training answer of the task use exactly the same keys",
+        "wrong value": "a field has the wrong value (" + ", ".join(f"{k} ×{v}" for k, v in list(result["wrong_values"].items())[:3])
+                       + "); add examples whose correct value is the expected one, especially ones that look like the wrong one",
+        "refused": "an in-scope question was declined (e.g. " + questions("refused") + "); add examples that answer such questions",
+        "too long": "the answer runs far past the reference; add examples in the house length and check that training "
+                    "answers end with the end-of-turn token",
+        "wrong figure": "a figure of the reference is wrong or missing (e.g. " + questions("wrong figure")
+                        + "); add more phrasings of these questions with their figures",
+        "different wording": "close (token F1 ≥ 0.8) but worded differently; add examples in the exact house wording, "
+                             "or judge this task by token F1, chrF or the LLM judge",
+        "wrong answer": "the answer says something else (e.g. " + questions("wrong answer") + "); add examples covering these questions",
+        "empty": "nothing was said; check the chat template's end-of-turn token and that no training answer is empty",
     }
-    out += [f"{count} {lines[kind]}." for kind, count in kinds.items()]
+    out += [f"{kind} ({count} of {len(failures)} failures): {lines[kind]}." for kind, count in kinds.items()]
     return out

@@ -16,10 +16,11 @@ from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
 from .generate import Generation, generate_with_stats
 from .inputs import load_refusals, resolve_train_file
-from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems
+from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems, few_shot_prepare
 
 
 PROBE_TOKENS = 48  # every probe's answer is a word or a sentence
+MAX_BUDGET = 512
 
 
 @dataclass
@@ -54,6 +55,7 @@ class EvalResult:
     forgetting: dict[str, Any] | None = None
     errors: dict[str, Any] | None = None
     test_sha256: str = ""
+    max_new_tokens: int = 0
 
     @property
     def system_names(self) -> list[str]:
@@ -61,7 +63,8 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "test_file": self.test_file, "test_sha256": self.test_sha256,
-                "base_model": self.base_model, "systems": self.systems, "summary": self.summary,
+                "base_model": self.base_model, "max_new_tokens": self.max_new_tokens, "systems": self.systems,
+                "summary": self.summary,
                 "intervals": self.intervals, "significance": self.significance, "seconds": self.seconds,
                 "costs": self.costs, "savings": self.savings, "refusals": self.refusals,
                 "forgetting": self.forgetting, "errors": self.errors, "examples": self.examples}
@@ -91,7 +94,17 @@ def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[
     return tests
 
 
-def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int = 96, limit: int | None = None,
+def answer_budget(tokenizer, references: Sequence[str]) -> int:
+    """Twice the longest reference plus 16 tokens, at most 512: an answer longer than that is wrong
+    already (and counted as too long), so generating the rest of it would only cost time. Base models
+    that ramble would otherwise spend most of the evaluation on words nobody scores."""
+    if tokenizer is None:
+        return MAX_BUDGET // 2
+    longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+    return min(MAX_BUDGET, 2 * longest + 16)
+
+
+def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int | None = None, limit: int | None = None,
                  batch_size: int = 16, options: EvalOptions | None = None, systems: Sequence[System] | None = None,
                  log: Callable[[str], None] = lambda _: None) -> EvalResult:
     options = options or EvalOptions(batch_size=batch_size)
@@ -99,20 +112,24 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
     tests = load_test_set(test_file, limit)
     refusal_prompts = load_refusals(options.refusals, manifest.get("default_system_prompt")) if options.refusals else []
     if systems is None:
-        shots = []
+        few_shot = None
         if options.shots > 0:
-            from .fewshot import load_shots
-
             train_file = options.train_file or resolve_train_file(run_dir)
-            shots = load_shots(train_file, options.shots, options.seed) if train_file else []
-            if not train_file:
+            if train_file:
+                train = [c.messages for c in load_chat_jsonl(train_file)]
+                few_shot = few_shot_prepare(train, options.shots, options.seed)
+            else:
                 log("few-shot left out: the run's training file is not on this machine (pass --train FILE)")
-        systems = default_systems(shots, options.endpoints)
+        systems = default_systems(few_shot, options.shots, options.endpoints)
     prompts = [t["prompt"] for t in tests]
 
     result = EvalResult(str(run_dir), str(test_file), manifest["base_model"]["name"], test_sha256=file_sha256(test_file),
                         systems=[s.to_dict() for s in systems])
     local = LocalWeights.load(run_dir) if any(s.weights for s in systems) or options.forgetting else None
+    if max_new_tokens is None:
+        max_new_tokens = answer_budget(local.tokenizer if local else None, [t["reference"] for t in tests])
+        log(f"answers limited to {max_new_tokens} new tokens (twice the longest reference plus 16; --max-new-tokens overrides)")
+    result.max_new_tokens = max_new_tokens
     generations: dict[str, Generation] = {}
     refusal_answers: dict[str, list[str]] = {}
     forgetting_answers: dict[str, list[str]] = {}

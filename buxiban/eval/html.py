@@ -83,7 +83,7 @@ def html_report(result: EvalResult) -> str:
                                                        "seconds (batched)", "seconds (alone)"], rows), _list(savings_lines(result))]
     if result.refusals:
         parts += ["<h2>Refusals</h2>", _list(refusal_lines(result) + [
-            "false refusals on in-scope test questions are the 'refused' column above (lower is better)"])]
+            "false refusals on in-scope test questions are the 'false refusals' column above (lower is better)"])]
     if result.forgetting:
         f = result.forgetting
         rows = [[_td(p["id"]), _td(p["question"])] + [_td(("✓ " if p[w]["passed"] else "✗ ") + p[w]["answer"])

@@ -67,7 +67,7 @@ def compare_evals(a: dict[str, Any], b: dict[str, Any], system: str = FINE_TUNED
             "exact_match_a": round(sum(right_a) / len(shared), 4), "exact_match_b": round(sum(right_b) / len(shared), 4),
             "fixed": [item(o, n) for (o, n), ra, rb in zip(shared, right_a, right_b) if rb and not ra],
             "broken": [item(o, n) for (o, n), ra, rb in zip(shared, right_a, right_b) if ra and not rb],
-            "p_value": round(test.p_value, 6)}
+            "p_value": float(f"{test.p_value:.4g}")}
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from .compare import EvalResult
 from .systems import FINE_TUNED
 
 COLUMNS = (("exact_match", "exact match"), ("field_match", "JSON fields"), ("token_f1", "token F1"),
-           ("rouge_l", "ROUGE-L"), ("chrf", "chrF"), ("false_refusal_rate", "refused"), ("judge", "judge"))
+           ("rouge_l", "ROUGE-L"), ("chrf", "chrF"), ("false_refusal_rate", "false refusals"), ("judge", "judge"))
 
 
 def word_diff(answer: str, reference: str) -> str:

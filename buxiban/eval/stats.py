@@ -47,7 +47,7 @@ class McNemar:
     p_value: float
 
     def to_dict(self) -> dict[str, float]:
-        return {"only_a": self.only_a, "only_b": self.only_b, "p_value": round(self.p_value, 6)}
+        return {"only_a": self.only_a, "only_b": self.only_b, "p_value": float(f"{self.p_value:.4g}")}
 
 
 def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNemar:

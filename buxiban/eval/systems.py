@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .endpoint import Endpoint
-from .fewshot import with_shots
+from .fewshot import pick_shots, with_shots
 
 Messages = list[dict[str, Any]]
 BASE, FEW_SHOT, FINE_TUNED = "base", "few-shot", "fine-tuned"
@@ -42,13 +42,29 @@ class System:
         return out
 
 
-def default_systems(shots: Sequence[Messages], endpoints: Sequence[Endpoint] = ()) -> list[System]:
-    """Base zero-shot, base few-shot (when shots are given), fine-tuned, then each endpoint."""
+def system_text(prompt: Messages) -> str:
+    return prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else ""
+
+
+def few_shot_prepare(train: Sequence[Messages], k: int, seed: int = 0) -> Callable[[Messages], Messages]:
+    """Shots drawn from the training conversations that share the test prompt's system message (its
+    task: a FAQ answer and a JSON ticket route need different examples), the same draw for every
+    prompt of that task; from all of them when no training conversation shares it."""
+    by_task: dict[str, list[Messages]] = {}
+    for conversation in train:
+        by_task.setdefault(system_text(conversation), []).append(conversation)
+    drawn = {task: pick_shots(group, k, seed) for task, group in by_task.items()}
+    fallback = pick_shots(list(train), k, seed)
+    return lambda prompt: with_shots(prompt, drawn.get(system_text(prompt), fallback))
+
+
+def default_systems(few_shot: Callable[[Messages], Messages] | None, shots: int = 0,
+                    endpoints: Sequence[Endpoint] = ()) -> list[System]:
+    """Base zero-shot, base few-shot (when a few-shot prompt builder is given), fine-tuned, then each endpoint."""
     systems = [System(BASE, BASE, "the base model, the test prompt as is")]
-    if shots:
-        shot_list = list(shots)
-        systems.append(System(FEW_SHOT, BASE, f"the base model with {len(shot_list)} training conversations before the prompt",
-                              prepare=lambda prompt: with_shots(prompt, shot_list), shots=len(shot_list)))
+    if few_shot is not None:
+        systems.append(System(FEW_SHOT, BASE, f"the base model with {shots} training conversations of the same task "
+                              "before the prompt", prepare=few_shot, shots=shots))
     systems.append(System(FINE_TUNED, FINE_TUNED, "the fine-tuned model, the test prompt as is"))
     systems += [System(e.name, None, f"{e.model} at {e.url}", endpoint=e) for e in endpoints]
     return systems
