@@ -81,19 +81,19 @@ def train_tiny_adapters(model: str, directory: Path) -> dict[str, str]:
     for name, seed in (("bench-a", 1), ("bench-b", 2)):
         out = directory / name
         config = load_config(None, [f"model={model}", f"data.train={ROOT / 'examples/yunshan/train.jsonl'}",
-                                    f"output_dir={out}", "train.max_steps=1", "train.batch_size=2", f"train.seed={seed}",
-                                    "data.validation_fraction=0"])
+                                    f"output_dir={out}", "train.max_steps=1", "train.batch_size=1", f"train.seed={seed}",
+                                    "data.validation_fraction=0", "data.max_length=128"])
         train_sft(config, progress=False, log=lambda _: None)
         runs[name] = str(out)
     return runs
 
 
-def start_server(model: str, home: Path, adapters: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, home: Path, adapters: dict[str, str], threads: int | None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "buxiban.cli", "serve", "--model", model, "--home", str(home), "--port", str(port),
-               "--queue-size", "64"] + [arg for name, run in adapters.items() for arg in ("--adapter", f"{name}={run}")]
+               "--queue-size", "64"] + (["--threads", str(threads)] if threads else []) + [arg for name, run in adapters.items() for arg in ("--adapter", f"{name}={run}")]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "BUXIBAN_API_KEY": ""})
     import httpx
 
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--adapters", help="two registered adapter names to switch between, comma-separated")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=10, help="one-token requests per switching measurement")
+    parser.add_argument("--threads", type=int, help="generation threads for the server this script starts")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -129,7 +130,7 @@ def main() -> None:
         if args.url is None:
             runs = {} if names else train_tiny_adapters(args.model, Path(scratch))
             names = names or list(runs)
-            process, url = start_server(args.model, Path(scratch) / "home", runs)
+            process, url = start_server(args.model, Path(scratch) / "home", runs, args.threads)
         else:
             url = args.url
         try:
@@ -137,6 +138,7 @@ def main() -> None:
             base = client.models.list().data[0].id
             stream_once(client, base, "warm up", 4)
             results = {"model": base, "max_tokens": args.max_tokens, "cores": len(os.sched_getaffinity(0)),
+                       "server_threads": args.threads,
                        "load_average_before": os.getloadavg()[0],
                        "one_stream": streams(client, base, 1, args.max_tokens),
                        "eight_streams": streams(client, base, 8, args.max_tokens)}

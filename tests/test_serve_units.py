@@ -156,3 +156,28 @@ def test_chat_templates_render_in_a_sandbox(tiny_model_dir):
     tokenizer.chat_template = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
     with pytest.raises(SecurityError):
         encode_prompt(tokenizer, [{"role": "user", "content": "hi"}])
+
+
+def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(tmp_path):
+    from types import SimpleNamespace
+
+    from buxiban.adapters.registry import AdapterEntry
+    from buxiban.serve.pool import ModelPool
+
+    pool = SimpleNamespace(source=SimpleNamespace(fingerprint="sha256:base", name="tiny"))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"")
+
+    def problem(**manifest):
+        manifest = {"status": "complete", "weights": "adapter", "adapter": "lora",
+                    "base_model": {"fingerprint": "sha256:base", "name": "tiny"}, **manifest}
+        return ModelPool.unservable(pool, AdapterEntry("x", tmp_path, 0.0, manifest))
+
+    assert problem() is None
+    assert f"buxiban serve --model {tmp_path / 'model'}" in problem(weights="model", adapter="full")
+    assert "merge it first" in problem(weights="trained.safetensors", adapter="freeze")
+    assert "not on this server's base model" in problem(base_model={"fingerprint": "sha256:other", "name": "big"})
+    assert "unfinished" in problem(status="running")
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    (tmp_path / "adapter" / "adapter_model.bin").write_bytes(b"")
+    assert "no adapter_model.safetensors" in problem()  # never a pickle
