@@ -166,8 +166,8 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     for method in METHODS:
         shape, counts = parameter_counts(source.path, method, config, config.trust_remote_code)
         memory[method] = estimate_peak(shape, counts, method, config.train.batch_size, stats.longest_row,
-                                       stats.most_trained, autocast and method != "qlora", int(framework),
-                                       config.lora.dropout, config.train.gradient_checkpointing)
+                                       stats.most_trained, autocast, int(framework),
+                                       config.lora.r, config.train.gradient_checkpointing)
         if method == "qlora":
             memory[method]["note"] = "needs a CUDA GPU (bitsandbytes NF4); on CPU use lora"
     section["memory"] = memory
@@ -178,7 +178,7 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
         shape, counts = parameter_counts(source.path, config.adapter, config, config.trust_remote_code)
         section["calibration_check"] = {
             "estimated_peak_mib": estimate_peak(shape, counts, config.adapter, config.train.batch_size, calib.longest_row,
-                                                calib.most_trained, autocast, int(framework), config.lora.dropout,
+                                                calib.most_trained, autocast, int(framework), config.lora.r,
                                                 config.train.gradient_checkpointing)["peak_mib"],
             "measured_peak_rss_mib": calibration.peak_rss_mib}
     return section
