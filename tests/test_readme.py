@@ -34,4 +34,8 @@ def test_every_buxiban_command_in_the_readme_parses():
 
 
 def test_no_placeholder_is_left_in_the_readme():
-    assert not re.search(r"\b[A-Z]{4,}_[A-Z_]{2,}\b", README.replace("BUXIBAN_CACHE", "").replace("XDG_CACHE_HOME", ""))
+    environment = ("BUXIBAN_CACHE", "BUXIBAN_HOME", "BUXIBAN_API_KEY", "XDG_CACHE_HOME", "XDG_DATA_HOME")
+    text = README
+    for name in environment:  # real environment variables, documented on purpose
+        text = text.replace(name, "")
+    assert not re.search(r"\b[A-Z]{4,}_[A-Z_]{2,}\b", text)
