@@ -181,3 +181,30 @@ def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(
     (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
     (tmp_path / "adapter" / "adapter_model.bin").write_bytes(b"")
     assert "no adapter_model.safetensors" in problem()  # never a pickle
+
+
+def test_progress_becomes_events_once_with_an_estimated_finish(tmp_path):
+    import json
+
+    from buxiban.serve.jobs import JobWorker
+
+    store = Store(tmp_path / "home")
+    job = store.add_job({"id": "ftjob-" + "a" * 24, "model": "tiny", "training_file": "file-" + "b" * 24, "seed": 1,
+                         "hyperparameters": {}, "method": {"type": "supervised", "hyperparameters": {}}})
+    job = store.update_job(job["id"], total_steps=10)
+    worker = JobWorker(store, None, "tiny", "tiny", {"tiny"})
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [{"step": 1, "loss": 2.0, "time": 1000.0, "tokens": 10}, {"step": 2, "loss": 1.5, "time": 1002.0, "tokens": 20}]
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    seen = worker.record_progress(job, tmp_path, {"train": 0, "val": 0})
+    # a validation line for a step whose training line was already read still becomes an event
+    metrics.write_text(metrics.read_text() + json.dumps({"step": 2, "val_loss": 1.7}) + "\n")
+    seen = worker.record_progress(job, tmp_path, seen)
+    assert worker.record_progress(job, tmp_path, seen) == {"train": 2, "val": 2}  # nothing new, nothing twice
+    events = store.list_events(job["id"])
+    assert [e["data"].get("step") for e in events if e["type"] == "metrics"] == [2, 2, 1]  # newest first
+    assert events[0]["data"]["valid_loss"] == 1.7
+    saved = store.get_job(job["id"])
+    assert saved["last_step"] == 2 and saved["trained_tokens"] == 20
+    assert saved["estimated_finish"] == 1002 + 2 * 8  # 2 s a step, 8 steps to go
+    store.close()

@@ -132,9 +132,9 @@ class JobWorker:
         with (job_dir / "train.log").open("ab") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             preexec_fn=_die_with(os.getpid()), env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        seen_step = job["last_step"]
+        seen = {"train": job["last_step"], "val": job["last_step"]}
         while self.process.poll() is None:
-            seen_step = self.record_progress(job, run_dir, seen_step)
+            seen = self.record_progress(job, run_dir, seen)
             if self.stopping.wait(POLL_SECONDS):
                 return  # server shutting down: the job stays `running` and resumes on the next start
             if self.store.get_job(job_id)["status"] != "running":  # cancelled
@@ -142,7 +142,7 @@ class JobWorker:
                 self.store.update_job(job_id, finished_at=int(time.time()))
                 self.store.add_event(job_id, "Job cancelled; training stopped")
                 return
-        self.record_progress(job, run_dir, seen_step)
+        self.record_progress(job, run_dir, seen)
         code, self.process = self.process.returncode, None
         if self.stopping.is_set() or self.store.get_job(job_id)["status"] in FINAL_STATUSES:
             return
@@ -160,32 +160,39 @@ class JobWorker:
         overrides = hyper.run_overrides(job, job["hyperparameters"], self.base_spec, path.parent, from_run, self.extra)
         path.write_text(config_to_yaml(load_config(None, overrides)), encoding="utf-8")
 
-    def record_progress(self, job: dict, run_dir: Path, seen_step: int) -> int:
-        """New metrics.jsonl lines become events; the step reached is saved with the job."""
+    def record_progress(self, job: dict, run_dir: Path, seen: dict[str, int]) -> dict[str, int]:
+        """New metrics.jsonl lines become events (training and validation lines tracked apart: a
+        validation line follows its step's training line); the step reached and an estimated
+        finish, from the pace of the last steps, are saved with the job."""
         path = run_dir / "metrics.jsonl"
         if not path.is_file():
-            return seen_step
+            return seen
         total = job.get("total_steps") or "?"
-        newest = seen_step
+        newest = dict(seen)
+        paced: list[tuple[int, float]] = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # the line being written right now
                 continue
             step = int(entry.get("step", 0))
-            if "loss" in entry and step > seen_step:
-                data = {"step": step, "total_steps": total, "train_loss": entry["loss"],
-                        "learning_rate": entry.get("lr"), "tokens": entry.get("tokens")}
-                self.store.add_event(job["id"], f"Step {step}/{total}: training loss={entry['loss']:.4f}",
-                                     kind="metrics", data=data)
-                newest = max(newest, step)
-            elif "val_loss" in entry and step > seen_step:
+            if "loss" in entry:
+                paced.append((step, entry.get("time", 0.0)))
+                if step > seen["train"]:
+                    data = {"step": step, "total_steps": total, "train_loss": entry["loss"],
+                            "learning_rate": entry.get("lr"), "tokens": entry.get("tokens")}
+                    self.store.add_event(job["id"], f"Step {step}/{total}: training loss={entry['loss']:.4f}",
+                                         kind="metrics", data=data)
+                    newest["train"] = max(newest["train"], step)
+            elif "val_loss" in entry and step > seen["val"]:
                 self.store.add_event(job["id"], f"Step {step}/{total}: validation loss={entry['val_loss']:.4f}",
                                      kind="metrics", data={"step": step, "valid_loss": entry["val_loss"]})
+                newest["val"] = step
             if "tokens" in entry:
                 job["trained_tokens"] = entry["tokens"]
-        if newest > seen_step:
-            self.store.update_job(job["id"], last_step=newest, trained_tokens=job.get("trained_tokens"))
+        if newest["train"] > seen["train"]:
+            self.store.update_job(job["id"], last_step=newest["train"], trained_tokens=job.get("trained_tokens"),
+                                  estimated_finish=_estimated_finish(paced[-20:], job.get("total_steps")))
         return newest
 
     def succeed(self, job: dict) -> None:
@@ -211,6 +218,14 @@ class JobWorker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _estimated_finish(paced: list[tuple[int, float]], total: int | None) -> int | None:
+    """Unix time the run should end at the pace of its recent (step, time) pairs."""
+    if total is None or len(paced) < 2 or paced[-1][0] <= paced[0][0] or not paced[0][1]:
+        return None
+    per_step = (paced[-1][1] - paced[0][1]) / (paced[-1][0] - paced[0][0])
+    return int(paced[-1][1] + per_step * max(0, total - paced[-1][0]))
 
 
 def _failure_reason(log_path: Path, code: int) -> str:

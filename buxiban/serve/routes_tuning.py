@@ -120,7 +120,7 @@ def job_object(job: dict) -> dict:
             "trained_tokens": job["trained_tokens"] if job["status"] == "succeeded" else None,
             "training_file": job["training_file"], "validation_file": job["validation_file"],
             "hyperparameters": shown, "method": hyper.method_object(method, concrete), "error": job["error"],
-            "estimated_finish": None, "integrations": [], "metadata": job["metadata"],
+            "estimated_finish": job["estimated_finish"] if job["status"] == "running" else None, "integrations": [], "metadata": job["metadata"],
             "user_provided_suffix": job["suffix"],
             "buxiban": {"step": job["last_step"], "total_steps": job["total_steps"]}}
 

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     training_file TEXT NOT NULL, validation_file TEXT, suffix TEXT, seed INTEGER NOT NULL,
     hyperparameters TEXT NOT NULL, method TEXT NOT NULL, metadata TEXT,
     status TEXT NOT NULL, error TEXT, fine_tuned_model TEXT, finished_at INTEGER, trained_tokens INTEGER,
-    last_step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER);
+    last_step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER, estimated_finish INTEGER);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, created_at INTEGER NOT NULL,
     level TEXT NOT NULL, message TEXT NOT NULL, type TEXT NOT NULL, data TEXT);
@@ -152,7 +152,7 @@ class Store:
 
     def update_job(self, job_id: str, **values: Any) -> dict:
         allowed = {"status", "error", "fine_tuned_model", "finished_at", "trained_tokens", "last_step",
-                   "total_steps", "hyperparameters"}
+                   "total_steps", "hyperparameters", "estimated_finish"}
         assert set(values) <= allowed, set(values) - allowed
         encoded = {k: json.dumps(v) if k in ("error", "hyperparameters") and v is not None else v for k, v in values.items()}
         assignments = ", ".join(f"{key} = ?" for key in encoded)
