@@ -130,42 +130,17 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
         max_new_tokens = answer_budget(local.tokenizer if local else None, [t["reference"] for t in tests])
         log(f"answers limited to {max_new_tokens} new tokens (twice the longest reference plus 16; --max-new-tokens overrides)")
     result.max_new_tokens = max_new_tokens
-    generations: dict[str, Generation] = {}
-    refusal_answers: dict[str, list[str]] = {}
-    forgetting_answers: dict[str, list[str]] = {}
-    perplexities: dict[str, float] = {}
-    # the savings line compares the two answering alone; without both, timing one of them is wasted
-    timed_alone = options.latency_samples > 0 and {FEW_SHOT, FINE_TUNED} <= {s.name for s in systems}
-    # base weights first, then fine-tuned: the adapter is switched once, not per system
-    for weights in (BASE, FINE_TUNED):
-        mine = [s for s in systems if s.weights == weights]
-        if not mine and not options.forgetting:
-            continue
-        with local.use(weights) as (model, tokenizer):
-            for system in mine:
-                generations[system.name] = generate_with_stats(model, tokenizer, [system.prepare(p) for p in prompts],
-                                                               max_new_tokens, options.batch_size)
-                log(f"{system.name}: {len(prompts)} answers in {generations[system.name].seconds:.1f} s")
-                if refusal_prompts:
-                    refusal_answers[system.name] = generate_with_stats(
-                        model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
-                if timed_alone and system.name in (FEW_SHOT, FINE_TUNED):
-                    generations[system.name].latency = _latency(model, tokenizer, [system.prepare(p) for p in prompts],
-                                                                options.latency_samples, max_new_tokens)
-            if options.forgetting:
-                from .forgetting import general_text, load_probes, perplexity
-
-                probes = load_probes()
-                forgetting_answers[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes],
-                                                                  min(PROBE_TOKENS, max_new_tokens), options.batch_size).answers
-                perplexities[weights] = perplexity(model, tokenizer, general_text())
-                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {perplexities[weights]:.2f}")
+    answers = Answers()
+    if local is not None:
+        _answer_locally(local, systems, prompts, refusal_prompts, options, max_new_tokens, answers, log)
     for system in systems:
         if system.endpoint is not None:
-            generations[system.name] = endpoint_answers(system.endpoint, [system.prepare(p) for p in prompts], max_new_tokens)
+            answers.generations[system.name] = endpoint_answers(system.endpoint, [system.prepare(p) for p in prompts], max_new_tokens)
             if refusal_prompts:
-                refusal_answers[system.name] = endpoint_answers(system.endpoint, refusal_prompts, max_new_tokens).answers
-            log(f"{system.name}: {len(prompts)} answers in {generations[system.name].seconds:.1f} s")
+                answers.refusals[system.name] = endpoint_answers(system.endpoint, refusal_prompts, max_new_tokens).answers
+            log(f"{system.name}: {len(prompts)} answers in {answers.generations[system.name].seconds:.1f} s")
+    generations = answers.generations
+    result.seconds.update(answers.seconds)
 
     names = [s.name for s in systems]
     public_tests = [{k: v for k, v in t.items() if k != "prompt"} for t in tests]
@@ -189,15 +164,59 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
         if getattr(generation, "latency", None) is not None:
             result.costs[name]["latency_s"] = round(generation.latency, 3)
     result.savings = scoring.savings(result.costs, FINE_TUNED, FEW_SHOT)
-    if refusal_answers:
+    if answers.refusals:
         result.refusals = {"file": options.refusals, "questions": [p[-1]["content"] for p in refusal_prompts],
-                           "answers": refusal_answers, "systems": scoring.refusal_summary(refusal_answers, options.resamples, options.seed)}
+                           "answers": answers.refusals,
+                           "systems": scoring.refusal_summary(answers.refusals, options.resamples, options.seed)}
     if options.forgetting:
         from .forgetting import ForgettingResult, load_probes, score_probes
 
-        scores, per_probe = score_probes(load_probes(), forgetting_answers)
-        result.forgetting = ForgettingResult(scores, perplexities, per_probe, options.max_forgetting).to_dict()
+        scores, per_probe = score_probes(load_probes(), answers.probes)
+        result.forgetting = ForgettingResult(scores, answers.perplexity, per_probe, options.max_forgetting).to_dict()
     return result
+
+
+@dataclass
+class Answers:
+    generations: dict[str, Generation] = field(default_factory=dict)  # system -> test answers
+    refusals: dict[str, list[str]] = field(default_factory=dict)  # system -> answers to the decline set
+    probes: dict[str, list[str]] = field(default_factory=dict)  # weights -> forgetting probe answers
+    perplexity: dict[str, float] = field(default_factory=dict)  # weights -> perplexity on general text
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent on the forgetting check and latency
+
+
+def _answer_locally(local: LocalWeights, systems: Sequence[System], prompts, refusal_prompts, options: EvalOptions,
+                    max_new_tokens: int, answers: Answers, log: Callable[[str], None]) -> None:
+    """Base weights first, then fine-tuned: the adapter is switched once, not per system."""
+    # the savings line compares the two answering alone; without both, timing one of them is wasted
+    timed_alone = options.latency_samples > 0 and {FEW_SHOT, FINE_TUNED} <= {s.name for s in systems}
+    for weights in (BASE, FINE_TUNED):
+        mine = [s for s in systems if s.weights == weights]
+        if not mine and not options.forgetting:
+            continue
+        with local.use(weights) as (model, tokenizer):
+            for system in mine:
+                sent = [system.prepare(p) for p in prompts]
+                answers.generations[system.name] = generate_with_stats(model, tokenizer, sent, max_new_tokens, options.batch_size)
+                log(f"{system.name}: {len(prompts)} answers in {answers.generations[system.name].seconds:.1f} s")
+                if refusal_prompts:
+                    answers.refusals[system.name] = generate_with_stats(
+                        model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
+                if timed_alone and system.name in (FEW_SHOT, FINE_TUNED):
+                    started = time.perf_counter()
+                    answers.generations[system.name].latency = _latency(model, tokenizer, sent, options.latency_samples,
+                                                                        max_new_tokens)
+                    answers.seconds["latency"] = answers.seconds.get("latency", 0) + round(time.perf_counter() - started, 2)
+            if options.forgetting:
+                from .forgetting import general_text, load_probes, perplexity
+
+                started = time.perf_counter()
+                probes = load_probes()
+                answers.probes[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes],
+                                                              min(PROBE_TOKENS, max_new_tokens), options.batch_size).answers
+                answers.perplexity[weights] = perplexity(model, tokenizer, general_text())
+                answers.seconds["forgetting"] = answers.seconds.get("forgetting", 0) + round(time.perf_counter() - started, 2)
+                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f}")
 
 
 def _latency(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], samples: int, max_new_tokens: int) -> float:

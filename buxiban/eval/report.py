@@ -107,6 +107,10 @@ def terminal_summary(result: EvalResult, report_path: Path | None = None) -> str
     if result.errors and result.errors["failed"]:
         kinds = ", ".join(f"{k} {v}" for k, v in result.errors["by_kind"].items())
         lines.append(f"fine-tuned failures: {result.errors['failed']} ({kinds}); next: {result.errors['advice'][0]}")
+    extra = [f"{what} {result.seconds[key]:.1f} s" for key, what in (("forgetting", "forgetting check"),
+                                                                     ("latency", "single-request timing")) if key in result.seconds]
+    if extra:
+        lines.append("time besides the table: " + ", ".join(extra))
     if report_path is not None:
         lines.append(f"report with plots and per-example diffs: {report_path}")
     return "\n".join(lines)
