@@ -119,7 +119,7 @@ def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     assert client.files.content(file.id).content == tiny_chat_file.read_bytes()
     job = client.fine_tuning.jobs.create(training_file=file.id, validation_file=file.id, model="tiny-model0",
                                          suffix="yunshan",
-                                         hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 20})
+                                         hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 5})
     assert job.status == "validating_files"
     job = wait_for_job(client, job.id)
     assert job.status == "succeeded", job.error

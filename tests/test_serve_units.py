@@ -3,6 +3,8 @@ and the sandbox the chat template renders in."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from buxiban.cli import main
@@ -29,9 +31,15 @@ def test_auto_batch_and_learning_rate_resolve_to_numbers():
     assert hyper.total_steps(10, {"n_epochs": 3, "batch_size": 4}) == 9
     dpo = hyper.parse_method({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}}, None)
     assert hyper.resolve(dpo, 100)["beta"] == 0.3
-    overrides = hyper.run_overrides({"method": dpo, "seed": 1}, hyper.resolve(dpo, 100), "embedded",
-                                    __import__("pathlib").Path("/j"), None, ["train.threads=1"])
+    assert hyper.resolve(method, 50)["batch_size"] == 3 and hyper.resolve(method, 320)["batch_size"] == 8
+    overrides = hyper.run_overrides({"method": dpo, "seed": 1}, hyper.resolve(dpo, 100), "embedded", 135_000_000,
+                                    Path("/j"), None, ["train.threads=1"])
     assert "train.learning_rate=2e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
+    sft = hyper.parse_method(None, {"learning_rate_multiplier": 0.5})
+    assert "train.learning_rate=0.0005" in hyper.run_overrides({"method": sft, "seed": 1}, hyper.resolve(sft, 100),
+                                                                "embedded", 135_000_000, Path("/j"), None, [])
+    assert "train.learning_rate=0.0001" in hyper.run_overrides({"method": sft, "seed": 1}, hyper.resolve(sft, 100),
+                                                                "big", 7_000_000_000, Path("/j"), None, [])
 
 
 @pytest.mark.parametrize("method, hyperparameters, param", [
@@ -192,7 +200,7 @@ def test_progress_becomes_events_once_with_an_estimated_finish(tmp_path):
     job = store.add_job({"id": "ftjob-" + "a" * 24, "model": "tiny", "training_file": "file-" + "b" * 24, "seed": 1,
                          "hyperparameters": {}, "method": {"type": "supervised", "hyperparameters": {}}})
     job = store.update_job(job["id"], total_steps=10)
-    worker = JobWorker(store, None, "tiny", "tiny", {"tiny"})
+    worker = JobWorker(store, None, "tiny", "tiny", {"tiny"}, 1000)
     metrics = tmp_path / "metrics.jsonl"
     lines = [{"step": 1, "loss": 2.0, "time": 1000.0, "tokens": 10}, {"step": 2, "loss": 1.5, "time": 1002.0, "tokens": 20}]
     metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))

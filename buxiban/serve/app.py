@@ -65,7 +65,8 @@ def open_state(settings: ServeSettings) -> ServeState:
 
         torch.set_num_threads(settings.threads)
     pool = ModelPool(settings.model, registry, settings.queue_size)
-    worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, settings.train_overrides)
+    worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, pool.parameters,
+                       settings.train_overrides)
     return ServeState(settings, store, registry, pool, worker, int(time.time()))
 
 

@@ -14,10 +14,17 @@ SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # examples in all, fewer for huge ones so it sees at most about 25,000, and always 1 to 25.
 MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 100, 25_000
 MIN_EPOCHS, MAX_EPOCHS, DEFAULT_EPOCHS = 1, 25, 3
-# LoRA rates measured on the embedded model (examples/yunshan): 2e-4 for SFT; DPO moves a model that
-# already answers well, and 2e-5 kept its answers where 5e-5 cost two of them.
-BASE_LEARNING_RATE = {"supervised": 2e-4, "dpo": 2e-5}
-MAX_BATCH = 8  # LoRA on a CPU or one GPU: larger batches cost memory and gain little at these sizes
+# LoRA learning rates. For small bases, the rates tuned on the embedded 135M model (examples/yunshan:
+# 1e-3 for SFT; 2e-5 for DPO, which moves a model that already answers well and lost two answers at
+# 5e-5); above SMALL_MODEL parameters, the usual LoRA defaults.
+SMALL_MODEL = 1_000_000_000
+LEARNING_RATE = {("supervised", True): 1e-3, ("supervised", False): 2e-4, ("dpo", True): 2e-5, ("dpo", False): 5e-6}
+MAX_BATCH = 8  # as examples/yunshan/lora.yaml; LoRA on a CPU or one GPU gains little from more
+EXAMPLES_PER_BATCH_ROW = 16  # small files keep small batches, so they still get enough optimizer steps
+
+
+def base_learning_rate(kind: str, parameters: int) -> float:
+    return LEARNING_RATE[(kind, parameters < SMALL_MODEL)]
 
 
 def auto_epochs(examples: int) -> int:
@@ -30,8 +37,8 @@ def auto_epochs(examples: int) -> int:
 
 
 def auto_batch_size(examples: int) -> int:
-    """About 0.2 % of the data, as OpenAI does, but at least 1 and at most MAX_BATCH."""
-    return max(1, min(MAX_BATCH, math.ceil(0.002 * examples), examples))
+    """One row per 16 examples, 1 to MAX_BATCH: a 320-example file trains at 8, as the example config."""
+    return max(1, min(MAX_BATCH, examples // EXAMPLES_PER_BATCH_ROW))
 
 
 def parse_method(method: Any, hyperparameters: Any) -> dict:
@@ -67,9 +74,10 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
             raise ServeError(f"{key} must be a positive number or \"auto\", got {value!r}", where)
         if key == "n_epochs" and not MIN_EPOCHS <= value <= 50:
             raise ServeError(f"n_epochs must be 1 to 50, got {value}", where)
-        if key == "learning_rate_multiplier" and value * BASE_LEARNING_RATE[kind] >= 1:
-            raise ServeError(f"learning_rate_multiplier {value} gives a learning rate of "
-                             f"{value * BASE_LEARNING_RATE[kind]:g}; use a multiplier near 1", where)
+        highest = max(rate for (method, _), rate in LEARNING_RATE.items() if method == kind)
+        if key == "learning_rate_multiplier" and value * highest >= 1:
+            raise ServeError(f"learning_rate_multiplier {value} gives a learning rate of up to "
+                             f"{value * highest:g}; use a multiplier near 1", where)
         checked[key] = allowed[key](value)
     return {"type": kind, "hyperparameters": {k: checked.get(k, "auto") for k in allowed}}
 
@@ -97,7 +105,7 @@ def method_object(method: dict, concrete: dict | None) -> dict:
     return {"type": kind, kind: {"hyperparameters": concrete or method["hyperparameters"]}}
 
 
-def run_overrides(job: dict, concrete: dict, base_spec: str, job_dir, from_run: str | None,
+def run_overrides(job: dict, concrete: dict, base_spec: str, base_parameters: int, job_dir, from_run: str | None,
                   extra: list[str]) -> list[str]:
     """`key=value` overrides for `buxiban train`: the job's data copies and numbers, then the
     server's own extra settings (e.g. train.threads=1)."""
@@ -105,7 +113,7 @@ def run_overrides(job: dict, concrete: dict, base_spec: str, job_dir, from_run: 
     overrides = [f"model={base_spec}", f"method={'dpo' if kind == 'dpo' else 'sft'}", "adapter=lora",
                  f"output_dir={job_dir / 'run'}", f"data.train={job_dir / 'train.jsonl'}",
                  f"train.epochs={concrete['n_epochs']}", f"train.batch_size={concrete['batch_size']}",
-                 f"train.learning_rate={BASE_LEARNING_RATE[kind] * concrete['learning_rate_multiplier']:.6g}",
+                 f"train.learning_rate={base_learning_rate(kind, base_parameters) * concrete['learning_rate_multiplier']:.6g}",
                  f"train.seed={job['seed']}", "train.keep_checkpoints=2"]
     if job.get("validation_file"):
         overrides.append(f"data.validation={job_dir / 'validation.jsonl'}")

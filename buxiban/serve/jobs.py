@@ -47,12 +47,13 @@ def _die_with(server_pid: int):
 
 class JobWorker:
     def __init__(self, store: Store, registry: Registry, base_spec: str, base_id: str, base_aliases: set[str],
-                 extra_overrides: list[str] = ()):
+                 base_parameters: int, extra_overrides: list[str] = ()):
         self.store = store
         self.registry = registry
         self.base_spec = base_spec
         self.base_id = base_id
         self.base_aliases = set(base_aliases)
+        self.base_parameters = base_parameters  # picks the learning rate
         self.extra = list(extra_overrides)
         self.stopping = threading.Event()
         self.process: subprocess.Popen | None = None
@@ -157,7 +158,8 @@ class JobWorker:
         from_run = None
         if job["model"] not in self.base_aliases:  # DPO on a fine-tuned model continues its adapter
             from_run = str(self.registry.get(job["model"]).run_dir)
-        overrides = hyper.run_overrides(job, job["hyperparameters"], self.base_spec, path.parent, from_run, self.extra)
+        overrides = hyper.run_overrides(job, job["hyperparameters"], self.base_spec, self.base_parameters, path.parent,
+                                        from_run, self.extra)
         path.write_text(config_to_yaml(load_config(None, overrides)), encoding="utf-8")
 
     def record_progress(self, job: dict, run_dir: Path, seen: dict[str, int]) -> dict[str, int]:

@@ -72,6 +72,7 @@ class ModelPool:
         self.registry = registry
         self.base, self.tokenizer, self.source = load_base_safely(spec)
         self.base_id = model_name(self.source.name)
+        self.parameters = sum(p.numel() for p in self.base.parameters())  # tied weights counted once
         self.aliases = {self.base_id, spec, self.source.name}
         self.context = int(getattr(self.base.config, "max_position_embeddings", 0) or 2048)
         self.stop_ids = stop_token_ids(self.base, self.tokenizer)
