@@ -211,3 +211,21 @@ def test_few_shot_prompts_take_shots_from_the_same_task():
     assert prepare(faq[:1] + faq[-1:]) == faq  # the same draw for every prompt of a task
     unknown = prepare([{"role": "user", "content": "hi"}])  # no system message: shots from all tasks
     assert len(unknown) == 5
+
+
+def test_forgetting_lines_state_the_gate_and_warn_on_perplexity():
+    from buxiban.eval.compare import EvalResult
+    from buxiban.eval.report import forgetting_lines
+
+    def lines(max_drop, perplexity_after):
+        result = EvalResult("run", "test.jsonl", "m")
+        result.forgetting = ForgettingResult({"base": 0.5, "fine-tuned": 0.45}, {"base": 20.0, "fine-tuned": perplexity_after},
+                                             [], max_drop).to_dict()
+        return "\n".join(forgetting_lines(result))
+
+    assert "perplexity on general text 20.00 → 30.00 (+50.0%)" in lines(None, 30.0)
+    assert "gate: none set" in lines(None, 30.0) and "rose by more than 25%" in lines(None, 30.0)
+    assert "rose by more than" not in lines(None, 24.0)
+    assert "gate passed: drop 0.050 vs --max-forgetting 0.1" in lines(0.1, 24.0)
+    failed = lines(0.01, 24.0)
+    assert "gate FAILED" in failed and "mix.general: builtin" in failed and "buxiban data mix" in failed

@@ -161,6 +161,7 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
         generation = generations[name]
         result.seconds[name] = round(generation.seconds, 2)
         result.costs[name] = scoring.cost_summary(generation.prompt_tokens, generation.new_tokens, generation.seconds)
+        result.costs[name]["cpu_seconds"] = round(generation.cpu_seconds, 2)
         if getattr(generation, "latency", None) is not None:
             result.costs[name]["latency_s"] = round(generation.latency, 3)
     result.savings = scoring.savings(result.costs, FINE_TUNED, FEW_SHOT)
@@ -198,7 +199,8 @@ def _answer_locally(local: LocalWeights, systems: Sequence[System], prompts, ref
             for system in mine:
                 sent = [system.prepare(p) for p in prompts]
                 answers.generations[system.name] = generate_with_stats(model, tokenizer, sent, max_new_tokens, options.batch_size)
-                log(f"{system.name}: {len(prompts)} answers in {answers.generations[system.name].seconds:.1f} s")
+                done = answers.generations[system.name]
+                log(f"{system.name}: {len(prompts)} answers in {done.seconds:.1f} s ({done.cpu_seconds:.1f} s of CPU)")
                 if refusal_prompts:
                     answers.refusals[system.name] = generate_with_stats(
                         model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
@@ -210,13 +212,14 @@ def _answer_locally(local: LocalWeights, systems: Sequence[System], prompts, ref
             if options.forgetting:
                 from .forgetting import general_text, load_probes, perplexity
 
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 probes = load_probes()
                 answers.probes[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes],
                                                               min(PROBE_TOKENS, max_new_tokens), options.batch_size).answers
                 answers.perplexity[weights] = perplexity(model, tokenizer, general_text())
                 answers.seconds["forgetting"] = answers.seconds.get("forgetting", 0) + round(time.perf_counter() - started, 2)
-                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f}")
+                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f} "
+                    f"({time.perf_counter() - started:.1f} s, {time.process_time() - cpu_started:.1f} s of CPU)")
 
 
 def _latency(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], samples: int, max_new_tokens: int) -> float:

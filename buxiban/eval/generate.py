@@ -19,6 +19,7 @@ class Generation:
     prompt_tokens: list[int]
     new_tokens: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time: on a shared machine, the part that is not waiting
     latency: float | None = None  # seconds per request answered alone, when measured
 
 
@@ -36,7 +37,7 @@ def generate_with_stats(model, tokenizer, prompts: Sequence[list[dict[str, Any]]
                         batch_size: int = 16) -> Generation:
     """One greedy answer per prompt, in prompt order. Prompts are batched by length with left
     padding, so a short prompt does not wait behind a long one's padding."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     encoded = [encode_prompt(tokenizer, messages) for messages in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     result = Generation([""] * len(encoded), [len(ids) for ids in encoded], [0] * len(encoded))
@@ -62,6 +63,7 @@ def generate_with_stats(model, tokenizer, prompts: Sequence[list[dict[str, Any]]
             result.new_tokens[index] = ended
             result.answers[index] = tokenizer.decode(new[:ended], skip_special_tokens=True).strip()
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu_started
     return result
 
 

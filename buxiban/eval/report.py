@@ -9,6 +9,7 @@ from pathlib import Path
 from .compare import EvalResult
 from .systems import FINE_TUNED
 
+PERPLEXITY_WARNING = 0.25  # a rise this large shows the model drifting even where the probes still pass
 COLUMNS = (("exact_match", "exact match"), ("field_match", "JSON fields"), ("token_f1", "token F1"),
            ("rouge_l", "ROUGE-L"), ("chrf", "chrF"), ("false_refusal_rate", "false refusals"), ("judge", "judge"))
 
@@ -74,6 +75,11 @@ def forgetting_lines(result: EvalResult) -> list[str]:
     if f["max_drop"] is not None:
         verdict = "FAILED" if f["failed"] else "passed"
         lines.append(f"forgetting gate {verdict}: drop {f['drop']:.3f} vs --max-forgetting {f['max_drop']}")
+    else:
+        lines.append("forgetting gate: none set (--max-forgetting 0.1 fails the command when the probe score drops by more than 0.1)")
+    if not f["failed"] and f["perplexity_change"] > PERPLEXITY_WARNING:
+        lines.append(f"  note: perplexity on general text rose by more than {PERPLEXITY_WARNING:.0%}; if general answers matter, "
+                     "mix general examples into training (`mix.general: builtin` in the run config)")
     if f["failed"]:
         lines.append("  fix: mix general examples into training (replay): `mix.general: builtin` in the run config, "
                      "or `buxiban data mix TRAIN OUT --ratio 0.2`, then train again")
