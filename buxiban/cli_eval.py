@@ -3,6 +3,7 @@ held-out data, check forgetting, and compare two runs example by example."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def add_eval_commands(commands) -> None:
                           help="grade every answer with an LLM judge at this OpenAI-compatible endpoint")
     evaluate.add_argument("--refusals", metavar="FILE",
                           help="questions the assistant should decline (one per line, or JSONL): refusal rate per system")
-    evaluate.add_argument("--forgetting", action=argparse_bool(), default=True,
+    evaluate.add_argument("--forgetting", action=argparse.BooleanOptionalAction, default=True,
                           help="general probes and perplexity, base vs fine-tuned (default on; --no-forgetting skips)")
     evaluate.add_argument("--max-forgetting", type=float, metavar="X",
                           help="exit 1 (after writing the report) when the probe score drops by more than X, e.g. 0.1")
@@ -43,10 +44,18 @@ def add_eval_commands(commands) -> None:
     evaluate.set_defaults(handler=cmd_eval)
 
 
-def argparse_bool():
-    import argparse
-
-    return argparse.BooleanOptionalAction
+def usage_problems(args) -> list[str]:
+    """Every bad option at once, before a model loads."""
+    checks = [(args.train and not Path(args.train).is_file(), f"--train {args.train}: no such file"),
+              (args.max_forgetting is not None and not 0 <= args.max_forgetting <= 1,
+               f"--max-forgetting {args.max_forgetting}: use a drop in probe score between 0 and 1, e.g. 0.1"),
+              (args.shots < 0, f"--shots {args.shots}: use 0 (no few-shot system) or more"),
+              (args.resamples < 100, f"--resamples {args.resamples}: use at least 100 (1000 is the default)"),
+              (args.latency_samples < 0, f"--latency-samples {args.latency_samples}: use 0 (skip) or more"),
+              (args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
+              (args.max_new_tokens is not None and args.max_new_tokens < 1, f"--max-new-tokens {args.max_new_tokens}: use 1 or more"),
+              (args.limit is not None and args.limit < 1, f"--limit {args.limit}: use 1 or more")]
+    return [message for failed, message in checks if failed]
 
 
 def _log(message: str) -> None:
@@ -59,8 +68,9 @@ def cmd_eval(args) -> int:
     if not args.run or not args.test:
         print("error: buxiban eval needs RUN and --test FILE (or --compare RUN_A RUN_B --test FILE)", file=sys.stderr)
         return EXIT_USAGE
-    if args.train and not Path(args.train).is_file():
-        print(f"error: --train {args.train}: no such file", file=sys.stderr)
+    problems = usage_problems(args)
+    if problems:
+        print("error: " + "\n  ".join(problems), file=sys.stderr)
         return EXIT_USAGE
     from .eval.compare import EvalOptions, evaluate_run
     from .eval.endpoint import parse_endpoint

@@ -173,6 +173,10 @@ def test_unreachable_endpoint_is_an_error_before_any_generation(tiny_run, capsys
     assert main(["eval", str(run), "--test", str(train), "--endpoint", "x=http://h,key_env=BUXIBAN_UNSET_VAR"]) == 1
     assert "BUXIBAN_UNSET_VAR" in capsys.readouterr().err
     assert main(["eval", "--test", str(train)]) == 2
+    capsys.readouterr()
+    assert main(["eval", str(run), "--test", str(train), "--max-forgetting", "5", "--shots", "-1", "--train", "nowhere.jsonl"]) == 2
+    err = capsys.readouterr().err  # every bad option reported at once
+    assert "--max-forgetting 5" in err and "--shots -1" in err and "--train nowhere.jsonl: no such file" in err
 
 
 def test_forgetting_gate_fails_the_command_after_writing_the_report(tiny_run, tmp_path, monkeypatch, capsys):
@@ -185,7 +189,7 @@ def test_forgetting_gate_fails_the_command_after_writing_the_report(tiny_run, tm
     original = forgetting.score_probes
     monkeypatch.setattr(forgetting, "score_probes", lambda p, _: original(p, answers))
     args = ["eval", str(run), "--test", str(train), "--max-new-tokens", "4", "--shots", "0", "--out", str(tmp_path),
-            "--resamples", "50"]
+            "--resamples", "100"]
     # base passes 4 of 4 probes, fine-tuned 2 of 4: a drop of 0.5
     assert main(args + ["--max-forgetting", "0.5"]) == 0
     assert "forgetting gate passed" in capsys.readouterr().out
@@ -206,7 +210,7 @@ def test_compare_lists_what_each_run_fixed_and_broke(tiny_model_dir, tmp_path, c
     run_b = train_tiny(tiny_model_dir, write_jsonl(tmp_path / "b.jsonl", RECORDS[1:]), tmp_path / "b")
     for run in (run_a, run_b):
         assert main(["eval", str(run), "--test", str(test), "--max-new-tokens", "24", "--shots", "0",
-                     "--no-forgetting", "--resamples", "50", "--latency-samples", "0"]) == 0
+                     "--no-forgetting", "--resamples", "100", "--latency-samples", "0"]) == 0
     capsys.readouterr()
     assert main(["eval", "--compare", str(run_a), str(run_b), "--test", str(test), "--json"]) == 0
     comparison = json.loads(capsys.readouterr().out)
