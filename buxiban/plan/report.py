@@ -25,6 +25,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines += _data(plan["data"])
     if "baseline" in plan:
         lines += _baseline(plan["baseline"])
+    else:
+        lines += ["2. Baseline: not measured (give --test with held-out conversations to see whether a prompt is enough)", ""]
     lines += _hosted(plan["hosted"])
     lines += _local(plan["local"], plan["method"])
     if "using" in plan:
@@ -67,7 +69,8 @@ def _hosted(hosted: dict[str, Any]) -> list[str]:
 
 
 def _local(local: dict[str, Any], method: str) -> list[str]:
-    lines = ["4. Local training on this machine"]
+    settings = local["config"] if local["config"] != "defaults" else "the defaults (--config YAML plans the run you will launch)"
+    lines = ["4. Local training on this machine", f"   settings: {settings}"]
     if "time" in local:
         t, c = local["time"], local["calibration"]
         lines.append(f"   time: {duration(t['seconds'])} for {t['steps']} steps ({t['epochs']:g} epochs × "
