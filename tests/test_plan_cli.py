@@ -35,7 +35,7 @@ def test_plan_on_twenty_examples_warns_and_says_what_to_do(tiny_model_dir, twent
     assert "zero-shot" in out and "2-shot" in out and "short of the target 0.9" in out
     assert "× 5 epochs (auto (OpenAI's rule))" in out  # 20 examples: 100 // 20
     assert "tokenizer and chat template, not OpenAI's" in out
-    assert "1 warm-up steps" in out and "2 steps after" in out
+    assert "1 warm-up step(s)" in out and "2 step(s) after" in out
     for method in ("lora", "qlora", "full", "freeze"):
         assert f" {method} " in out
     assert "prompt tokens saved per request" in out and "self-hosted" in out
@@ -75,3 +75,12 @@ def test_plan_rejects_bad_options_before_loading_anything(tiny_model_dir, twenty
     assert code == 1 and "--target" in err and "between 0 and 1" in err
     code = main(["plan", str(train), "--model", str(tiny_model_dir), "--hosted-model", "gpt-5"])
     assert code == 1 and "known models are" in capsys.readouterr().err
+
+
+def test_malformed_data_stops_the_plan_before_any_training(tiny_model_dir, twenty, tmp_path, capsys):
+    train, _ = twenty
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(train.read_text() + '{"messages": [{"role": "asistant", "content": "hi"}]}\n')
+    code = main(["plan", str(broken), "--model", str(tiny_model_dir), *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.jsonl:21" in err and "calibrating" not in err

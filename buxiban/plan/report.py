@@ -76,7 +76,7 @@ def _local(local: dict[str, Any], method: str) -> list[str]:
         lines.append(f"   time: {duration(t['seconds'])} for {t['steps']} steps ({t['epochs']:g} epochs × "
                      f"{t['train_examples']} examples, batch {local['batch_size']}×{local['grad_accum']}, "
                      f"{t['padded_tokens']:,} padded tokens; validation {duration(t['validation_seconds'])})")
-        lines.append(f"   measured: {c['measured_steps']} steps after {c['warmup_steps']} warm-up steps, "
+        lines.append(f"   measured: {c['measured_steps']} step(s) after {c['warmup_steps']} warm-up step(s), "
                      f"{c['padded_tokens']:,} padded tokens in {c['seconds']:.1f} s, {c['threads']} threads")
         if local.get("money_usd") is not None:
             lines.append(f"   money: {usd(local['money_usd'])} at the given price per hour")
@@ -109,8 +109,8 @@ def _using(using: dict[str, Any]) -> list[str]:
     if "self_hosted" in monthly:
         even = using["break_even_daily_requests"]
         lines.append(f"   self-hosted: {usd(monthly['self_hosted'])} a month for {using['servers']} always-on server(s); "
-                     f"break-even: {_count(even['vs_hosted_fine_tuned'])} requests a day against hosted fine-tuned, "
-                     f"{_count(even['vs_hosted_few_shot'])} against the few-shot prompt")
+                     f"it becomes cheaper than hosted fine-tuned {_count(even['vs_hosted_fine_tuned'])}, than the "
+                     f"few-shot prompt {_count(even['vs_hosted_few_shot'])}")
         if None in even.values() and using.get("one_server_capacity_per_day"):
             lines.append("   (never: a server like this one, busy all day, answers requests that would cost less hosted "
                          "than the server's price per hour)")
@@ -125,4 +125,4 @@ def _using(using: dict[str, Any]) -> list[str]:
 
 
 def _count(value: int | None) -> str:
-    return "never" if value is None else f"{value:,}"
+    return "never" if value is None else f"above {value:,} requests a day"
