@@ -4,10 +4,8 @@ chooses exit codes; the library raises typed exceptions (buxiban.errors)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
 from .cli_adapters import add_adapter_commands
