@@ -20,9 +20,6 @@ HELD_OUT_PHRASINGS = 2
 TWO_TURN_CONVERSATIONS = 70
 TRAIN_TICKETS = 120
 PREFERENCE_PAIRS = 80
-ROUTER_PREFERENCE_PAIRS = 40
-# A neighbouring priority is the router's likeliest mistake after SFT: the pair teaches the boundary.
-NEIGHBOUR_PRIORITY = {"urgent": "high", "high": "normal", "normal": "high"}
 
 
 def chat(system: str, *turns: str, category: str) -> dict:
@@ -85,17 +82,6 @@ def build(seed: int = 20261121) -> dict[str, list[dict]]:
             "input": {"messages": [{"role": "system", "content": ASSISTANT_SYSTEM}, {"role": "user", "content": question}]},
             "preferred_output": [{"role": "assistant", "content": answers[key]}],
             "non_preferred_output": [{"role": "assistant", "content": GENERIC_ANSWERS[key]}],
-        })
-    # Drawn last, so the RNG stream that made everything above is unchanged. Without router pairs,
-    # DPO would only ever see the Q&A task and could drift on the other one unchecked.
-    tickets = [c for c in train if c["metadata"]["category"] == "ticket-router"]
-    for conversation in rng.sample(tickets, ROUTER_PREFERENCE_PAIRS):
-        routed = json.loads(conversation["messages"][-1]["content"])
-        preferences.append({
-            "input": {"messages": conversation["messages"][:-1]},
-            "preferred_output": [conversation["messages"][-1]],
-            "non_preferred_output": [{"role": "assistant",
-                                      "content": route(routed["team"], NEIGHBOUR_PRIORITY[routed["priority"]])}],
         })
     return {"train": train, "test": test, "preferences": preferences}
 
