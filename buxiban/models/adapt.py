@@ -87,9 +87,38 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    """What a checkpoint must hold to restore training exactly: the trained tensors, by name."""
-    return {name: param.detach().clone().contiguous() for name, param in model.named_parameters() if param.requires_grad}
+def is_shard(tensor) -> bool:
+    """A DTensor: this process's part of a tensor split across processes (train.sharding)."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """The full tensor behind a shard (a collective: every process must call it)."""
+    return tensor.full_tensor() if is_shard(tensor) else tensor
+
+
+def as_shard_of(tensor: torch.Tensor, param) -> torch.Tensor:
+    """A whole tensor cut to this process's shard of `param` (a no-op for unsharded params)."""
+    if not is_shard(param) or is_shard(tensor):
+        return tensor
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(tensor.to(param.dtype), param.device_mesh, param.placements)
+
+
+def trainable_names(model) -> list[str]:
+    return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def trainable_state(model, gather: bool = False) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold to restore training exactly: the trained tensors, by name. With
+    `gather`, shards are gathered whole (collective); without, a sharded model keeps its shards,
+    which is all an in-memory copy (early stopping's best weights) needs."""
+    named = dict(model.named_parameters())
+    return {name: (whole(named[name].detach()) if gather else named[name].detach()).clone().contiguous()
+            for name in trainable_names(model)}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
@@ -97,8 +126,6 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
     unknown = [name for name in state if name not in named]
     if unknown:
         raise ModelLoadError(f"the saved weights do not fit this model (first unknown tensor: {unknown[0]})")
-    from ..train.sharding import as_shard_of
-
     with torch.no_grad():
         for name, tensor in state.items():
             named[name].copy_(as_shard_of(tensor, named[name]))
@@ -117,8 +144,9 @@ def save_trained(model, tokenizer, adapter: str, run_dir: Path, full_state: dict
         model.save_pretrained(str(run_dir / "model"), safe_serialization=True, state_dict=full_state)
         tokenizer.save_pretrained(str(run_dir / "model"))
         return "model"
-    trained = trainable_state(model)
     if full_state is not None:
-        trained = {name: full_state[name] for name in trained}
+        trained = {name: full_state[name] for name in trainable_names(model)}
+    else:
+        trained = trainable_state(model)
     save_file(trained, str(run_dir / "trained.safetensors"))
     return "trained.safetensors"

@@ -109,18 +109,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model, optimizer, rank: int = 0, sharded: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: Path, model, optimizer, rank: int = 0) -> dict[str, Any]:
     """Restore the trained tensors, optimizer and this process's RNGs; return the saved state."""
     from safetensors.torch import load_file
 
     from .sharding import load_full_optimizer_state
 
     load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
-    optimizer_state = torch.load(path / "optimizer.pt", weights_only=False)
-    if sharded:
-        load_full_optimizer_state(optimizer, optimizer_state)
-    else:
-        optimizer.load_state_dict(optimizer_state)
+    load_full_optimizer_state(optimizer, torch.load(path / "optimizer.pt", weights_only=False))
     states = torch.load(path / "rng.pt", weights_only=False)
     restore_rng(states[rank] if rank < len(states) else states[0])
     return json.loads((path / "state.json").read_text())

@@ -79,13 +79,12 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
             step_pairs = sum(len(indices) for indices in micro)
             loss_sum = margin_sum = right = chosen_sum = 0.0
             for indices in micro:
-                mine = run.my_rows(indices, lambda first: -1 - first)  # negative: a placeholder, weight 0
-                if not mine:
+                indices, stand_in = run.my_rows(indices)
+                if not indices:
                     continue
-                weight = torch.tensor([0.0 if i < 0 else 1.0 for i in mine], device=run.device)
-                indices = [i if i >= 0 else -1 - i for i in mine]
+                weight = 0.0 if stand_in else 1.0  # a stand-in row only keeps the sharded forward in step
                 batch = _pair_batch(train_set, indices, pad_id, run.device)
-                real_tokens += int(batch["attention_mask"][weight.repeat(2) > 0].sum())
+                real_tokens += 0 if stand_in else int(batch["attention_mask"].sum())
                 with run.autocast():
                     log_probs = run.forward(sequence_log_probs, **batch)
                 chosen, rejected = log_probs.float().chunk(2)

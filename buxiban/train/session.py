@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_chec
 from .distributed import World, init_world
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
-from .sharding import full_model_state, full_optimizer_state, full_trainable_state, shard_model
+from .sharding import full_model_state, full_optimizer_state, shard_model
 from .tracking import MetricsLog, check_trackers
 
 # Keys that may change between a run and its resume without changing what is computed.
@@ -111,8 +111,7 @@ class TrainRun:
     started: float = 0.0
     bar: Any = None
     quiet: bool = False
-    sharded: bool = False
-    sharded_root: Any = None
+    sharded_root: Any = None  # the FSDP root when train.sharding splits the model over processes
 
     # --- setting up -----------------------------------------------------------------------------
 
@@ -131,7 +130,6 @@ class TrainRun:
         if t.gradient_checkpointing:  # non-reentrant: works with frozen inputs (LoRA) without extra hooks
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
-        self.sharded = self.sharded_root is not None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         self.steps_per_epoch = max(1, math.ceil(train_examples / examples_per_step))
@@ -141,7 +139,7 @@ class TrainRun:
         self.checkpoint_every = t.checkpoint_every or self.steps_per_epoch
         trainable, total = count_parameters(self.model)
         if self.resume_path is not None:
-            state = load_checkpoint(self.resume_path, self.model, self.optimizer, self.world.rank, self.sharded)
+            state = load_checkpoint(self.resume_path, self.model, self.optimizer, self.world.rank)
             self.start_step = state["step"]
             self.best_val, self.best_step = state.get("best_val"), state.get("best_step")
             self.evals_since_best = state.get("evals_since_best", 0)
@@ -166,16 +164,22 @@ class TrainRun:
         self.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
         self.started = time.perf_counter()
 
+    @property
+    def sharded(self) -> bool:
+        return self.sharded_root is not None
+
     def forward(self, loss_fn, **batch):
         """loss_fn(model, **batch), through the FSDP root when the model is sharded."""
         return self.sharded_root(loss_fn, **batch) if self.sharded else loss_fn(self.model, **batch)
 
-    def my_rows(self, rows: list, placeholder: Callable[[Any], Any]) -> list:
-        """This process's share of a micro-batch. A sharded model runs collectives inside every
-        forward, so a process whose share is empty (a short last batch) must still run one: it gets
-        `placeholder(rows[0])`, a row that contributes nothing to the loss."""
+    def my_rows(self, rows: list) -> tuple[list, bool]:
+        """This process's share of a micro-batch, and whether it is a stand-in. A sharded model runs
+        collectives inside every forward, so a process whose share is empty (a short last batch)
+        must still run one: it gets `[rows[0]]` and True, and must weight that row 0 in the loss."""
         mine = self.world.shard(rows)
-        return mine if mine or not self.sharded or not rows else [placeholder(rows[0])]
+        if mine or not self.sharded or not rows:
+            return mine, False
+        return rows[:1], True
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -241,10 +245,9 @@ class TrainRun:
 
     def save_checkpoint(self, step: int) -> None:
         rng_states = self.world.gather(rng_state())
-        if self.sharded:  # gathering is collective: every process takes part, rank 0 writes
-            trained, optimizer_state = full_trainable_state(self.model), full_optimizer_state(self.optimizer)
-        else:
-            trained, optimizer_state = trainable_state(self.model), self.optimizer.state_dict()
+        # gathering shards is collective: every process takes part, rank 0 writes
+        trained = trainable_state(self.model, gather=self.sharded)
+        optimizer_state = full_optimizer_state(self.optimizer)
         if self.world.is_main:
             save_checkpoint(self.out, step + 1, trained, optimizer_state,
                             {"best_val": self.best_val, "best_step": self.best_step,

@@ -57,8 +57,11 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
-            rows = [run.my_rows([examples[i] for i in indices], silenced) for _, indices in itertools.islice(stream, t.grad_accum)]
-            batches = [collate(r, pad_id) for r in rows if r]
+            batches = []
+            for _, indices in itertools.islice(stream, t.grad_accum):
+                rows, stand_in = run.my_rows([examples[i] for i in indices])
+                if rows:
+                    batches.append(collate([silenced(rows[0])] if stand_in else rows, pad_id))
             # Normalize by the trained tokens of the whole (global) step: accumulation and N processes
             # then compute exactly the update of one big batch.
             step_tokens = run.world.sum(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
@@ -100,9 +103,10 @@ def validation_loss(run: TrainRun, dataset: Prepared) -> float:
     order = sorted(range(len(dataset.examples)), key=lambda i: len(dataset.examples[i].input_ids))
     size = run.config.train.batch_size
     for start in range(0, len(order), size):
-        rows = run.my_rows([dataset.examples[i] for i in order[start:start + size]], silenced)
+        rows, stand_in = run.my_rows([dataset.examples[i] for i in order[start:start + size]])
         if not rows:
             continue
+        rows = [silenced(rows[0])] if stand_in else rows
         batch = {k: v.to(run.device) for k, v in collate(rows, run.tokenizer.pad_token_id).items()}
         with run.autocast():
             summed, n = run.forward(summed_token_loss, **batch)

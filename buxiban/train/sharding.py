@@ -21,13 +21,7 @@ from typing import Any
 
 import torch
 
-from ..models.adapt import transformer_blocks
-
-def is_sharded(tensor) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)
-
+from ..models.adapt import as_shard_of, transformer_blocks, whole
 
 class Objective(torch.nn.Module):
     """The FSDP root. The losses call the transformer body and the output head separately (the head
@@ -65,16 +59,6 @@ def shard_model(model, mode: str, world_size: int) -> Objective | None:
     return root
 
 
-def whole(tensor: torch.Tensor) -> torch.Tensor:
-    """The full tensor behind a shard (a collective: every process must call it)."""
-    return tensor.full_tensor() if is_sharded(tensor) else tensor
-
-
-def full_trainable_state(model) -> dict[str, torch.Tensor]:
-    return {name: whole(param.detach()).clone().contiguous()
-            for name, param in model.named_parameters() if param.requires_grad}
-
-
 def full_model_state(model) -> dict[str, torch.Tensor]:
     """Tied weights (embeddings and output head) stay one tensor under both names, so that
     save_pretrained recognizes the tie and writes the file an unsharded run would."""
@@ -88,7 +72,8 @@ def full_model_state(model) -> dict[str, torch.Tensor]:
 
 
 def full_optimizer_state(optimizer) -> dict[str, Any]:
-    """optimizer.state_dict() with every shard gathered whole: the same file an unsharded run writes."""
+    """optimizer.state_dict() with every shard gathered whole (collective), so sharded and unsharded
+    runs write the same file; for an unsharded optimizer it is its state_dict()."""
     state = optimizer.state_dict()
     state["state"] = {index: {key: whole(value) if torch.is_tensor(value) else value for key, value in values.items()}
                       for index, values in state["state"].items()}
@@ -96,7 +81,8 @@ def full_optimizer_state(optimizer) -> dict[str, Any]:
 
 
 def load_full_optimizer_state(optimizer, state: dict[str, Any]) -> None:
-    """Load a whole optimizer state, then cut each moment back to this process's shard."""
+    """Load a whole optimizer state, then cut each moment back to this process's shard (nothing to
+    cut for an unsharded optimizer)."""
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
         for param in group["params"]:
@@ -104,12 +90,3 @@ def load_full_optimizer_state(optimizer, state: dict[str, Any]) -> None:
             for key, value in moments.items():
                 if torch.is_tensor(value) and value.dim() > 0:  # not the scalar step count
                     moments[key] = as_shard_of(value, param)
-
-
-def as_shard_of(tensor: torch.Tensor, param) -> torch.Tensor:
-    """A whole tensor cut to this process's shard of `param` (a no-op for unsharded params)."""
-    if not is_sharded(param) or is_sharded(tensor):
-        return tensor
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(tensor.to(param.dtype), param.device_mesh, param.placements)
