@@ -72,7 +72,8 @@ class EvalResult:
 
 def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Everything before the last assistant message is the prompt; that message is the reference."""
-    return messages[:-1], messages[-1]["content"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]["content"]
 
 
 def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[str, Any]]:

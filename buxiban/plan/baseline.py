@@ -32,16 +32,11 @@ class Baseline:
         return max(self.scores.items(), key=lambda item: (item[1]["exact_match"], item[1]["token_f1"]))
 
 
-def split_question(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """The conversation up to its last assistant message is the question; that message the reference."""
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last], messages[last]["content"]
-
-
 def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | Path, shots: int = 3,
                      limit: int | None = None, max_new_tokens: int = 96, batch_size: int = 16) -> Baseline:
     from ..data.records import load_chat_jsonl
     from ..data.tokenize import encode_prompt
+    from ..eval.compare import split_prompt
     from ..eval.fewshot import load_shots, with_shots
     from ..eval.generate import generate_answers
     from ..eval.metrics import exact_match, token_f1
@@ -51,7 +46,7 @@ def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | 
         raise DataError(f"{test_file} has no test examples", [Problem(str(test_file), "is empty",
                                                                       fix="give held-out conversations to measure on")])
     chosen = conversations[:limit] if limit else conversations
-    questions, references = zip(*(split_question(c.messages) for c in chosen))
+    questions, references = zip(*(split_prompt(c.messages) for c in chosen))
     prompts = {"zero-shot": list(questions)}
     if shots > 0:
         examples = load_shots(train_file, shots)
