@@ -162,3 +162,34 @@ def test_total_steps_match_the_training_loop():
     assert total_steps(config, 288) == (36, 144)
     config = load_config(None, ["data.train=x.jsonl", "train.batch_size=8", "train.max_steps=12"])
     assert total_steps(config, 288) == (36, 12)
+
+
+def test_baseline_few_shot_prompts_are_evals_per_task_draw(tmp_path, monkeypatch):
+    """plan's few-shot number must be the one `buxiban eval` reports later: shots of the test prompt's own task."""
+    import buxiban.eval.generate as generate
+    from buxiban.plan.baseline import measure_baseline
+
+    from conftest import chat_record, write_jsonl
+
+    faq, router = "You answer FAQs.", "You route tickets as JSON."
+    train = [chat_record(f"faq {i}", f"answer {i}", system=faq) for i in range(6)]
+    train += [chat_record(f"ticket {i}", '{"team": "repairs"}', system=router) for i in range(6)]
+    test = [chat_record("faq question", "answer 0", system=faq), chat_record("ticket x", '{"team": "repairs"}', system=router)]
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+        seen[len(seen)] = prompts
+        return ["answer 0", '{"team": "repairs"}']
+
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return text.split()
+
+    monkeypatch.setattr(generate, "generate_answers", fake_generate)
+    monkeypatch.setattr("buxiban.data.tokenize.encode_prompt", lambda tok, prompt: prompt)
+    result = measure_baseline(None, Tok(), write_jsonl(tmp_path / "train.jsonl", train),
+                              write_jsonl(tmp_path / "test.jsonl", test), shots=2)
+    faq_prompt, router_prompt = seen[1]
+    assert all(m["content"].startswith(("faq", "answer")) for m in faq_prompt[1:])
+    assert all(m["content"].startswith(("ticket", '{"team"')) for m in router_prompt[1:])
+    assert result.scores["2-shot"]["exact_match"] == 1.0 and result.scores["2-shot"]["field_match"] == 1.0

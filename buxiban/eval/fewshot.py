@@ -5,10 +5,7 @@ prompt whose length fine-tuning saves on every request."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any, Sequence
-
-from ..data.records import load_chat_jsonl
 
 Messages = list[dict[str, Any]]
 
@@ -21,10 +18,6 @@ def pick_shots(conversations: Sequence[Messages], k: int, seed: int = 0) -> list
         return []
     chosen = random.Random(seed).sample(range(len(conversations)), min(k, len(conversations)))
     return [[m for m in conversations[i] if m["role"] != "system"] for i in sorted(chosen)]
-
-
-def load_shots(train_file: str | Path, k: int, seed: int = 0) -> list[Messages]:
-    return pick_shots([c.messages for c in load_chat_jsonl(train_file)], k, seed)
 
 
 def with_shots(prompt: Messages, shots: Sequence[Messages]) -> Messages:

@@ -37,9 +37,9 @@ def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | 
     from ..data.records import load_chat_jsonl
     from ..data.tokenize import encode_prompt
     from ..eval.compare import split_prompt
-    from ..eval.fewshot import load_shots, with_shots
     from ..eval.generate import generate_answers
-    from ..eval.metrics import exact_match, token_f1
+    from ..eval.metrics import score_answer
+    from ..eval.systems import few_shot_prepare
 
     conversations = load_chat_jsonl(test_file)
     if not conversations:
@@ -49,21 +49,31 @@ def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | 
     questions, references = zip(*(split_prompt(c.messages) for c in chosen))
     prompts = {"zero-shot": list(questions)}
     if shots > 0:
-        examples = load_shots(train_file, shots)
-        prompts[f"{len(examples)}-shot"] = [with_shots(q, examples) for q in questions]
+        # the same per-task draw `buxiban eval` uses, so plan's few-shot number is the one eval reports later
+        with_examples = few_shot_prepare([c.messages for c in load_chat_jsonl(train_file)], shots)
+        prompts[f"{shots}-shot"] = [with_examples(q) for q in questions]
     result = Baseline(str(test_file), len(chosen), len(conversations), shots)
     for name, batch in prompts.items():
         started = time.perf_counter()
         answers = generate_answers(model, tokenizer, batch, max_new_tokens, batch_size)
         result.seconds[name] = round(time.perf_counter() - started, 2)
-        result.scores[name] = {
-            "exact_match": round(sum(exact_match(a, r) for a, r in zip(answers, references)) / len(answers), 4),
-            "token_f1": round(sum(token_f1(a, r) for a, r in zip(answers, references)) / len(answers), 4)}
+        result.scores[name] = mean_scores([score_answer(a, r) for a, r in zip(answers, references)])
         result.prompt_tokens[name] = round(sum(len(encode_prompt(tokenizer, p)) for p in batch) / len(batch), 1)
     result.answer_tokens = round(sum(len(tokenizer.encode(r, add_special_tokens=False)) for r in references)
                                  / len(references), 1)
     result.requests_per_second = round(len(chosen) / max(1e-9, result.seconds["zero-shot"]), 3)
     return result
+
+
+def mean_scores(per_answer: list[dict[str, Any]]) -> dict[str, float]:
+    """Each numeric metric averaged over the answers that have it (field match only exists where the
+    reference is a JSON object)."""
+    totals: dict[str, list[float]] = {}
+    for scores in per_answer:
+        for metric, value in scores.items():
+            if isinstance(value, (int, float)):
+                totals.setdefault(metric, []).append(float(value))
+    return {metric: round(sum(values) / len(values), 4) for metric, values in totals.items()}
 
 
 def target_verdict(baseline: Baseline, target: float | None, metric: str = "exact_match") -> str | None:

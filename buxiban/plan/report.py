@@ -50,7 +50,9 @@ def _baseline(baseline: dict[str, Any]) -> list[str]:
              f"   {baseline['used']} of {baseline['available']} test questions from {baseline['test_file']}"
              + ("" if baseline["used"] == baseline["available"] else " (--limit)")]
     for name, scores in baseline["scores"].items():
+        fields = f"   JSON fields {scores['field_match']:.3f}" if "field_match" in scores else ""
         lines.append(f"   {name:<10} exact match {scores['exact_match']:.3f}   token F1 {scores['token_f1']:.3f}   "
+                     f"ROUGE-L {scores.get('rouge_l', 0):.3f}{fields}   "
                      f"prompt {baseline['prompt_tokens'][name]:.0f} tokens   ({baseline['seconds'][name]:.0f} s)")
     if baseline.get("verdict"):
         lines.append(f"   {baseline['verdict']}")
