@@ -28,6 +28,10 @@ def add_serve_commands(commands) -> None:
                                                     "room for a fine-tuning job, e.g. --threads 1 --train-set train.threads=1")
     serve.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                        help="config override for every fine-tuning job, e.g. train.threads=1 (repeatable)")
+    serve.add_argument("--runs", action="append", default=[], metavar="DIR",
+                       help="a folder of `buxiban train` runs (e.g. runs/) the dashboard lists too (repeatable)")
+    serve.add_argument("--rag", action="append", default=[], metavar="NAME=INDEX",
+                       help="a `buxiban rag index` file the playground can retrieve from (repeatable)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -35,12 +39,8 @@ def settings_from_args(args):
     from .serve.app import ServeSettings
     from .serve.safety import Limits
 
-    adapters = {}
-    for item in args.adapter:
-        name, sep, run_dir = item.partition("=")
-        if not sep or not name or not run_dir:
-            raise ServeError(f"--adapter {item!r} is not NAME=RUN_DIR")
-        adapters[name] = run_dir
+    adapters = _named(args.adapter, "--adapter", "NAME=RUN_DIR")
+    rag = _named(args.rag, "--rag", "NAME=INDEX (e.g. docs=docs.db)")
     for item in args.train_set:
         if "=" not in item:
             raise ServeError(f"--train-set {item!r} is not KEY=VALUE (e.g. train.threads=1)")
@@ -51,7 +51,17 @@ def settings_from_args(args):
     limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     return ServeSettings(model=args.model, home=args.home, host=args.host, port=args.port, api_key=args.api_key,
                          limits=limits, queue_size=args.queue_size, adapters=adapters, train_overrides=args.train_set,
-                         threads=args.threads)
+                         threads=args.threads, runs=args.runs, rag=rag)
+
+
+def _named(items: list[str], flag: str, shape: str) -> dict[str, str]:
+    named = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ServeError(f"{flag} {item!r} is not {shape}")
+        named[name] = value
+    return named
 
 
 def cmd_serve(args) -> int:
@@ -64,7 +74,14 @@ def cmd_serve(args) -> int:
     def ready(url: str) -> None:
         print(f"buxiban serving {settings.model} at {url}" + (" (API key required)" if settings.api_key else ""), flush=True)
         print(f"  from openai import OpenAI; client = OpenAI(base_url=\"{url}\", api_key=\"...\")", flush=True)
+        print(f"dashboard: {dashboard_url(settings.host, settings.port)}", flush=True)
 
     print("loading the model...", file=sys.stderr, flush=True)
     serve(settings, on_ready=ready)
     return 0
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where a browser on this machine opens the dashboard: a wildcard bind is reached via loopback."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else (f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    return f"http://{shown}:{port}/ui/"

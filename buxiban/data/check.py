@@ -12,7 +12,7 @@ from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ..errors import DataError, Problem
 from .advice import sufficiency
@@ -49,6 +49,7 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     preview: str = ""  # the first example, trained text marked, so a user sees what the loss sees
+    token_lengths: Sequence[int] = ()  # tokens of each tokenized example, for a histogram (not in to_dict)
 
     @property
     def ok(self) -> bool:
@@ -245,6 +246,7 @@ class _TokenStats:
         if not self.lengths and not self.over:
             return
         stats = self.report.stats
+        self.report.token_lengths = self.lengths
         if self.lengths:
             stats.update({"tokens_per_example": spread(self.lengths), "trained_tokens_per_example": spread(self.trained),
                           "total_tokens": sum(self.lengths), "total_trained_tokens": sum(self.trained),

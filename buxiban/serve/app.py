@@ -6,6 +6,7 @@
     POST /v1/completions
     /v1/files                          upload (validated), list, retrieve, content, delete
     /v1/fine_tuning/jobs               create, list, retrieve, cancel, events, checkpoints
+    /ui/ and /api/...                  the dashboard and the JSON it polls (routes_dashboard.py)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ServeSettings:
     adapters: dict[str, str] = field(default_factory=dict)  # name -> run dir, registered at start
     train_overrides: list[str] = field(default_factory=list)  # key=value added to every job's config
     threads: int | None = None  # torch threads for generation; None = torch's default (all cores)
+    runs: list[str] = field(default_factory=list)  # folders of `buxiban train` runs the dashboard lists
+    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG index the playground may retrieve from
 
 
 @dataclass
@@ -45,16 +48,19 @@ class ServeState:
     pool: object
     worker: object
     started: int
+    evals: object  # evaluations started from the dashboard
 
 
 def open_state(settings: ServeSettings) -> ServeState:
     """Everything the routes share. Checks come first: a bad bind or adapter fails before the model loads."""
     from ..adapters.registry import buxiban_home
+    from .evals import EvalQueue
     from .jobs import JobWorker
     from .pool import ModelPool
     from .store import Store
 
     check_bind(settings.host, settings.api_key)
+    check_dashboard_paths(settings)
     home = Path(settings.home) if settings.home else buxiban_home()
     registry = Registry(home)
     for name, run_dir in settings.adapters.items():
@@ -67,7 +73,16 @@ def open_state(settings: ServeSettings) -> ServeState:
     pool = ModelPool(settings.model, registry, settings.queue_size)
     worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, pool.parameters,
                        settings.train_overrides)
-    return ServeState(settings, store, registry, pool, worker, int(time.time()))
+    return ServeState(settings, store, registry, pool, worker, int(time.time()), EvalQueue(settings.threads))
+
+
+def check_dashboard_paths(settings: ServeSettings) -> None:
+    """Every --runs folder and --rag index must exist: a typo should fail now, not show an empty page."""
+    missing = [f"--runs {folder}: no such folder" for folder in settings.runs if not Path(folder).is_dir()]
+    missing += [f"--rag {name}={path}: no such index file (build it with `buxiban rag index DOCS --out {path}`)"
+                for name, path in settings.rag.items() if not Path(path).is_file()]
+    if missing:
+        raise ServeError("; ".join(missing))
 
 
 def create_app(settings: ServeSettings, state: ServeState | None = None):
@@ -76,6 +91,7 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     from fastapi.responses import JSONResponse
 
     from .routes_chat import router as chat_router
+    from .routes_dashboard import mount_ui, router as dashboard_router
     from .routes_tuning import router as tuning_router
 
     state = state or open_state(settings)
@@ -83,9 +99,11 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     @asynccontextmanager
     async def lifespan(_app):
         state.worker.start()
+        state.evals.start()
         try:
             yield
         finally:
+            state.evals.stop()
             state.worker.stop()
             state.pool.close()
 
@@ -93,6 +111,8 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     app.state.serve = state
     app.include_router(chat_router)
     app.include_router(tuning_router)
+    app.include_router(dashboard_router)
+    mount_ui(app)
 
     @app.get("/health")
     def health():

@@ -13,10 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import AdapterError, ServeError
-from ..train.checkpoint import COMPLETE, PREFIX
-from ..train.rundir import read_metrics
 from . import hyper
 from .requests import read_json, required_string
+from .runs import finished_checkpoints, read_metrics_since
 from .store import FINAL_STATUSES, check_file_id, new_id
 
 router = APIRouter()
@@ -219,16 +218,11 @@ def job_checkpoints(job_id: str, request: Request, after: str | None = None, lim
     store = request.app.state.serve.store
     job = store.get_job(job_id)
     run_dir = store.job_dir(job_id) / "run"
-    losses = {m["step"]: m for m in read_metrics(run_dir) if "loss" in m} if run_dir.is_dir() else {}
+    # tolerant of the line training is writing right now
+    losses = {m["step"]: m for m in read_metrics_since(run_dir)["entries"] if "loss" in m}
     base = hyper.fine_tuned_name(request.app.state.serve.pool.base_id, job["suffix"], job_id)
     items = []
-    # Read-only listing: the checkpoint module's own lister removes unfinished directories, which here
-    # could be the one the training process is writing right now.
-    root = run_dir / "checkpoints"
-    found = sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and ".tmp-" not in p.name
-                   and (p / COMPLETE).is_file()) if root.is_dir() else []
-    for path in reversed(found):
-        step = int(path.name.split("-")[-1])
+    for step, path in reversed(finished_checkpoints(run_dir)):
         items.append({"id": f"ftckpt-{job_id[6:]}-{step}", "object": "fine_tuning.job.checkpoint",
                       "created_at": int(path.stat().st_mtime), "fine_tuning_job_id": job_id, "step_number": step,
                       "fine_tuned_model_checkpoint": f"{base}:ckpt-step-{step}",

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from ..errors import ServeError
 
-OPEN_PATHS = ("/health",)  # load balancers and `curl` probes need no key
+OPEN_PATHS = ("/health", "/", "/ui")  # load balancers and `curl` probes need no key
+# The dashboard's pages hold no data: they load without a key, then ask the user for it and send it
+# with every /api and /v1 call they make.
+OPEN_PREFIXES = ("/ui/",)
+UPLOAD_PATHS = ("/v1/files", "/api/data/check")  # training data: the upload cap, not the JSON body cap
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 class Unauthorized(ServeError):
@@ -75,10 +83,10 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
+        if self.api_key and not is_open(path) and not self._authorized(scope):
             return await _reject(send, Unauthorized("missing or wrong API key: send the header "
                                                     "'Authorization: Bearer <key>' with the key the server was started with"))
-        cap = self.limits.max_upload_bytes if path.rstrip("/") == "/v1/files" else self.limits.max_body_bytes
+        cap = self.limits.max_upload_bytes if path.rstrip("/") in UPLOAD_PATHS else self.limits.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             return await _reject(send, TooLarge(f"the request body is {int(declared):,} bytes; this server accepts at "
