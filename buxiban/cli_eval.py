@@ -13,7 +13,8 @@ EXIT_USAGE = 2
 
 
 def add_eval_commands(commands) -> None:
-    evaluate = commands.add_parser("eval", help="base vs few-shot vs fine-tuned on held-out conversations; --compare two runs")
+    evaluate = commands.add_parser("eval", help="base vs few-shot vs fine-tuned (each with RAG too: --rag) on held-out "
+                                                "conversations; --compare two runs")
     evaluate.add_argument("run", nargs="?", help="a run directory written by `buxiban train`")
     evaluate.add_argument("--test", help="held-out OpenAI chat JSONL; the last assistant message is the reference")
     evaluate.add_argument("--out", help="where to write eval.json, eval.md and eval.html (default: RUN/eval)")
@@ -26,6 +27,10 @@ def add_eval_commands(commands) -> None:
     evaluate.add_argument("--train", metavar="FILE", help="where the few-shot examples come from (default: the run's training file)")
     evaluate.add_argument("--endpoint", action="append", default=[], metavar="NAME=URL[,model=M][,key_env=VAR]",
                           help="an OpenAI-compatible endpoint as one more system (repeatable)")
+    evaluate.add_argument("--rag", metavar="INDEX",
+                          help="an index from `buxiban rag index`: adds base + RAG and fine-tuned + RAG (top chunks in "
+                               "the prompt), retrieval recall@k from metadata.source, and scores per metadata.kind")
+    evaluate.add_argument("--rag-k", type=int, default=3, metavar="K", help="chunks per question with --rag (default 3)")
     evaluate.add_argument("--judge", metavar="URL[,model=M][,key_env=VAR]",
                           help="grade every answer with an LLM judge at this OpenAI-compatible endpoint")
     evaluate.add_argument("--refusals", metavar="FILE",
@@ -54,7 +59,10 @@ def usage_problems(args) -> list[str]:
               (args.latency_samples < 0, f"--latency-samples {args.latency_samples}: use 0 (skip) or more"),
               (args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
               (args.max_new_tokens is not None and args.max_new_tokens < 1, f"--max-new-tokens {args.max_new_tokens}: use 1 or more"),
-              (args.limit is not None and args.limit < 1, f"--limit {args.limit}: use 1 or more")]
+              (args.limit is not None and args.limit < 1, f"--limit {args.limit}: use 1 or more"),
+              (args.rag and not Path(args.rag).is_file(),
+               f"--rag {args.rag}: no such index; build one with `buxiban rag index DOCS --out {args.rag}`"),
+              (args.rag_k < 1, f"--rag-k {args.rag_k}: use 1 or more (3 is the default)")]
     return [message for failed, message in checks if failed]
 
 
@@ -80,12 +88,13 @@ def cmd_eval(args) -> int:
                           judge=parse_endpoint(args.judge, named=False) if args.judge else None, refusals=args.refusals,
                           forgetting=args.forgetting or args.max_forgetting is not None, max_forgetting=args.max_forgetting,
                           latency_samples=args.latency_samples, resamples=args.resamples, seed=args.seed,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, rag=args.rag, rag_k=args.rag_k)
     result = evaluate_run(args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options,
                           log=_log)
     json_path, _, html_path = write_reports(result, args.out or Path(args.run) / "eval")
     if args.json:
         print(json.dumps({"summary": result.summary, "intervals": result.intervals, "significance": result.significance,
+                          "by_kind": result.by_kind, "retrieval": result.retrieval,
                           "seconds": result.seconds, "savings": result.savings, "forgetting_failed":
                           bool(result.forgetting and result.forgetting["failed"]), "report": str(json_path)}, indent=2))
     else:

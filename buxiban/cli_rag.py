@@ -42,7 +42,11 @@ def add_rag_commands(commands) -> None:
     augment.add_argument("--out", required=True, help="where to write the augmented JSONL")
     augment.add_argument("-k", type=int, default=3, help="chunks per conversation (default 3; use what chat --rag-k uses)")
     augment.add_argument("--share", type=float, default=1.0, help="fraction of conversations that get chunks (default 1)")
-    augment.add_argument("--seed", type=int, default=0, help="which conversations, when --share is below 1")
+    augment.add_argument("--counterfactual", type=float, default=0.0, metavar="FRACTION",
+                         help="of the conversations with chunks, the fraction whose figures (prices, days, times) are "
+                              "changed in both the chunks and the answer, so the model learns to read figures from "
+                              "documents rather than memory (default 0; the example uses 0.5)")
+    augment.add_argument("--seed", type=int, default=0, help="which conversations, when --share or --counterfactual is below 1")
     augment.set_defaults(handler=cmd_augment)
 
 
@@ -50,8 +54,10 @@ def cmd_augment(args) -> int:
     from .rag.augment import augment_file
     from .rag.retrieve import RagIndex
 
-    report = augment_file(args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed)
+    report = augment_file(args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed, args.counterfactual)
     print(f"{report.with_documents} of {report.records} conversations now carry {args.k} retrieved chunks; wrote {args.out}")
+    if args.counterfactual:
+        print(f"{report.counterfactual} of them with figures changed in the chunks and the answer")
     for path, count in sorted(report.sources.items(), key=lambda item: -item[1]):
         print(f"  {count:5d}  {path}")
     return 0

@@ -16,6 +16,7 @@ from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
 from .generate import Generation, generate_with_stats
 from .inputs import load_refusals, resolve_train_file
+from .rag import Retrieval, by_kind, check_sources, mark_retrieval, with_rag
 from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems, few_shot_prepare
 
 
@@ -36,6 +37,8 @@ class EvalOptions:
     resamples: int = scoring.RESAMPLES
     seed: int = 0
     batch_size: int = 16
+    rag: str | None = None  # an index: adds "base + RAG" and "fine-tuned + RAG" (see eval/rag.py)
+    rag_k: int = 3
 
 
 @dataclass
@@ -56,6 +59,8 @@ class EvalResult:
     errors: dict[str, Any] | None = None
     test_sha256: str = ""
     max_new_tokens: int = 0
+    retrieval: dict[str, Any] | None = None  # recall@k of the +RAG systems' chunks
+    by_kind: dict[str, Any] = field(default_factory=dict)  # scores per metadata.kind (or category)
 
     @property
     def system_names(self) -> list[str]:
@@ -67,7 +72,8 @@ class EvalResult:
                 "summary": self.summary,
                 "intervals": self.intervals, "significance": self.significance, "seconds": self.seconds,
                 "costs": self.costs, "savings": self.savings, "refusals": self.refusals,
-                "forgetting": self.forgetting, "errors": self.errors, "examples": self.examples}
+                "forgetting": self.forgetting, "errors": self.errors, "retrieval": self.retrieval,
+                "by_kind": self.by_kind, "examples": self.examples}
 
 
 def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -77,7 +83,8 @@ def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
 
 
 def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """One dict per test conversation: where, prompt, question, reference and metadata.category."""
+    """One dict per test conversation: where, prompt, question, reference, and from its metadata the
+    category, the kind (changed / stable / style, for RAG reports) and the sources (documents that answer it)."""
     conversations = load_chat_jsonl(test_file)[:limit]
     if not conversations:
         raise DataError(f"{test_file} has no test examples", [Problem(str(test_file), "is empty")])
@@ -88,9 +95,13 @@ def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[
         prompt, reference = split_prompt(conversation.messages)
         test = {"index": index, "where": conversation.where, "question": prompt[-1]["content"] if prompt else "",
                 "reference": reference, "prompt": prompt}
-        category = metadata.get(conversation.line, {}).get("category")
-        if category is not None:
-            test["category"] = str(category)
+        meta = metadata.get(conversation.line, {})
+        for key in ("category", "kind"):
+            if meta.get(key) is not None:
+                test[key] = str(meta[key])
+        source = meta.get("source")
+        if source:
+            test["sources"] = [source] if isinstance(source, str) else [str(s) for s in source]
         tests.append(test)
     return tests
 
@@ -122,6 +133,11 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
             else:
                 log("few-shot left out: the run's training file is not on this machine (pass --train FILE)")
         systems = default_systems(few_shot, options.shots, options.endpoints)
+    retrieval = None
+    if options.rag:
+        retrieval = Retrieval.open(options.rag, options.rag_k)
+        check_sources(tests, retrieval)
+        systems = with_rag(list(systems), retrieval)
     prompts = [t["prompt"] for t in tests]
 
     result = EvalResult(str(run_dir), str(test_file), manifest["base_model"]["name"], test_sha256=file_sha256(test_file),
@@ -155,6 +171,9 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
             judge_answers(options.judge, result.examples, name)
         log(f"judge {options.judge.model}: graded {len(names) * len(tests)} answers")
     result.summary, result.intervals = scoring.summarize(result.examples, names, options.resamples, options.seed)
+    if retrieval is not None:
+        result.retrieval = mark_retrieval(result.examples, prompts, retrieval)
+    result.by_kind = by_kind(result.examples, names, options.resamples, options.seed)
     if FINE_TUNED in names:
         result.significance = scoring.paired_tests(result.examples, FINE_TUNED, names)
         result.errors = analyze(result.examples, FINE_TUNED)

@@ -10,8 +10,8 @@ from typing import Any
 from ..train.rundir import read_metrics
 from .compare import EvalResult
 from .plots import loss_curves_png, scores_png
-from .report import (_columns, _score, diff_ops, forgetting_lines, refusal_lines, savings_lines,
-                     significance_lines)
+from .report import (_columns, _interval, _score, diff_ops, forgetting_lines, kind_significance_lines, refusal_lines,
+                     retrieval_lines, savings_lines, significance_lines)
 from .systems import FINE_TUNED
 
 CSS = """
@@ -74,7 +74,11 @@ def html_report(result: EvalResult) -> str:
              "<h2>Scores</h2>", _table(["system"] + [t for _, t in columns] + ["examples", "generation time"], summary_rows),
              _list([f"{s['name']}: {s['description']}" for s in result.systems]),
              _img(scores_png(result.intervals, names), "scores with 95 % intervals"),
-             "<h2>Is the difference real?</h2>", _list(significance_lines(result) or ["(one system only)"])]
+             "<h2>Is the difference real?</h2>", _list(significance_lines(result) or ["(one system only)"]),
+             _list(retrieval_lines(result))]
+    if result.by_kind:
+        parts += [f"<h2>By question kind ({escape(result.by_kind['field'])})</h2>", _kind_tables(result, names),
+                  _list(kind_significance_lines(result))]
     parts += ["<h2>Training</h2>", _img(loss_curves_png(read_metrics(result.run_dir)), "training and validation loss")]
     if result.costs:
         rows = [[_td(name), _td(c["prompt_tokens_per_request"], True), _td(c["new_tokens_per_request"], True),
@@ -104,15 +108,32 @@ def html_report(result: EvalResult) -> str:
             f"<style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
 
 
+def _kind_tables(result: EvalResult, names: list[str]) -> str:
+    """Exact match and token F1 per kind: where each system wins, with intervals."""
+    recall = (result.retrieval or {}).get("by_kind", {})
+    out = []
+    for metric, title in (("exact_match", "exact match"), ("token_f1", "token F1")):
+        rows = [[_td(kind), _td(g["n"], True)] + ([_td(f"{recall[kind]:.3f}" if kind in recall else "–", True)] if recall else [])
+                + [_td(_interval(g["intervals"].get(name, {}).get(metric)), True) for name in names]
+                for kind, g in result.by_kind["groups"].items()]
+        recall_head = [f"recall@{result.retrieval['k']}"] if recall else []
+        out.append(f"<h3>{title}</h3>" + _table(["kind", "examples"] + recall_head + names, rows))
+    return "".join(out)
+
+
 def _examples_table(result: EvalResult, names: list[str]) -> str:
     rows = []
+    retrieved = any("retrieved" in r for r in result.examples)
     for r in result.examples:
-        cells = [_td(r["index"], True), _td(r.get("category", "")), _td(r["question"]), _td(r["reference"])]
+        cells = [_td(r["index"], True), _td(r.get("kind") or r.get("category", "")), _td(r["question"]), _td(r["reference"])]
         for s in names:
             ok = r[s]["exact_match"]
             mark = "<span class='ok'>✓</span>" if ok else "<span class='bad'>✗</span>"
             body = escape(r[s]["answer"]) if ok or s != FINE_TUNED else html_diff(r[s]["answer"], r["reference"])
             kind = f" <span class='small'>({escape(r[s]['error_kind'])})</span>" if r[s].get("error_kind") else ""
             cells.append(f"<td class='{'' if ok else 'fail'}'>{mark} {body}{kind}</td>")
+        if retrieved:
+            hit = {True: "✓ ", False: "✗ "}.get(r.get("retrieval_hit"), "")
+            cells.append(f"<td class='small'>{hit}{'<br>'.join(escape(s) for s in r.get('retrieved', []))}</td>")
         rows.append(cells)
-    return _table(["#", "category", "question", "reference"] + names, rows)
+    return _table(["#", "kind", "question", "reference"] + names + (["retrieved"] if retrieved else []), rows)

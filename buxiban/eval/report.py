@@ -58,6 +58,52 @@ def summary_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
+def _interval(interval: dict[str, float] | None) -> str:
+    return "–" if not interval else f"{interval['mean']:.3f} [{interval['low']:.2f}, {interval['high']:.2f}]"
+
+
+def kind_table(result: EvalResult, metric: str = "exact_match") -> str:
+    """Markdown: one row per question kind, one column per system (the metric with its interval), and the
+    retrieval recall of that kind when the +RAG systems ran."""
+    if not result.by_kind:
+        return ""
+    names, recall = result.system_names, (result.retrieval or {}).get("by_kind", {})
+    recall_head = f" recall@{result.retrieval['k']} |" if recall else ""
+    lines = [f"| {result.by_kind['field']} | examples |{recall_head} " + " | ".join(names) + " |",
+             "|---|---:|" + ("---:|" if recall else "") + "---:|" * len(names)]
+    for kind, group in result.by_kind["groups"].items():
+        recall_cell = f" {recall[kind]:.3f} |" if kind in recall else (" – |" if recall else "")
+        cells = [_interval(group["intervals"].get(name, {}).get(metric)) for name in names]
+        lines.append(f"| {kind} | {group['n']} |{recall_cell} " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def kind_significance_lines(result: EvalResult) -> list[str]:
+    """Per kind, the leader (fine-tuned + RAG, or fine-tuned) against every other system on exact match."""
+    if not result.by_kind:
+        return []
+    lines = []
+    for kind, group in result.by_kind["groups"].items():
+        tests = [f"vs {t['b']} {t['only_a']}:{t['only_b']} p = {t['p_value']:.3g}" for t in group.get("significance", [])]
+        if tests:
+            lines.append(f"{kind} ({group['n']}): {result.by_kind['leader']} " + ", ".join(tests))
+    if lines:
+        lines.append("(a:b = examples only the first / only the second got exactly right; exact McNemar p)")
+    return lines
+
+
+def retrieval_lines(result: EvalResult) -> list[str]:
+    r = result.retrieval
+    if not r:
+        return []
+    if not r.get("questions"):
+        return [f"retrieval: top {r['k']} chunks of {r['index']}; no test record names its source (metadata.source), "
+                "so recall@k is not measured"]
+    kinds = ", ".join(f"{kind} {value:.3f}" for kind, value in r["by_kind"].items())
+    return [f"retrieval recall@{r['k']} ({r['index']}): {r['recall']:.3f} on {r['questions']} questions with a known "
+            f"source; {kinds}"]
+
+
 def significance_lines(result: EvalResult) -> list[str]:
     return [f"{t['a']} vs {t['b']}: exact match differs on {t['only_a'] + t['only_b']} examples "
             f"({t['only_a']} only {t['a']}, {t['only_b']} only {t['b']}), exact McNemar p = {t['p_value']:.4g}"
@@ -106,10 +152,13 @@ def refusal_lines(result: EvalResult) -> list[str]:
 
 def terminal_summary(result: EvalResult, report_path: Path | None = None) -> str:
     lines = [summary_table(result), ""]
+    if result.by_kind:
+        lines += [f"exact match by {result.by_kind['field']}:", kind_table(result), ""]
     if FINE_TUNED in result.summary and "base" in result.summary:
         gain = result.summary[FINE_TUNED]["exact_match"] - result.summary["base"]["exact_match"]
         lines.append(f"exact match {gain:+.3f} after fine-tuning")
-    lines += significance_lines(result) + savings_lines(result) + refusal_lines(result) + forgetting_lines(result)
+    lines += significance_lines(result) + kind_significance_lines(result) + retrieval_lines(result)
+    lines += savings_lines(result) + refusal_lines(result) + forgetting_lines(result)
     if result.errors and result.errors["failed"]:
         kinds = ", ".join(f"{k} {v}" for k, v in result.errors["by_kind"].items())
         lines.append(f"fine-tuned failures: {result.errors['failed']} ({kinds}); next: {result.errors['advice'][0]}")
@@ -131,8 +180,10 @@ def markdown_report(result: EvalResult) -> str:
     out = [f"# Evaluation of {result.run_dir}", "",
            f"Base model: {result.base_model}. Test set: `{result.test_file}` ({len(result.examples)} conversations, "
            "never trained on). Greedy decoding. Scores with 95 % bootstrap intervals.", "", summary_table(result), ""]
-    out += [f"- {line}" for line in significance_lines(result) + savings_lines(result) + refusal_lines(result)
-            + forgetting_lines(result)]
+    if result.by_kind:
+        out += [f"## Exact match by {result.by_kind['field']}", "", kind_table(result), ""]
+    out += [f"- {line}" for line in significance_lines(result) + kind_significance_lines(result) + retrieval_lines(result)
+            + savings_lines(result) + refusal_lines(result) + forgetting_lines(result)]
     if result.errors:
         out += ["", "## What to fix next", ""] + [f"- {line}" for line in result.errors["advice"]]
     if FINE_TUNED in names:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..data.tokenize import encode_prompt
 from ..errors import ServeError
 from .generation import GenerationRequest
+from .rag import rag_request, with_documents
 from .requests import chat_messages, completion_prompt, read_json, required_string, sampling
 
 router = APIRouter()
@@ -45,13 +46,19 @@ def get_model(model_id: str, request: Request):
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request):
     pool, body, model, adapter = await _target(request)
-    prompt_ids = encode_prompt(pool.tokenizer, chat_messages(body.get("messages")))
-    return await _respond(pool, body, model, adapter, prompt_ids, chat=True)
+    messages = chat_messages(body.get("messages"))
+    wanted, sources = rag_request(body, request.app.state.serve.settings.rag), None
+    if wanted is not None:  # embedding the question takes milliseconds of CPU: not on the event loop
+        messages, sources = await asyncio.to_thread(with_documents, messages, wanted)
+    prompt_ids = encode_prompt(pool.tokenizer, messages)
+    return await _respond(pool, body, model, adapter, prompt_ids, chat=True, extra={"rag": sources} if sources else {})
 
 
 @router.post("/v1/completions")
 async def completions(request: Request):
     pool, body, model, adapter = await _target(request)
+    if body.get("rag") is not None:
+        raise ServeError("rag works with /v1/chat/completions, where the question is a user message", "rag")
     prompt_ids = list(pool.tokenizer(completion_prompt(body.get("prompt")))["input_ids"])
     if not prompt_ids:
         raise ServeError("'prompt' is empty", "prompt")
@@ -66,7 +73,8 @@ async def _target(request: Request):
     return pool, body, model, pool.resolve(model)
 
 
-async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool):
+async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None):
+    """`extra`: top-level response fields beyond OpenAI's (the retrieved sources); streamed in the first chunk."""
     settings = sampling(body, len(prompt_ids), pool.context)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
@@ -82,7 +90,7 @@ async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int],
     meta = {"id": ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12), "created": int(time.time()), "model": model}
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream(job, events, meta, chat, len(prompt_ids), include_usage),
+        return StreamingResponse(_stream(job, events, meta, chat, len(prompt_ids), include_usage, extra or {}),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     texts, reasons, completion_tokens = {}, {}, 0
     try:
@@ -104,7 +112,7 @@ async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int],
              "total_tokens": len(prompt_ids) + completion_tokens}
     choices = [_choice(chat, i, texts.get(i, ""), reasons.get(i, "stop")) for i in range(settings.n)]
     return {**meta, "object": "chat.completion" if chat else "text_completion", "choices": choices, "usage": usage,
-            "system_fingerprint": None}
+            "system_fingerprint": None, **(extra or {})}
 
 
 def _choice(chat: bool, index: int, text: str, reason: str) -> dict:
@@ -115,11 +123,14 @@ def _choice(chat: bool, index: int, text: str, reason: str) -> dict:
 
 
 async def _stream(job: GenerationRequest, events: asyncio.Queue, meta: dict, chat: bool, prompt_tokens: int,
-                  include_usage: bool):
+                  include_usage: bool, first_extra: dict):
     kind = "chat.completion.chunk" if chat else "text_completion"
+    pending = dict(first_extra)  # sent once, with the first chunk, before any text
 
     def chunk(choices: list, **extra) -> str:
-        return "data: " + json.dumps({**meta, "object": kind, "choices": choices, **extra}, ensure_ascii=False) + "\n\n"
+        body = {**meta, "object": kind, "choices": choices, **pending, **extra}
+        pending.clear()
+        return "data: " + json.dumps(body, ensure_ascii=False) + "\n\n"
 
     def piece(index: int, text: str | None = None, reason: str | None = None, role: bool = False) -> dict:
         if not chat:
