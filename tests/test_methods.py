@@ -131,6 +131,43 @@ def test_tensorboard_tracking_writes_events(tiny_model_dir, tiny_chat_file, tmp_
     assert [round(e.value, 4) for e in events.Scalars("loss")] == [round(m["loss"], 4) for m in read_metrics(out) if "loss" in m]
 
 
+def test_mlflow_gets_every_step_and_a_resumed_run_continues_the_same_mlflow_run(tiny_model_dir, tiny_chat_file,
+                                                                                tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from buxiban.train import session
+
+    # MLflow's own file store: a real tracking backend without a server or a database package
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out = tmp_path / "tracked"
+    config = tiny_config(tiny_model_dir, tiny_chat_file, out, "train.max_steps=4", "train.batch_size=2",
+                         "train.checkpoint_every=2", "train.tracking=[mlflow]")
+    log_step = session.TrainRun.log_step
+
+    def dies_at_step_3(self, step, **values):
+        if step == 2:
+            raise RuntimeError("power cut")
+        log_step(self, step, **values)
+
+    monkeypatch.setattr(session.TrainRun, "log_step", dies_at_step_3)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_sft(config, progress=False, log=lambda _: None)
+    run_id = (out / "mlflow-run-id").read_text()
+    client = MlflowClient()
+    assert client.get_run(run_id).info.status == "FAILED"
+
+    monkeypatch.setattr(session.TrainRun, "log_step", log_step)
+    train_sft(config, progress=False, log=lambda _: None, resume="auto")
+    assert (out / "mlflow-run-id").read_text() == run_id  # the same MLflow run, not a second one
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["train.max_steps"] == "4"
+    history = sorted((m.step, round(m.value, 4)) for m in client.get_metric_history(run_id, "loss"))
+    assert history == [(m["step"], round(m["loss"], 4)) for m in read_metrics(out) if "loss" in m]
+    assert [step for step, _ in history] == [1, 2, 3, 4]
+
+
 def test_missing_tracker_package_is_a_clear_error(tiny_model_dir, tiny_chat_file, tmp_path, monkeypatch):
     import importlib.util
 

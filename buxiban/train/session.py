@@ -291,7 +291,7 @@ class TrainRun:
             self.manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             write_json_atomic(self.out / MANIFEST, self.manifest)
         if self.metrics is not None:
-            self.metrics.close()
+            self.metrics.close(failed=True)
 
 
 def start_run(config: RunConfig, resume: str | None = None, force: bool = False, overwrite: bool = False,

@@ -10,6 +10,10 @@ from typing import Any
 
 from ..errors import ConfigError, Problem
 
+# The MLflow run this training run logs to, kept in the run directory so a resumed run continues the
+# same MLflow run (one curve per training run) instead of starting a second one.
+MLFLOW_RUN_ID = "mlflow-run-id"
+
 
 def check_trackers(trackers) -> None:
     """Before anything is written: a tracker asked for must be importable."""
@@ -48,9 +52,19 @@ class MetricsLog:
                 raise ConfigError("tracking needs a package", [Problem("train.tracking", "mlflow is not installed",
                                                                        fix="pip install mlflow")]) from exc
             self.mlflow = mlflow
-            mlflow.start_run(run_name=run_dir.name if run_dir else None)
-            if params:
-                mlflow.log_params(params)
+            self._start_mlflow(run_dir, resume_from_step is not None, params)
+
+    def _start_mlflow(self, run_dir: Path | None, resuming: bool, params: dict[str, Any] | None) -> None:
+        id_file = run_dir / MLFLOW_RUN_ID if run_dir else None
+        earlier = id_file.read_text(encoding="utf-8").strip() if resuming and id_file and id_file.exists() else None
+        # nested: a caller (a sweep, a notebook) may already have an MLflow run open around this one
+        nested = self.mlflow.active_run() is not None
+        active = self.mlflow.start_run(run_id=earlier, run_name=None if earlier else (run_dir.name if run_dir else None),
+                                       nested=nested)
+        if id_file:
+            id_file.write_text(active.info.run_id, encoding="utf-8")
+        if params and not earlier:  # MLflow params are write-once; a resumed run already has them
+            self.mlflow.log_params(params)
 
     def write(self, **record: Any) -> None:
         record.setdefault("time", round(time.time(), 3))
@@ -64,9 +78,9 @@ class MetricsLog:
         if self.mlflow is not None and step is not None:
             self.mlflow.log_metrics(numbers, step=step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.handle.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.mlflow is not None:
-            self.mlflow.end_run()
+            self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
