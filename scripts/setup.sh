@@ -10,6 +10,26 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 
+# The dashboard's browser tests (tests/test_dashboard.py) drive Debian's Chromium through Playwright's
+# executable_path, so `playwright install` and its downloads are never needed. Checked on every run,
+# before the stamp: a machine set up earlier may still lack the browser.
+if [ ! -x /usr/bin/chromium ] && [ -z "${BUXIBAN_NO_BROWSER:-}" ]; then
+    echo "setup: installing Chromium for the dashboard's browser tests (apt-get)"
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+    apt_log=$(mktemp)
+    if ! command -v apt-get >/dev/null 2>&1 || ! {
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    } >"$apt_log" 2>&1; then
+        tail -n 5 "$apt_log" >&2
+        echo "error: could not install Chromium with apt-get (needs Debian or Ubuntu, and root or password-less sudo);" \
+             "install it so that /usr/bin/chromium exists, or set BUXIBAN_NO_BROWSER=1 to skip the browser tests" >&2
+        exit 1
+    fi
+    rm -f "$apt_log"
+fi
+
 stamp=.venv/.buxiban-setup
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
