@@ -108,7 +108,7 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
 
     data = workdir / "final_turn.jsonl"
     final_turn_only(DATA, data)
-    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-full": "full",
+    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-lora-padded": "lora", "buxiban-full": "full",
                "buxiban-freeze": "freeze"}[mode]
     out = workdir / mode
     config = load_config(None, [f"data.train={data}", f"output_dir={out}", "data.validation_fraction=0",
@@ -116,7 +116,8 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
                                 f"train.max_steps={steps}", f"train.batch_size={EXAMPLES_PER_STEP}",
                                 f"train.learning_rate={LR if adapter != 'full' else 5e-5}", "train.lr_schedule=constant",
                                 "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16",
-                                f"train.gradient_checkpointing={'true' if mode.endswith('-ckpt') else 'false'}"])
+                                f"train.gradient_checkpointing={'true' if mode.endswith('-ckpt') else 'false'}",
+                                f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}"])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
     from buxiban.train.rundir import load_trained
@@ -221,7 +222,7 @@ def main() -> None:
         return
     modes = ["buxiban-lora", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
     if not args.quick:
-        modes += ["buxiban-full", "buxiban-freeze"]
+        modes += ["buxiban-lora-padded", "buxiban-full", "buxiban-freeze"]
     peak = peak_bf16_flops()
     results = []
     for round_number in range(args.rounds):

@@ -79,6 +79,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tracking: list[str] = field(default_factory=list)  # metrics.jsonl always; add "tensorboard", "mlflow"
     gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~25 % slower
+    padding_free: bool = True  # SFT: a micro-batch's conversations in one row, no pad tokens (train/packing.py)
     sharding: str = "none"  # with N processes: none (replicated), fsdp = zero3, or zero2; see train/sharding.py
 
 

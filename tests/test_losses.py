@@ -93,3 +93,45 @@ def test_chunked_head_gives_the_same_loss_and_gradients(tiny_model_dir, tiny_tok
         results.append((loss.detach(), hidden.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
+
+
+def test_padding_free_row_gives_the_padded_batchs_loss_and_gradients(tiny_model_dir, tiny_tokenizer, monkeypatch):
+    """Packed conversations attend only within themselves: loss and every LoRA gradient match the padded
+    batch (the tiny model has grouped-query attention, 4 heads over 2 key/value heads)."""
+    import torch.nn.functional as F
+
+    from buxiban.train import packing
+
+    examples = [encode_conversation(tiny_tokenizer, r["messages"]) for r in RECORDS]
+    results = []
+    for packed in (False, True):
+        model = tiny_lora(tiny_model_dir)
+        calls = []
+        if packed:
+            assert packing.use_varlen_attention(model)
+            sdpa = F.scaled_dot_product_attention
+            monkeypatch.setattr(packing.F, "scaled_dot_product_attention",
+                                lambda q, *a, **k: calls.append(q.size(2)) or sdpa(q, *a, **k))
+        batch = packing.collate_packed(examples) if packed else collate(examples, tiny_tokenizer.pad_token_id)
+        summed, count = summed_token_loss(model, **batch)
+        summed.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((summed.item(), count, grads, calls))
+    (padded, n_padded, padded_grads, _), (packed, n_packed, packed_grads, calls) = results
+    assert n_packed == n_padded and packed == pytest.approx(padded, rel=1e-5)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6)
+    lengths = [len(e.input_ids) for e in examples]
+    assert calls == lengths * 2  # one causal attention per conversation in each of the 2 layers
+
+
+def test_packed_row_never_trains_across_a_boundary(tiny_tokenizer):
+    from buxiban.data.tokenize import IGNORE_INDEX
+    from buxiban.train.packing import collate_packed
+
+    examples = [encode_conversation(tiny_tokenizer, r["messages"]) for r in RECORDS[:3]]
+    batch = collate_packed(examples)
+    starts = batch["packed_bounds"][:-1]
+    assert batch["input_ids"].shape == (1, sum(len(e.input_ids) for e in examples))
+    assert all(int(batch["labels"][0, s]) == IGNORE_INDEX for s in starts)
+    assert all(int(batch["position_ids"][0, s]) == 0 for s in starts)

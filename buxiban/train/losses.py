@@ -36,8 +36,8 @@ def backbone_and_head(model):
     return getattr(base, base.base_model_prefix), base.get_output_embeddings(), base
 
 
-def summed_token_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def summed_token_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      **packing) -> tuple[torch.Tensor, int]:
     """Sum of next-token cross-entropy over the trained positions, and how many there were.
 
     The output head runs only on positions whose next token is trained. On chat data most
@@ -45,15 +45,16 @@ def summed_token_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     model's FLOPs, so this is the same loss for a fraction of the work and memory.
     The caller divides by the trained-token count of the whole optimizer step, so that gradient
     accumulation gives the same update as one big batch.
+    `packing`: `position_ids` and `packed_bounds` of a padding-free row (train/packing.py).
     """
     body, head, base = backbone_and_head(model)
     targets = labels[:, 1:]
     selected = targets != IGNORE_INDEX
     count = int(selected.sum())
     if getattr(base.config, "final_logit_softcapping", None):  # the head has extra math: use the model's own
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][selected]
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, **packing).logits[:, :-1][selected]
         return F.cross_entropy(logits.float(), targets[selected], reduction="sum"), count
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, **packing).last_hidden_state
     return chunked_head_loss(head, hidden[:, :-1][selected], targets[selected]), count
 
 

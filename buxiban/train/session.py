@@ -21,8 +21,10 @@ from ..errors import RunDirError
 from ..models.adapt import (check_adapter_supported, count_parameters, load_trainable_state, make_trainable,
                             quantization_config, save_trained, trainable_state)
 from ..models.load import load_model, load_tokenizer, resolve
+from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
+from .packing import collate_packed, use_varlen_attention
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
 from .sharding import full_model_state, full_optimizer_state, shard_model
@@ -127,6 +129,8 @@ class TrainRun:
         else:
             model = make_trainable(model, config)
         self.model = model.to(self.device) if config.adapter != "qlora" else model
+        # DPO scores chosen and rejected rows separately, so only SFT packs its rows
+        self.padding_free = t.padding_free and config.method == "sft" and use_varlen_attention(self.model)
         if t.gradient_checkpointing:  # non-reentrant: works with frozen inputs (LoRA) without extra hooks
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
@@ -160,7 +164,8 @@ class TrainRun:
                                       t.tracking, self.out, _flatten(config.to_dict()))
         self.log(f"{config.method} with {config.adapter} on {self.source.name}: {trainable:,} of {total:,} parameters "
                  f"trained; {self.total_steps} steps, {'bf16 autocast' if self.dtype else 'fp32'} on {self.device.type} "
-                 f"with {torch.get_num_threads()} threads" + (f", {self.world.size} processes" if self.world.size > 1 else ""))
+                 f"with {torch.get_num_threads()} threads" + (f", {self.world.size} processes" if self.world.size > 1 else "")
+                 + (", padding-free batches" if self.padding_free else ""))
         self.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
         self.started = time.perf_counter()
 
@@ -171,6 +176,9 @@ class TrainRun:
     def forward(self, loss_fn, **batch):
         """loss_fn(model, **batch), through the FSDP root when the model is sharded."""
         return self.sharded_root(loss_fn, **batch) if self.sharded else loss_fn(self.model, **batch)
+
+    def collate(self, rows: list) -> dict[str, Any]:
+        return collate_packed(rows) if self.padding_free else collate(rows, self.tokenizer.pad_token_id)
 
     def my_rows(self, rows: list) -> tuple[list, bool]:
         """This process's share of a micro-batch, and whether it is a stand-in. A sharded model runs

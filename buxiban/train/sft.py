@@ -16,8 +16,9 @@ from ..data.records import load_chat_jsonl
 from ..data.split import hash_split
 from ..data.tokenize import IGNORE_INDEX, Encoded
 from ..errors import DataError, Problem
-from .batching import batch_stream, collate
+from .batching import batch_stream
 from .losses import summed_token_loss
+from .packing import real_token_count, to_device
 from .rundir import file_sha256
 from .session import TrainResult, TrainRun, start_run
 
@@ -50,7 +51,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
         "data": _data_identity(config, len(train_set.examples), len(val_set.examples), general_used),
         "default_system_prompt": most_common_system_prompt(train_conversations)})
 
-    examples, pad_id = train_set.examples, tokenizer.pad_token_id
+    examples = train_set.examples
     stream = batch_stream([len(e.input_ids) for e in examples], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)  # a resumed run skips what it trained
     real_tokens, train_loss, val_loss, steps_done = 0, float("nan"), None, run.start_step
@@ -61,19 +62,19 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             for _, indices in itertools.islice(stream, t.grad_accum):
                 rows, stand_in = run.my_rows([examples[i] for i in indices])
                 if rows:
-                    batches.append(collate([silenced(rows[0])] if stand_in else rows, pad_id))
+                    batches.append(run.collate([silenced(rows[0])] if stand_in else rows))
             # Normalize by the trained tokens of the whole (global) step: accumulation and N processes
             # then compute exactly the update of one big batch.
             step_tokens = run.world.sum(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
             loss_sum = 0.0
             for batch in batches:
-                batch = {k: v.to(run.device) for k, v in batch.items()}
+                batch = to_device(batch, run.device)
                 with run.autocast():
                     summed, _ = run.forward(summed_token_loss, **batch)
                 (summed / step_tokens).backward()
                 loss_sum += summed.item()
                 if bool((batch["labels"] != IGNORE_INDEX).any()):  # a placeholder row is not real work
-                    real_tokens += int(batch["attention_mask"].sum())
+                    real_tokens += real_token_count(batch)
             grad_norm = run.clip_gradients()
             rate = run.set_learning_rate(step)
             run.optimizer.step()
@@ -107,7 +108,7 @@ def validation_loss(run: TrainRun, dataset: Prepared) -> float:
         if not rows:
             continue
         rows = [silenced(rows[0])] if stand_in else rows
-        batch = {k: v.to(run.device) for k, v in collate(rows, run.tokenizer.pad_token_id).items()}
+        batch = to_device(run.collate(rows), run.device)
         with run.autocast():
             summed, n = run.forward(summed_token_loss, **batch)
         total += summed.item()

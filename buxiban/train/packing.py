@@ -1,0 +1,77 @@
+"""Padding-free batches: a micro-batch's conversations laid end to end in one row, each attending
+only to itself.
+
+Random batches mix short FAQ answers with long tickets, so right-padding to the longest row spends a
+large share of every matmul on pad tokens. Packed, the row is exactly as long as the real tokens.
+Position ids restart at 0 for each conversation (so rotary embeddings see what they would see
+unpacked) and attention runs once per conversation with a causal mask: the same math as the padded
+batch, without the padding and without the wasted square of a block-diagonal mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data.tokenize import IGNORE_INDEX, Encoded
+
+VARLEN_ATTENTION = "buxiban_varlen"
+
+
+def collate_packed(examples: Sequence[Encoded]) -> dict[str, Any]:
+    """One row holding every example, `position_ids` restarting per example and `packed_bounds`
+    (start offsets and the total length, as Python ints so no layer has to ask the device)."""
+    input_ids, labels, positions, bounds = [], [], [], [0]
+    for example in examples:
+        n = len(example.input_ids)
+        input_ids += example.input_ids
+        # An example's first token is never a target unpacked (nothing comes before it); packed, the
+        # previous example's last position would otherwise be trained to predict it.
+        labels += [IGNORE_INDEX] + list(example.labels[1:])
+        positions += range(n)
+        bounds.append(bounds[-1] + n)
+    return {"input_ids": torch.tensor([input_ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]), "packed_bounds": tuple(bounds)}
+
+
+def real_token_count(batch: dict[str, Any]) -> int:
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel())
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                     packed_bounds: tuple[int, ...] | None = None, **kwargs):
+    """Attention per packed conversation; anything else (generation, an unpacked batch, sliding
+    windows, soft-capped logits) goes to transformers' SDPA path with the mask it built."""
+    special = kwargs.get("sliding_window") or getattr(module, "sliding_window", None) or kwargs.get("softcap")
+    if packed_bounds is None or special or query.size(0) != 1:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    grouped = key.size(1) != query.size(1)  # grouped-query attention: fewer key/value heads
+    pieces = [F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                             dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=grouped)
+              for start, end in zip(packed_bounds[:-1], packed_bounds[1:])]
+    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
+
+
+def use_varlen_attention(model) -> bool:
+    """Switch a model to the packed attention above; False when its architecture cannot switch."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_attention)
+    AttentionMaskInterface.register(VARLEN_ATTENTION, sdpa_mask)  # unpacked calls still need SDPA's mask
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "_can_set_attn_implementation", lambda: False)():
+        return False
+    base.set_attn_implementation(VARLEN_ATTENTION)
+    return base.config._attn_implementation == VARLEN_ATTENTION
