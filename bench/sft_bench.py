@@ -101,6 +101,9 @@ def train_set_loss(model, tokenizer, workdir: Path) -> float:
     return total / count
 
 
+CHECKPOINTING = {"ckpt": "true", "selective": "selective"}  # by the mode's last word
+
+
 def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
     from buxiban.config import load_config
     from buxiban.train.rundir import read_metrics
@@ -108,7 +111,8 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
 
     data = workdir / "final_turn.jsonl"
     final_turn_only(DATA, data)
-    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-lora-padded": "lora", "buxiban-full": "full",
+    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-lora-padded": "lora",
+               "buxiban-lora-selective": "lora", "buxiban-full": "full",
                "buxiban-freeze": "freeze"}[mode]
     out = workdir / mode
     config = load_config(None, [f"data.train={data}", f"output_dir={out}", "data.validation_fraction=0",
@@ -116,7 +120,7 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
                                 f"train.max_steps={steps}", f"train.batch_size={EXAMPLES_PER_STEP}",
                                 f"train.learning_rate={LR if adapter != 'full' else 5e-5}", "train.lr_schedule=constant",
                                 "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16",
-                                f"train.gradient_checkpointing={'true' if mode.endswith('-ckpt') else 'false'}",
+                                f"train.gradient_checkpointing={CHECKPOINTING.get(mode.rsplit('-', 1)[-1], 'false')}",
                                 f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}"])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
@@ -220,7 +224,7 @@ def main() -> None:
     if args.one:
         one(args.one, args.steps, Path(args.result))
         return
-    modes = ["buxiban-lora", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
+    modes = ["buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
     if not args.quick:
         modes += ["buxiban-lora-padded", "buxiban-full", "buxiban-freeze"]
     peak = peak_bf16_flops()

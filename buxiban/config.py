@@ -78,7 +78,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = once per epoch
     keep_checkpoints: int = 2
     tracking: list[str] = field(default_factory=list)  # metrics.jsonl always; add "tensorboard", "mlflow"
-    gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~25 % slower
+    # true: recompute whole blocks in backward (least memory, ~30 % slower); selective: keep matmul and
+    # attention outputs, recompute the cheap rest (train/recompute.py)
+    gradient_checkpointing: bool | str = False
     padding_free: bool = True  # SFT: a micro-batch's conversations in one row, no pad tokens (train/packing.py)
     sharding: str = "none"  # with N processes: none (replicated), fsdp = zero3, or zero2; see train/sharding.py
 
@@ -313,6 +315,8 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
     one_of("train.precision", t.precision, PRECISIONS)
     one_of("train.sharding", t.sharding, SHARDING)
+    if isinstance(t.gradient_checkpointing, str) and t.gradient_checkpointing != "selective":
+        bad("train.gradient_checkpointing", f"is {t.gradient_checkpointing!r}", "use true, false or selective")
     if t.sharding != "none" and config.adapter == "qlora":
         bad("train.sharding", "cannot shard 4-bit QLoRA weights", "use train.sharding=none with adapter=qlora")
     if t.max_grad_norm < 0:

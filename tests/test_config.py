@@ -50,3 +50,10 @@ def test_misspelled_key_fails_fast_in_a_fresh_process_and_trains_nothing(tmp_pat
     assert "train.learning_rate" in done.stderr  # the valid keys are listed
     assert elapsed < 5, f"config error took {elapsed:.1f}s"
     assert not out.exists()
+
+
+def test_gradient_checkpointing_takes_true_false_or_selective():
+    assert load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=selective"]).train.gradient_checkpointing == "selective"
+    assert load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=true"]).train.gradient_checkpointing is True
+    with pytest.raises(ConfigError, match="use true, false or selective"):
+        load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=some"])

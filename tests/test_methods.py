@@ -181,12 +181,23 @@ def test_missing_tracker_package_is_a_clear_error(tiny_model_dir, tiny_chat_file
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
-def test_gradient_checkpointing_gives_the_same_losses(tiny_model_dir, tmp_path):
+def test_gradient_checkpointing_full_and_selective_give_the_same_losses(tiny_model_dir, tmp_path, monkeypatch):
+    """With LoRA dropout on, so recomputation must replay the same random masks."""
+    from buxiban.train import recompute
+
+    # the tiny model's widths are 32 and 64: save its projections' outputs, recompute LoRA's rank-16 matmul
+    monkeypatch.setattr(recompute, "CHEAP_INNER_DIM", 16)
+    decisions = []
+    policy = recompute.policy
+    monkeypatch.setattr(recompute, "policy", lambda *a, **k: decisions.append(policy(*a, **k)) or decisions[-1])
     data = write_jsonl(tmp_path / "train.jsonl", RECORDS)
     losses = {}
-    for flag in ("false", "true"):
+    for flag in ("false", "true", "selective"):
         out = tmp_path / flag
-        train_sft(tiny_config(tiny_model_dir, data, out, "train.max_steps=3", "train.batch_size=4",
+        train_sft(tiny_config(tiny_model_dir, data, out, "train.max_steps=3", "train.batch_size=4", "lora.dropout=0.1",
                               f"train.gradient_checkpointing={flag}"), progress=False, log=lambda _: None)
         losses[flag] = [m["loss"] for m in read_metrics(out) if "loss" in m]
     assert losses["true"] == pytest.approx(losses["false"], abs=1e-5)
+    assert losses["selective"] == pytest.approx(losses["false"], abs=1e-5)
+    saved = decisions.count(recompute.CheckpointPolicy.MUST_SAVE)
+    assert 0 < saved < len(decisions)  # some outputs kept, the rest recomputed

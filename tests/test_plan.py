@@ -101,7 +101,7 @@ SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3,
 
 def test_memory_parts_follow_the_parameter_counts():
     full = Counts(trainable=134_515_008, total=134_515_008, block_linear=106_168_320, trained_blocks=30)
-    estimate = estimate_peak(SMOL, full, "full", batch_size=8, longest_row=128, trained_tokens=300, autocast=True,
+    estimate = estimate_peak(SMOL, full, "full", batch_tokens=8 * 128, trained_tokens=300, autocast=True,
                              framework_bytes=0)
     parts = estimate["parts_mib"]
     assert parts["weights"] == pytest.approx(134_515_008 * 4 / 2 ** 20, abs=0.1)
@@ -109,20 +109,22 @@ def test_memory_parts_follow_the_parameter_counts():
     assert parts["gradients"] == pytest.approx(parts["weights"], abs=0.1)
     assert parts["logits"] == pytest.approx(300 * 49152 * 6 / 2 ** 20, abs=0.1)  # bf16 head output + fp32 copy
     assert estimate["activation_bytes_per_token_per_layer"] == 16 * 576 + 2 * (5 * 576 + 4 * 576 + 4 * 1536)
-    double = estimate_peak(SMOL, full, "full", 16, 128, 300, True, 0)["parts_mib"]["activations"]
+    double = estimate_peak(SMOL, full, "full", 16 * 128, 300, True, 0)["parts_mib"]["activations"]
     assert double == pytest.approx(2 * parts["activations"], abs=0.2)  # linear in batch tokens
-    checkpointed = estimate_peak(SMOL, full, "full", 8, 128, 300, True, 0, gradient_checkpointing=True)
+    checkpointed = estimate_peak(SMOL, full, "full", 8 * 128, 300, True, 0, gradient_checkpointing=True)
     assert checkpointed["parts_mib"]["activations"] < parts["activations"] / 5
+    selective = estimate_peak(SMOL, full, "full", 8 * 128, 300, True, 0, gradient_checkpointing="selective")
+    assert checkpointed["parts_mib"]["activations"] < selective["parts_mib"]["activations"] < parts["activations"]
 
 
 def test_lora_keeps_more_activations_but_no_optimizer_state_for_the_base():
     lora = Counts(trainable=4_884_480, total=139_399_488, block_linear=106_168_320, trained_blocks=30)
     full = Counts(trainable=134_515_008, total=134_515_008, block_linear=106_168_320, trained_blocks=30)
-    a = estimate_peak(SMOL, lora, "lora", 8, 128, 300, True, 0)
-    b = estimate_peak(SMOL, full, "full", 8, 128, 300, True, 0)
+    a = estimate_peak(SMOL, lora, "lora", 8 * 128, 300, True, 0)
+    b = estimate_peak(SMOL, full, "full", 8 * 128, 300, True, 0)
     assert a["parts_mib"]["optimizer"] < b["parts_mib"]["optimizer"] / 20
     assert a["activation_bytes_per_token_per_layer"] > b["activation_bytes_per_token_per_layer"]
-    qlora = estimate_peak(SMOL, lora, "qlora", 8, 128, 300, False, 0)
+    qlora = estimate_peak(SMOL, lora, "qlora", 8 * 128, 300, False, 0)
     assert qlora["parts_mib"]["weights"] < a["parts_mib"]["weights"] / 2
 
 
@@ -153,6 +155,10 @@ def test_step_stats_pad_each_batch_to_its_longest_row():
     accumulated = step_stats(lengths, trained, batch_size=3, grad_accum=2, seed=5, steps=1)
     assert accumulated.padded == [stats.padded[0] + stats.padded[1]]
     assert validation_padded([5, 1, 3, 2], 2) == 2 * 2 + 5 * 2  # sorted: (1, 2), (3, 5)
+    assert stats.most_batch_tokens == max(stats.padded)
+    packed = step_stats(lengths, trained, batch_size=3, grad_accum=1, seed=5, steps=3, padding_free=True)
+    assert packed.padded == [sum(lengths[i] for i in b) for b in batches]  # padding-free: real tokens only
+    assert validation_padded([5, 1, 3, 2], 2, padding_free=True) == 11
 
 
 def test_total_steps_match_the_training_loop():

@@ -162,28 +162,27 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
         section["notes"].extend(calibration.notes)
     framework = (calibration.framework_rss_mib if calibration else resident_mib()) * 1024 * 1024
     autocast = autocast_dtype(config.train.precision, pick_device()) is not None
-    from .local import step_stats, total_steps
+    from .local import packs, step_stats, total_steps
 
     _, steps = total_steps(config, len(data.train_lengths))
     stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps)
+                       config.train.seed, steps, packs(config))
     memory = {}
     for method in METHODS:
         shape, counts = parameter_counts(source.path, method, config, config.trust_remote_code)
-        memory[method] = estimate_peak(shape, counts, method, config.train.batch_size, stats.longest_row,
-                                       stats.most_trained, autocast, int(framework),
-                                       config.lora.r, config.train.gradient_checkpointing)
+        memory[method] = estimate_peak(shape, counts, method, stats.most_batch_tokens, stats.most_trained, autocast,
+                                       int(framework), config.lora.r, config.train.gradient_checkpointing)
         if method == "qlora":
             memory[method]["note"] = "needs a CUDA GPU (bitsandbytes NF4); on CPU use lora"
     section["memory"] = memory
     section["autocast_bf16"] = autocast
     if calibration is not None:  # the estimate checked against what the calibration run really used
         calib = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                           config.train.seed, calibration.warmup_steps + calibration.measured_steps)
+                           config.train.seed, calibration.warmup_steps + calibration.measured_steps, packs(config))
         shape, counts = parameter_counts(source.path, config.adapter, config, config.trust_remote_code)
         section["calibration_check"] = {
-            "estimated_peak_mib": estimate_peak(shape, counts, config.adapter, config.train.batch_size, calib.longest_row,
-                                                calib.most_trained, autocast, int(framework), config.lora.r,
+            "estimated_peak_mib": estimate_peak(shape, counts, config.adapter, calib.most_batch_tokens, calib.most_trained,
+                                                autocast, int(framework), config.lora.r,
                                                 config.train.gradient_checkpointing)["peak_mib"],
             "measured_peak_rss_mib": calibration.peak_rss_mib}
     return section

@@ -2,8 +2,8 @@
 (`train_sft` with the user's config, on the run's own first batches), timed after its warm-up
 steps, then scaled to every batch the full run will draw.
 
-Time is scaled by padded tokens (batch size × the longest row of each micro-batch), because that is
-what the loop computes on; the batch order is a pure function of the seed (train/batching.py), so
+Time is scaled by the tokens the loop computes on: each micro-batch's real tokens with padding-free
+batches (the SFT default), batch size × its longest row when rows are padded; the batch order is a pure function of the seed (train/batching.py), so
 the padded tokens of every step of the full run are known before it starts. The first optimizer
 steps are slower (allocator growth, kernel selection for new shapes) and are left out.
 
@@ -40,9 +40,10 @@ class RunData:
 
 @dataclass
 class StepStats:
-    padded: list[int]  # padded tokens per optimizer step
+    padded: list[int]  # tokens computed on per optimizer step (with padding where rows are padded)
     longest_row: int
     most_trained: int  # most trained tokens in one micro-batch (the loss head's share of the peak)
+    most_batch_tokens: int = 0  # most tokens computed on in one micro-batch: the activations' share of the peak
 
 
 @dataclass
@@ -91,28 +92,38 @@ def total_steps(config, train_examples: int) -> tuple[int, int]:
     return per_epoch, t.max_steps or max(1, math.ceil(t.epochs * per_epoch))
 
 
+def batch_tokens(lengths: Sequence[int], padding_free: bool) -> int:
+    return sum(lengths) if padding_free else max(lengths) * len(lengths)
+
+
 def step_stats(lengths: Sequence[int], trained: Sequence[int], batch_size: int, grad_accum: int, seed: int,
-               steps: int) -> StepStats:
-    """Padded tokens of each optimizer step, drawing batches the way train_sft does."""
+               steps: int, padding_free: bool = False) -> StepStats:
+    """Tokens computed on in each optimizer step, drawing batches the way train_sft does."""
     from ..train.batching import batch_stream
 
     stream = batch_stream(lengths, batch_size, seed)
-    padded, longest, most_trained = [], 0, 0
+    padded, longest, most_trained, most_tokens = [], 0, 0, 0
     for _ in range(steps):
         step = 0
         for _, batch in itertools.islice(stream, grad_accum):
-            width = max(lengths[i] for i in batch)
-            step += width * len(batch)
-            longest = max(longest, width)
+            tokens = batch_tokens([lengths[i] for i in batch], padding_free)
+            step += tokens
+            most_tokens = max(most_tokens, tokens)
+            longest = max(longest, max(lengths[i] for i in batch))
             most_trained = max(most_trained, sum(trained[i] for i in batch))
         padded.append(step)
-    return StepStats(padded, longest, most_trained)
+    return StepStats(padded, longest, most_trained, most_tokens)
 
 
-def validation_padded(lengths: Sequence[int], batch_size: int) -> int:
+def validation_padded(lengths: Sequence[int], batch_size: int, padding_free: bool = False) -> int:
     """Validation batches are sorted by length (train/sft.py validation_loss): little padding."""
     ordered = sorted(lengths)
-    return sum(max(ordered[i:i + batch_size]) * len(ordered[i:i + batch_size]) for i in range(0, len(ordered), batch_size))
+    return sum(batch_tokens(ordered[i:i + batch_size], padding_free) for i in range(0, len(ordered), batch_size))
+
+
+def packs(config) -> bool:
+    """Whether the training loop will use padding-free rows (train/session.py)."""
+    return bool(config.train.padding_free) and config.method == "sft"
 
 
 def resident_mib() -> float:
@@ -163,7 +174,7 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     if len(times) < steps:
         raise PlanError(f"the calibration run logged {len(times)} of {steps} steps")
     stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps)
+                       config.train.seed, steps, packs(config))
     # Step k is logged when it ends; the timed window runs from the end of the last warm-up step.
     seconds = times[steps - 1] - times[warmup_steps - 1] if warmup_steps else times[-1] - times[0]
     padded = sum(stats.padded[warmup_steps:steps] if warmup_steps else stats.padded[1:steps])
@@ -186,13 +197,14 @@ def predict_time(config, data: RunData, calibration: Calibration, epochs: float 
         config.train.epochs, config.train.max_steps = float(epochs), None
     t = config.train
     per_epoch, steps = total_steps(config, len(data.train_lengths))
-    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps)
+    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packs(config))
     train_seconds = sum(stats.padded) * calibration.seconds_per_padded_token
     passes = 0
     if data.val_lengths:
         every = t.eval_every or per_epoch
         passes = sum(1 for s in range(steps) if (s + 1) % every == 0 or s + 1 == steps)
-    val_seconds = (passes * validation_padded(data.val_lengths, t.batch_size) * calibration.seconds_per_padded_token
+    val_seconds = (passes * validation_padded(data.val_lengths, t.batch_size, packs(config))
+                   * calibration.seconds_per_padded_token
                    * FORWARD_SHARE.get(config.adapter, 0.5))
     return {"epochs": t.epochs if not t.max_steps else round(steps / per_epoch, 3), "steps": steps,
             "train_examples": len(data.train_lengths), "padded_tokens": sum(stats.padded),

@@ -9,8 +9,9 @@ peak ≈ framework + weights + gradients + AdamW state + low-precision weight co
 - gradients: fp32, one per trained parameter; AdamW: two fp32 states per trained parameter;
 - bf16 autocast casts each linear weight per call and keeps that copy for the backward pass, so
   the linear layers the backward passes through exist a second time in 2 bytes;
-- activations: what autograd keeps per token per layer, counted below for a Llama-style block, at
-  the planned batch size × the longest padded row;
+- activations: what autograd keeps per token per layer, counted below for a Llama-style block, times
+  the most tokens one micro-batch holds (its real tokens with padding-free rows, batch size × its
+  longest row with padded ones);
 - logits: the loss sends at most 1024 trained positions through the head at once (train/losses.py);
 - backward and allocator: the part of the peak beyond the saved tensors, a measured factor on them
   (ALLOCATOR_FACTOR).
@@ -100,11 +101,24 @@ def checkpointed_activation_bytes(shape: ModelShape) -> int:
     return 4 * shape.hidden
 
 
-def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_size: int, longest_row: int,
-                  trained_tokens: int, autocast: bool, framework_bytes: int, lora_rank: int = 16,
-                  gradient_checkpointing: bool = False) -> dict[str, Any]:
-    """The parts of the peak, in MiB, and their sum."""
-    tokens = batch_size * longest_row
+def selective_activation_bytes(shape: ModelShape, adapter: str, autocast: bool, lora_rank: int = 16) -> int:
+    """Selective checkpointing (train/recompute.py) keeps each block's fp32 input, the outputs of its
+    seven projections and of attention (with its per-head log-sum-exp), and LoRA's rank-wide first
+    matmul; everything elementwise is recomputed."""
+    low = 2 if autocast else 4
+    h, i, q = shape.hidden, shape.intermediate, shape.q_width
+    per_token = 4 * h + (q + 2 * shape.kv_width + h + 2 * i + h) * low + q * low + 4 * shape.heads
+    if adapter in ("lora", "qlora"):
+        per_token += 7 * lora_rank * low
+    return per_token
+
+
+def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_tokens: int, trained_tokens: int,
+                  autocast: bool, framework_bytes: int, lora_rank: int = 16,
+                  gradient_checkpointing: bool | str = False) -> dict[str, Any]:
+    """The parts of the peak, in MiB, and their sum. `batch_tokens`: the most tokens one micro-batch
+    computes on; `gradient_checkpointing`: False, True (whole blocks) or "selective"."""
+    tokens = batch_tokens
     if adapter == "qlora":
         weights = counts.block_linear * NF4_BYTES + (counts.total - counts.block_linear) * 4
     else:
@@ -114,7 +128,9 @@ def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_size: i
         kept_blocks = 1 if gradient_checkpointing else counts.trained_blocks
         casts = counts.block_linear * 2 * kept_blocks / shape.layers + shape.vocab * shape.hidden * 2
     per_layer = activation_bytes(shape, adapter, autocast, lora_rank)
-    if gradient_checkpointing:
+    if gradient_checkpointing == "selective":
+        activations = tokens * selective_activation_bytes(shape, adapter, autocast, lora_rank) * counts.trained_blocks
+    elif gradient_checkpointing:
         activations = tokens * (checkpointed_activation_bytes(shape) * counts.trained_blocks + per_layer)
     else:
         activations = tokens * per_layer * counts.trained_blocks

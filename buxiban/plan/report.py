@@ -82,7 +82,7 @@ def _local(local: dict[str, Any], method: str) -> list[str]:
                      f"{c['padded_tokens']:,} padded tokens in {c['seconds']:.1f} s, {c['threads']} threads")
         if local.get("money_usd") is not None:
             lines.append(f"   money: {usd(local['money_usd'])} at the given price per hour")
-    lines.append(f"   peak memory (estimate, batch {local['batch_size']} × longest row; "
+    lines.append(f"   peak memory (estimate, the largest micro-batch of {local['batch_size']}; "
                  f"{'bf16 autocast' if local['autocast_bf16'] else 'fp32'}):")
     for name, estimate in local["memory"].items():
         parts = estimate["parts_mib"]

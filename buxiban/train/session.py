@@ -25,6 +25,7 @@ from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
 from .packing import collate_packed, use_varlen_attention
+from .recompute import checkpointing_kwargs
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
 from .sharding import full_model_state, full_optimizer_state, shard_model
@@ -131,8 +132,9 @@ class TrainRun:
         self.model = model.to(self.device) if config.adapter != "qlora" else model
         # DPO scores chosen and rejected rows separately, so only SFT packs its rows
         self.padding_free = t.padding_free and config.method == "sft" and use_varlen_attention(self.model)
-        if t.gradient_checkpointing:  # non-reentrant: works with frozen inputs (LoRA) without extra hooks
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if t.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
+                "selective" if t.gradient_checkpointing == "selective" else "full"))
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
