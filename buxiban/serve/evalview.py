@@ -10,7 +10,7 @@ from typing import Any
 from ..eval.compare import EvalResult
 from ..eval.iterate import compare_evals
 from ..eval.report import _columns, diff_ops, forgetting_lines, refusal_lines, savings_lines, significance_lines
-from .runs import FoundRun, read_eval
+from .runs import CACHE_LOCK, FoundRun, read_eval, remember
 
 FIELDS = {f.name for f in dataclasses.fields(EvalResult)}
 
@@ -19,7 +19,25 @@ def as_result(data: dict[str, Any]) -> EvalResult:
     return EvalResult(**{key: value for key, value in data.items() if key in FIELDS})
 
 
-def eval_view(data: dict[str, Any]) -> dict[str, Any]:
+_views: dict[Path, tuple[dict, dict]] = {}  # run directory -> (the parsed eval.json, its view)
+
+
+def eval_view(run_dir: Path) -> dict[str, Any] | None:
+    """The run's latest evaluation as the run page shows it, diffed once per version of eval.json
+    (read_eval hands out the same object until the file changes)."""
+    data = read_eval(run_dir)
+    if data is None:
+        return None
+    with CACHE_LOCK:
+        cached = _views.get(run_dir)
+    if cached is not None and cached[0] is data:
+        return cached[1]
+    shown = view(data)
+    remember(_views, run_dir, (data, shown))
+    return shown
+
+
+def view(data: dict[str, Any]) -> dict[str, Any]:
     """Scores with intervals, the report's sentences, and every example with a word diff of each
     answer that missed the reference."""
     result = as_result(data)
@@ -54,7 +72,7 @@ def compare_runs(runs: list[FoundRun]) -> dict[str, Any]:
         if data is None:
             raise ServeError(f"{run.name} has no evaluation yet; evaluate it on its run page first", "id")
         evaluated.append((run, data))
-    entries = [{"id": run.id, "name": run.name, **{k: v for k, v in eval_view(data).items() if k != "examples"}}
+    entries = [{"id": run.id, "name": run.name, **{k: v for k, v in view(data).items() if k != "examples"}}
                for run, data in evaluated]
     pairs = []
     (first, first_data), rest = evaluated[0], evaluated[1:]

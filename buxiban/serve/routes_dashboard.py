@@ -85,10 +85,9 @@ def get_run(request: Request, id: str):
     state = _state(request)
     run = found.find(_runs(request), id)
     out = found.detail(run, state.store)
-    out["job"] = job_object(state.store.get_job(run.job["id"])) if run.job else None
+    out["job"] = job_object(run.job) if run.job else None
     out["events"] = state.store.list_events(run.job["id"])[:EVENTS_SHOWN] if run.job else []
-    data = found.read_eval(run.run_dir)
-    out["eval"] = eval_view(data) if data else None
+    out["eval"] = eval_view(run.run_dir)
     out["eval_task"] = state.evals.status(run.run_dir)
     out["test_choices"] = _test_choices(state.store, run)
     return out
@@ -135,9 +134,15 @@ async def start_eval(request: Request):
         if row["kind"] != "chat":
             raise ServeError(f"{row['filename']} holds preference pairs; evaluation needs chat conversations", "test")
         path, label = state.store.file_path(test), row["filename"]
-    limit = body.get("limit")
-    return state.evals.submit(run.id, run.run_dir, path, label, shots=int(body.get("shots", 3)),
-                              forgetting=bool(body.get("forgetting", False)), limit=int(limit) if limit else None)
+    return state.evals.submit(run.id, run.run_dir, path, label, shots=_whole(body, "shots", 3),
+                              forgetting=bool(body.get("forgetting", False)), limit=_whole(body, "limit", None))
+
+
+def _whole(body: dict, key: str, default: int | None) -> int | None:
+    value = body.get(key, default)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ServeError(f"{key} must be a whole number, got {value!r}", key)
 
 
 @router.get("/compare")

@@ -11,6 +11,7 @@ every reader tolerates a half-written line or a directory that does not exist ye
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,9 @@ from ..train.checkpoint import COMPLETE, PREFIX
 from ..train.rundir import MANIFEST, read_manifest
 
 SCAN_DEPTH = 2  # --runs DIR finds DIR/run and DIR/group/run
+CACHED_FILES = 64
+CACHE_LOCK = threading.Lock()  # the routes run in a thread pool
+_parsed: dict[Path, tuple[tuple[int, int], Any]] = {}
 
 
 @dataclass
@@ -126,10 +130,30 @@ def _losses(entries: list[dict]) -> dict[str, Any]:
             "best_val_loss": best["val_loss"] if best else None, "best_step": best["step"] if best else None}
 
 
+def by_version(cache: dict, path: Path, make):
+    """make(path), computed again only when the file's size or modification time changes: the runs
+    page asks for every run's evaluation every 2 s, and an eval.json can hold thousands of answers."""
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    with CACHE_LOCK:
+        if path in cache and cache[path][0] == version:
+            return cache[path][1]
+    value = make(path)
+    remember(cache, path, (version, value))
+    return value
+
+
+def remember(cache: dict, key, value) -> None:
+    """A bounded cache: the oldest entry makes room."""
+    with CACHE_LOCK:
+        if len(cache) >= CACHED_FILES:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+
+
 def read_eval(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "eval" / "eval.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return by_version(_parsed, run_dir / "eval" / "eval.json", lambda p: json.loads(p.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError):
         return None
 

@@ -81,7 +81,7 @@ export async function runPage(main, ctx, runId) {
       <div id="eval-form-box"></div><div id="eval-task"></div><div id="eval"></div></section>
     <section class="card" id="events-card" hidden><h2>Job events</h2><ul id="events" class="events"></ul></section>`;
   let run = await api(`/api/run?id=${id}`);
-  let shownEval = null, shownChoices = null, shownConfig = null;
+  let shownEval = null, shownChoices = null, shownConfig = null, tick = 0;
 
   function update() {
     $('#head').innerHTML = head(run);
@@ -115,6 +115,7 @@ export async function runPage(main, ctx, runId) {
           id: runId, test, shots: data.get('fewshot') ? 3 : 0, forgetting: Boolean(data.get('forgetting')),
           limit: data.get('limit') ? Number(data.get('limit')) : null}});
         $('#eval-task').innerHTML = taskLine(run.eval_task);
+        tick = 0;
       } catch (error) {
         $('#eval-task').innerHTML = errorBox(error);
       } finally {
@@ -128,6 +129,9 @@ export async function runPage(main, ctx, runId) {
   await follow();
   let settled = false;  // one more read of the metrics after the run stops, then the curve is final
   ctx.every(1500, async () => {
+    // a finished run with no evaluation under way changes rarely: look every 6 s instead
+    const busy = isLive(run.status) || ['queued', 'running'].includes(run.eval_task?.status) || !settled;
+    if (!busy && tick++ % 4) return;
     run = await api(`/api/run?id=${id}`);
     update();
     if (isLive(run.status) || !settled) { await follow(); settled = !isLive(run.status); }

@@ -1,6 +1,6 @@
 // Runs: every run the server knows (jobs, registered adapters, --runs folders), live while training.
 
-import {$, $$, ago, api, badge, count, html, isLive, num, progress} from './lib.js';
+import {$, ago, api, badge, count, html, isLive, num, progress} from './lib.js';
 
 const SOURCE = {job: 'fine-tuning job', adapter: 'registered adapter', folder: 'runs folder'};
 
@@ -55,7 +55,6 @@ export async function runsPage(main, ctx) {
     const {runs} = await api('/api/runs');
     $('#rows').innerHTML = html`${runs.map((run) => row(run, selected))}`;
     $('#empty').hidden = runs.length > 0;
-    $$('#rows tr').forEach((tr) => tr.addEventListener('dblclick', () => { location.hash = `#/run/${encodeURIComponent(tr.dataset.id)}`; }));
   }
   await refresh();
   ctx.every(2000, refresh);
