@@ -32,6 +32,8 @@ from . import runs as found
 from .datareport import data_report
 from .evalview import compare_runs, eval_view
 from .requests import chat_messages, read_json, required_string
+from .routes_chat import list_models
+from .routes_tuning import job_object
 from .store import new_id
 
 router = APIRouter(prefix="/api")
@@ -80,8 +82,6 @@ def list_runs(request: Request):
 
 @router.get("/run")
 def get_run(request: Request, id: str):
-    from .routes_tuning import job_object
-
     state = _state(request)
     run = found.find(_runs(request), id)
     out = found.detail(run, state.store)
@@ -98,12 +98,22 @@ def run_metrics(request: Request, id: str, since: int = 0):
     return found.read_metrics_since(found.find(_runs(request), id).run_dir, max(0, since))
 
 
-def _validation_file(run: found.FoundRun) -> Path | None:
+def _run_file(run: found.FoundRun, part: str) -> Path | None:
+    """The run's training or validation file, where it still exists: a job's own copy, or the path a
+    `buxiban train` run recorded (relative to where it was trained, usually where the server runs)."""
     if run.job:
-        path = run.run_dir.parent / "validation.jsonl"
+        path = run.run_dir.parent / f"{part}.jsonl"
     else:
-        path = Path(found.manifest_of(run.run_dir).get("data", {}).get("validation", {}).get("path") or "")
+        path = Path(found.manifest_of(run.run_dir).get("data", {}).get(part, {}).get("path") or "")
     return path if path.name and path.is_file() else None
+
+
+def _validation_file(run: found.FoundRun) -> Path | None:
+    """Held-out conversations to evaluate on (a DPO run's are preference pairs, which eval cannot score)."""
+    from ..data.check import detect_kind
+
+    path = _run_file(run, "validation")
+    return path if path is not None and detect_kind(path) == "chat" else None
 
 
 def _test_choices(store, run: found.FoundRun) -> list[dict]:
@@ -160,10 +170,9 @@ def _data_sources(request: Request) -> list[dict]:
     sources = [{"id": row["id"], "label": row["filename"], "kind": row["kind"], "examples": row["examples"],
                 "origin": "uploaded"} for row in state.store.list_files()]
     for run in _runs(request):
-        train = run.run_dir.parent / "train.jsonl" if run.job else \
-            Path(found.manifest_of(run.run_dir).get("data", {}).get("train", {}).get("path") or "")
-        for part, path in (("train", train), ("validation", _validation_file(run))):
-            if path is not None and path.name and path.is_file():
+        for part in ("train", "validation"):
+            path = _run_file(run, part)
+            if path is not None:
                 sources.append({"id": f"run:{part}:{run.id}", "label": f"{run.name} · {part}", "origin": "run",
                                 "path": path})
     return sources
@@ -230,8 +239,6 @@ def _tokenizer(state):
 
 @router.get("/models")
 def models(request: Request):
-    from .routes_chat import list_models
-
     state = _state(request)
     prompts = {entry.name: entry.manifest.get("default_system_prompt") for entry in state.registry.list()}
     listed = list_models(request)["data"]

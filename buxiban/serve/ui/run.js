@@ -50,7 +50,7 @@ function checkpoints(run) {
 function evalForm(run) {
   const ready = run.status === 'complete' || run.status === 'succeeded';
   return html`<form id="eval-form" class="inline-form">
-    <label>held-out file <select name="test" required>${run.test_choices.map((c) => html`<option value="${c.value}">${c.label}</option>`)}</select></label>
+    <label>held-out file <select name="test">${run.test_choices.map((c) => html`<option value="${c.value}">${c.label}</option>`)}</select></label>
     <label class="file">or upload one <input type="file" name="upload" accept=".jsonl,.json"></label>
     <label><input type="checkbox" name="fewshot" checked> few-shot baseline</label>
     <label><input type="checkbox" name="forgetting"> forgetting check</label>
