@@ -12,8 +12,8 @@
     GET  /api/data?source=             the data check report, token histogram and trained-token preview
     POST /api/data/check               the same for a file in the request, stored nowhere
     GET  /api/models                   what the playground can talk to, with each run's system prompt
-    GET  /api/rag                      the RAG indexes given with --rag
-    POST /api/rag/prompt               a conversation with retrieved documents in its last question
+    GET  /api/rag                      the RAG indexes given with --rag (the playground then asks
+                                       /v1/chat/completions with {"rag": {"index": NAME, "k": K}})
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..errors import ServeError
 from . import runs as found
 from .datareport import data_report
 from .evalview import compare_runs, eval_view
-from .requests import chat_messages, read_json, required_string
+from .requests import read_json, required_string
 from .routes_chat import list_models
 from .routes_tuning import job_object
 from .store import new_id
@@ -250,29 +250,3 @@ def models(request: Request):
 @router.get("/rag")
 def rag_indexes(request: Request):
     return {"indexes": [{"name": name, "path": str(path)} for name, path in sorted(_state(request).settings.rag.items())]}
-
-
-@router.post("/rag/prompt")
-async def rag_prompt(request: Request):
-    from ..rag.retrieve import open_index, rag_messages, retrieve
-
-    state = _state(request)
-    body = await read_json(request)
-    name = required_string(body, "index")
-    if name not in state.settings.rag:
-        raise ServeError(f"no RAG index named {name[:100]!r}; this server has: {', '.join(state.settings.rag) or 'none'} "
-                         "(start it with --rag NAME=INDEX)", "index")
-    messages = chat_messages(body.get("messages"))
-    k = body.get("k", 3)
-    if not isinstance(k, int) or not 1 <= k <= 20:
-        raise ServeError(f"k is {k!r}; use 1 to 20 chunks", "k")
-    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
-    if question is None:
-        raise ServeError("the conversation has no user message to retrieve for", "messages")
-
-    def build():
-        chunks = retrieve(open_index(state.settings.rag[name]), question, k)
-        return {"messages": rag_messages(messages, chunks), "sources": [c.as_json() for c in chunks]}
-
-    return await asyncio.to_thread(build)
-

@@ -78,7 +78,8 @@ export async function api(path, {method = 'GET', body, form} = {}) {
   return data;
 }
 
-// A streamed chat completion (OpenAI's SSE); onText gets each piece as it arrives.
+// A streamed chat completion (OpenAI's SSE); onText gets the answer so far as each piece arrives.
+// Resolves to {text, rag}: rag is the server's retrieval record (sources) when the request asked for it.
 export async function streamChat(body, onText) {
   const response = await send('/v1/chat/completions', {
     method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({...body, stream: true})});
@@ -88,7 +89,7 @@ export async function streamChat(body, onText) {
   }
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
-  let buffer = '', text = '';
+  let buffer = '', text = '', rag = null;
   for (;;) {
     const {value, done} = await reader.read();
     if (done) break;
@@ -100,11 +101,12 @@ export async function streamChat(body, onText) {
       if (!data || data === '[DONE]') continue;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new ApiError(500, chunk.error.message);
+      if (chunk.rag) rag = chunk.rag;
       const piece = chunk.choices?.[0]?.delta?.content;
       if (piece) { text += piece; onText(text); }
     }
   }
-  return text;
+  return {text, rag};
 }
 
 export function uploadForm(file, extra = {}) {

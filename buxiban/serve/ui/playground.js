@@ -27,14 +27,13 @@ class Pane {
     this.history.push({role: 'user', content: question});
     this.bubble('user', question);
     const answer = this.bubble('assistant pending', '…');
-    let messages = [...(settings.system ? [{role: 'system', content: settings.system}] : []), ...this.history];
+    const messages = [...(settings.system ? [{role: 'system', content: settings.system}] : []), ...this.history];
     try {
-      let sources = [];
-      if (settings.rag) {
-        ({messages, sources} = await api('/api/rag/prompt', {method: 'POST', body: {index: settings.rag, messages, k: settings.k}}));
-      }
-      const text = await streamChat({model: this.model, messages, temperature: settings.temperature, max_tokens: settings.maxTokens},
+      // with an index, the server puts the retrieved chunks into this question's turn and names them back
+      const {text, rag} = await streamChat({model: this.model, messages, temperature: settings.temperature,
+        max_tokens: settings.maxTokens, ...(settings.rag ? {rag: {index: settings.rag, k: settings.k}} : {})},
         (partial) => { answer.textContent = partial; });
+      const sources = rag?.sources || [];
       answer.classList.remove('pending');
       answer.textContent = text || '(empty answer)';
       this.history.push({role: 'assistant', content: text});
