@@ -31,7 +31,7 @@ def add_serve_commands(commands) -> None:
     serve.add_argument("--runs", action="append", default=[], metavar="DIR",
                        help="a folder of `buxiban train` runs (e.g. runs/) the dashboard lists too (repeatable)")
     serve.add_argument("--rag", action="append", default=[], metavar="NAME=INDEX",
-                       help="a `buxiban rag index` file the playground can retrieve from (repeatable)")
+                       help="a `buxiban rag index` file chat requests and the playground can retrieve from (repeatable)")
     serve.set_defaults(handler=cmd_serve)
 
 

@@ -37,7 +37,7 @@ class ServeSettings:
     train_overrides: list[str] = field(default_factory=list)  # key=value added to every job's config
     threads: int | None = None  # torch threads for generation; None = torch's default (all cores)
     runs: list[str] = field(default_factory=list)  # folders of `buxiban train` runs the dashboard lists
-    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG index the playground may retrieve from
+    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG index chat requests (and the playground) may retrieve from
 
 
 @dataclass
