@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--modes", help="comma-separated modes instead of the default set, e.g. "
+                                        "buxiban-lora,buxiban-lora-padded (what padding-free batches gain)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,7 +228,9 @@ def main() -> None:
         return
     modes = ["buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
     if not args.quick:
-        modes += ["buxiban-lora-padded", "buxiban-full", "buxiban-freeze"]
+        modes += ["buxiban-full", "buxiban-freeze"]
+    if args.modes:
+        modes = args.modes.split(",")
     peak = peak_bf16_flops()
     results = []
     for round_number in range(args.rounds):
