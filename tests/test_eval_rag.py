@@ -74,6 +74,10 @@ def test_eval_with_rag_scores_four_systems_per_kind_with_recall(rag_setup, tmp_p
                 sum(r[system]["token_f1"] for r in rows) / len(rows), abs=1e-4)
         assert [t["b"] for t in group["significance"]] == ["base", BASE_RAG, "fine-tuned"]
 
+    # what to fix is analysed for the system one would ship with documents too
+    assert report["rag_errors"]["system"] == FINE_TUNED_RAG and report["rag_errors"]["n"] == 4
+    assert report["rag_errors"]["failed"] == sum(not r[FINE_TUNED_RAG]["exact_match"] for r in report["examples"])
+    assert (f"{FINE_TUNED_RAG} failures: " in printed) == (report["rag_errors"]["failed"] > 0)
     assert "exact match by metadata.kind:" in printed and "retrieval recall@2" in printed
     assert "| changed | 2 |" in printed and f"{FINE_TUNED_RAG} vs base" in printed
     assert "## Exact match by metadata.kind" in (out / "eval.md").read_text()

@@ -16,7 +16,7 @@ from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
 from .generate import Generation, generate_with_stats
 from .inputs import load_refusals, resolve_train_file
-from .rag import Retrieval, by_kind, check_sources, mark_retrieval, with_rag
+from .rag import FINE_TUNED_RAG, Retrieval, by_kind, check_sources, mark_retrieval, with_rag
 from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems, few_shot_prepare
 
 
@@ -61,6 +61,7 @@ class EvalResult:
     max_new_tokens: int = 0
     retrieval: dict[str, Any] | None = None  # recall@k of the +RAG systems' chunks
     by_kind: dict[str, Any] = field(default_factory=dict)  # scores per metadata.kind (or category)
+    rag_errors: dict[str, Any] | None = None  # the error analysis of fine-tuned + RAG, the system to ship with --rag
 
     @property
     def system_names(self) -> list[str]:
@@ -73,7 +74,7 @@ class EvalResult:
                 "intervals": self.intervals, "significance": self.significance, "seconds": self.seconds,
                 "costs": self.costs, "savings": self.savings, "refusals": self.refusals,
                 "forgetting": self.forgetting, "errors": self.errors, "retrieval": self.retrieval,
-                "by_kind": self.by_kind, "examples": self.examples}
+                "by_kind": self.by_kind, "rag_errors": self.rag_errors, "examples": self.examples}
 
 
 def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -177,6 +178,8 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
     if FINE_TUNED in names:
         result.significance = scoring.paired_tests(result.examples, FINE_TUNED, names)
         result.errors = analyze(result.examples, FINE_TUNED)
+    if FINE_TUNED_RAG in names:
+        result.rag_errors = analyze(result.examples, FINE_TUNED_RAG)
     for name in names:
         generation = generations[name]
         result.seconds[name] = round(generation.seconds, 2)

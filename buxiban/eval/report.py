@@ -159,9 +159,10 @@ def terminal_summary(result: EvalResult, report_path: Path | None = None) -> str
         lines.append(f"exact match {gain:+.3f} after fine-tuning")
     lines += significance_lines(result) + kind_significance_lines(result) + retrieval_lines(result)
     lines += savings_lines(result) + refusal_lines(result) + forgetting_lines(result)
-    if result.errors and result.errors["failed"]:
-        kinds = ", ".join(f"{k} {v}" for k, v in result.errors["by_kind"].items())
-        lines.append(f"fine-tuned failures: {result.errors['failed']} ({kinds}); next: {result.errors['advice'][0]}")
+    for errors in (result.errors, result.rag_errors):
+        if errors and errors["failed"]:
+            kinds = ", ".join(f"{k} {v}" for k, v in errors["by_kind"].items())
+            lines.append(f"{errors['system']} failures: {errors['failed']} ({kinds}); next: {errors['advice'][0]}")
     extra = [f"{what} {result.seconds[key]:.1f} s" for key, what in (("forgetting", "forgetting check"),
                                                                      ("latency", "single-request timing")) if key in result.seconds]
     if extra:
@@ -186,6 +187,8 @@ def markdown_report(result: EvalResult) -> str:
             + savings_lines(result) + refusal_lines(result) + forgetting_lines(result)]
     if result.errors:
         out += ["", "## What to fix next", ""] + [f"- {line}" for line in result.errors["advice"]]
+    if result.rag_errors and result.rag_errors["failed"]:
+        out += ["", f"With documents ({result.rag_errors['system']}):", ""] + [f"- {line}" for line in result.rag_errors["advice"]]
     if FINE_TUNED in names:
         still_wrong = [r for r in result.examples if not r[FINE_TUNED]["exact_match"]]
         if still_wrong:
