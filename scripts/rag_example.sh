@@ -2,8 +2,8 @@
 # Fine-tuning and RAG compared on the shipped example: index the documents, write RAFT-style training data
 # (retrieved chunks in the prompts, some figures changed in documents and answer together), fine-tune on it,
 # then evaluate base, base + RAG, fine-tuned and fine-tuned + RAG on the questions about stable facts,
-# changed facts and the ticket format (examples/yunshan/rag_test.jsonl). About 2 hours of CPU on 2 cores,
-# most of it training (the prompts with documents are 3 to 4 times longer than the plain ones).
+# changed facts and the ticket format (examples/yunshan/rag_test.jsonl). Measured with THREADS=1 on a shared
+# 2-core machine: 47 minutes, 43 of them training (the data with documents is 3.3 times the plain data).
 #
 #   bash scripts/rag_example.sh            # everything; the training step is skipped when its run exists
 #   THREADS=1 bash scripts/rag_example.sh  # on a machine shared with other jobs: fewer threads than free cores
