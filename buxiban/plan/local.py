@@ -3,8 +3,9 @@
 steps, then scaled to every batch the full run will draw.
 
 Time is scaled by the tokens the loop computes on: each micro-batch's real tokens with padding-free
-batches (the SFT default), batch size × its longest row when rows are padded; the batch order is a pure function of the seed (train/batching.py), so
-the padded tokens of every step of the full run are known before it starts. The first optimizer
+batches (the SFT default), batch size × its longest row when rows are padded; the batch order is a
+pure function of the seed (train/batching.py), so the tokens of every step of the full run are known
+before it starts. The first optimizer
 steps are slower (allocator growth, kernel selection for new shapes) and are left out.
 
 This is the one place where plan imports train: calibrating with anything but the real loop would
@@ -106,10 +107,11 @@ def step_stats(lengths: Sequence[int], trained: Sequence[int], batch_size: int, 
     for _ in range(steps):
         step = 0
         for _, batch in itertools.islice(stream, grad_accum):
-            tokens = batch_tokens([lengths[i] for i in batch], padding_free)
+            rows = [lengths[i] for i in batch]
+            tokens = batch_tokens(rows, padding_free)
             step += tokens
             most_tokens = max(most_tokens, tokens)
-            longest = max(longest, max(lengths[i] for i in batch))
+            longest = max(longest, max(rows))
             most_trained = max(most_trained, sum(trained[i] for i in batch))
         padded.append(step)
     return StepStats(padded, longest, most_trained, most_tokens)
@@ -120,10 +122,6 @@ def validation_padded(lengths: Sequence[int], batch_size: int, padding_free: boo
     ordered = sorted(lengths)
     return sum(batch_tokens(ordered[i:i + batch_size], padding_free) for i in range(0, len(ordered), batch_size))
 
-
-def packs(config) -> bool:
-    """Whether the training loop will use padding-free rows (train/session.py)."""
-    return bool(config.train.padding_free) and config.method == "sft"
 
 
 def resident_mib() -> float:
@@ -152,6 +150,7 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     import torch  # noqa: F401  (imported before the framework size is read)
     import transformers  # noqa: F401
 
+    from ..train.packing import packs_rows
     from ..train.rundir import read_metrics
     from ..train.session import available_cores
     from ..train.sft import train_sft
@@ -174,7 +173,7 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     if len(times) < steps:
         raise PlanError(f"the calibration run logged {len(times)} of {steps} steps")
     stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps, packs(config))
+                       config.train.seed, steps, packs_rows(config))
     # Step k is logged when it ends; the timed window runs from the end of the last warm-up step.
     seconds = times[steps - 1] - times[warmup_steps - 1] if warmup_steps else times[-1] - times[0]
     padded = sum(stats.padded[warmup_steps:steps] if warmup_steps else stats.padded[1:steps])
@@ -192,18 +191,21 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
 
 def predict_time(config, data: RunData, calibration: Calibration, epochs: float | None = None) -> dict[str, Any]:
     """The full run's training-loop seconds (the manifest's train_seconds), from the calibration."""
+    from ..train.packing import packs_rows
+
     config = copy.deepcopy(config)
     if epochs is not None:
         config.train.epochs, config.train.max_steps = float(epochs), None
     t = config.train
     per_epoch, steps = total_steps(config, len(data.train_lengths))
-    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packs(config))
+    packed = packs_rows(config)
+    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed)
     train_seconds = sum(stats.padded) * calibration.seconds_per_padded_token
     passes = 0
     if data.val_lengths:
         every = t.eval_every or per_epoch
         passes = sum(1 for s in range(steps) if (s + 1) % every == 0 or s + 1 == steps)
-    val_seconds = (passes * validation_padded(data.val_lengths, t.batch_size, packs(config))
+    val_seconds = (passes * validation_padded(data.val_lengths, t.batch_size, packed)
                    * calibration.seconds_per_padded_token
                    * FORWARD_SHARE.get(config.adapter, 0.5))
     return {"epochs": t.epochs if not t.max_steps else round(steps / per_epoch, 3), "steps": steps,

@@ -20,6 +20,12 @@ from ..data.tokenize import IGNORE_INDEX, Encoded
 VARLEN_ATTENTION = "buxiban_varlen"
 
 
+def packs_rows(config) -> bool:
+    """Whether a run asks for padding-free rows: SFT only, since DPO scores chosen and rejected rows
+    separately. The model must also accept the packed attention (use_varlen_attention)."""
+    return bool(config.train.padding_free) and config.method == "sft"
+
+
 def collate_packed(examples: Sequence[Encoded]) -> dict[str, Any]:
     """One row holding every example, `position_ids` restarting per example and `packed_bounds`
     (start offsets and the total length, as Python ints so no layer has to ask the device)."""

@@ -24,7 +24,7 @@ from ..models.load import load_model, load_tokenizer, resolve
 from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
-from .packing import collate_packed, use_varlen_attention
+from .packing import collate_packed, packs_rows, use_varlen_attention
 from .recompute import checkpointing_kwargs
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
@@ -130,8 +130,7 @@ class TrainRun:
         else:
             model = make_trainable(model, config)
         self.model = model.to(self.device) if config.adapter != "qlora" else model
-        # DPO scores chosen and rejected rows separately, so only SFT packs its rows
-        self.padding_free = t.padding_free and config.method == "sft" and use_varlen_attention(self.model)
+        self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
                 "selective" if t.gradient_checkpointing == "selective" else "full"))
