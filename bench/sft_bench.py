@@ -201,6 +201,16 @@ def one(mode: str, steps: int, out: Path) -> None:
     out.write_text(json.dumps(measured))
 
 
+def mode_env(mode: str) -> dict[str, str]:
+    """Each framework as its users run it: buxiban's command line preloads jemalloc when the machine
+    has it (buxiban/allocator.py), so its modes get it here too; a TRL mode gets it only when named
+    with `+jemalloc` (e.g. trl-default+jemalloc, to see what the allocator alone gives TRL)."""
+    from buxiban.allocator import with_jemalloc
+
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    return with_jemalloc(env) if mode.startswith("buxiban") or mode.endswith("+jemalloc") else env
+
+
 def summarize(mode: str, raw: dict, peak: float) -> dict:
     tokens_per_s = raw["tokens"] / raw["seconds"]
     achieved = tokens_per_s * flops_per_token(mode)
@@ -238,8 +248,8 @@ def main() -> None:
         for mode in order:
             with tempfile.NamedTemporaryFile(suffix=".json") as handle:
                 print(f"[bench] {mode} ({args.steps} steps)", flush=True)
-                subprocess.run([sys.executable, __file__, "--one", mode, "--steps", str(args.steps), "--result", handle.name],
-                               check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                subprocess.run([sys.executable, __file__, "--one", mode.removesuffix("+jemalloc"), "--steps", str(args.steps),
+                                "--result", handle.name], check=True, env=mode_env(mode))
                 summary = summarize(mode, json.loads(Path(handle.name).read_text()), peak)
                 results.append(summary)
                 print(f"[bench]   {json.dumps(summary)}", flush=True)
@@ -248,12 +258,13 @@ def main() -> None:
         best.setdefault(row["mode"], []).append(row)
     table = {mode: {k: (sum(r[k] for r in rows) / len(rows)) if isinstance(rows[0][k], (int, float)) else rows[0][k]
                     for k in rows[0]} for mode, rows in best.items()}
-    lora = table["buxiban-lora"]["tokens_per_s"]
+    lora = table.get("buxiban-lora", {}).get("tokens_per_s")
     ratios = {f"{ours} / {m}": round(table[ours]["tokens_per_s"] / table[m]["tokens_per_s"], 2)
-              for ours in ("buxiban-lora", "buxiban-lora-ckpt") for m in table if m.startswith("trl")}
-    if "buxiban-full" in table:
-        ratios["buxiban-full / buxiban-lora"] = round(table["buxiban-full"]["tokens_per_s"] / lora, 2)
-        ratios["buxiban-freeze / buxiban-lora"] = round(table["buxiban-freeze"]["tokens_per_s"] / lora, 2)
+              for ours in ("buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt") if ours in table
+              for m in table if m.startswith("trl")}
+    for other in ("buxiban-full", "buxiban-freeze"):
+        if other in table and lora:
+            ratios[f"{other} / buxiban-lora"] = round(table[other]["tokens_per_s"] / lora, 2)
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "peak_bf16_tflops_measured": round(peak / 1e12, 3)},
               "steps": args.steps, "examples_per_step": EXAMPLES_PER_STEP, "runs": results, "mean": table, "ratios": ratios}

@@ -14,6 +14,7 @@ from .cli_plan import add_plan_commands
 from .cli_eval import add_eval_commands
 from .cli_rag import add_rag_commands
 from .cli_serve import add_serve_commands
+from .allocator import restart_on_jemalloc
 from .errors import BuxibanError, ProblemsError
 
 EXIT_PROBLEMS = 1
@@ -21,6 +22,8 @@ EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a real command line, not a call from Python (tests)
+        restart_on_jemalloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -10,24 +10,46 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 
-# The dashboard's browser tests (tests/test_dashboard.py) drive Debian's Chromium through Playwright's
-# executable_path, so `playwright install` and its downloads are never needed. Checked on every run,
-# before the stamp: a machine set up earlier may still lack the browser.
+# System packages, checked on every run before the stamp (a machine set up earlier may lack them):
+# - jemalloc, which buxiban preloads (buxiban/allocator.py): glibc's malloc let a training run's peak
+#   memory grow by 60 %; optional, so a failed install only warns;
+# - Chromium for the dashboard's browser tests (tests/test_dashboard.py), driven through Playwright's
+#   executable_path so that `playwright install` and its downloads are never needed.
+apt_install() {  # apt_install PACKAGE...: quiet, as root or with password-less sudo; 1 on failure
+    local as_root=() log
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+    log=$(mktemp)
+    if command -v apt-get >/dev/null 2>&1 && {
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+    } >"$log" 2>&1; then
+        rm -f "$log"
+        return 0
+    fi
+    tail -n 5 "$log" >&2
+    rm -f "$log"
+    return 1
+}
+has_jemalloc() {  # the places buxiban/allocator.py looks
+    local path
+    for path in /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2 \
+            /usr/local/lib/libjemalloc.so.2; do
+        [ -f "$path" ] && return 0
+    done
+    return 1
+}
+if [ "$(uname -s)" = Linux ] && ! has_jemalloc; then
+    echo "setup: installing jemalloc (apt-get)"
+    apt_install libjemalloc2 || echo "warning: could not install libjemalloc2 (needs Debian or Ubuntu, and root or" \
+        "password-less sudo); training works without it but peaks higher" >&2
+fi
 if [ ! -x /usr/bin/chromium ] && [ -z "${BUXIBAN_NO_BROWSER:-}" ]; then
     echo "setup: installing Chromium for the dashboard's browser tests (apt-get)"
-    as_root=()
-    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
-    apt_log=$(mktemp)
-    if ! command -v apt-get >/dev/null 2>&1 || ! {
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-    } >"$apt_log" 2>&1; then
-        tail -n 5 "$apt_log" >&2
+    if ! apt_install chromium; then
         echo "error: could not install Chromium with apt-get (needs Debian or Ubuntu, and root or password-less sudo);" \
              "install it so that /usr/bin/chromium exists, or set BUXIBAN_NO_BROWSER=1 to skip the browser tests" >&2
         exit 1
     fi
-    rm -f "$apt_log"
 fi
 
 stamp=.venv/.buxiban-setup

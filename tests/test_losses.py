@@ -135,3 +135,26 @@ def test_packed_row_never_trains_across_a_boundary(tiny_tokenizer):
     assert batch["input_ids"].shape == (1, sum(len(e.input_ids) for e in examples))
     assert all(int(batch["labels"][0, s]) == IGNORE_INDEX for s in starts)
     assert all(int(batch["position_ids"][0, s]) == 0 for s in starts)
+
+
+def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tiny_model_dir, tiny_tokenizer):
+    """Autocast rounds each frozen fp32 weight to bf16 on every call; storing the rounded weight once
+    must change nothing the loop computes."""
+    from buxiban.models.adapt import store_frozen_linears_in
+
+    batch = batch_of(tiny_tokenizer, RECORDS)
+    results = []
+    for stored_in_bf16 in (False, True):
+        model = tiny_lora(tiny_model_dir)
+        if stored_in_bf16:
+            assert store_frozen_linears_in(model, torch.bfloat16) == 14  # 7 projections × 2 blocks
+            frozen = [p for n, p in model.named_parameters() if "base_layer" in n]
+            assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            summed, _ = summed_token_loss(model, **batch)
+        summed.backward()
+        results.append((summed.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (fp32_loss, fp32_grads), (bf16_loss, bf16_grads) = results
+    assert torch.equal(fp32_loss, bf16_loss)
+    assert all(torch.equal(bf16_grads[name], grad) for name, grad in fp32_grads.items())
+    assert all(p.dtype == torch.float32 for p in bf16_grads.values())  # LoRA itself stays fp32

@@ -81,6 +81,26 @@ def transformer_blocks(model) -> torch.nn.ModuleList:
     raise ModelLoadError(f"cannot find the {count} transformer blocks of {type(model).__name__} to freeze around")
 
 
+def store_frozen_linears_in(model, dtype: torch.dtype) -> int:
+    """Keep the frozen weights of the blocks' linear layers in the autocast dtype; returns how many.
+
+    Autocast casts a linear layer's fp32 weight to bf16 on every call and caches the cast only for
+    weights that require grad, so LoRA's frozen base weights were cast again in every forward and
+    every recomputation, and each cast was held for the backward pass on top of the fp32 original.
+    Cast once here, the matmuls get exactly the values autocast gave them (the same rounding), so
+    losses and gradients are bit-identical while the fp32 copies and the per-call casts are gone.
+    Only for plain LoRA: DoRA's magnitude reads the base weight's norm in full precision."""
+    count = 0
+    for module in transformer_blocks(model).modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        for param in (module.weight, module.bias):
+            if param is not None and not param.requires_grad and param.dtype == torch.float32:
+                param.data = param.data.to(dtype)
+                count += 1
+    return count
+
+
 def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

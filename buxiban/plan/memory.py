@@ -5,10 +5,10 @@ peak ≈ framework + weights + gradients + AdamW state + low-precision weight co
 
 - framework: the resident size of this process with torch and transformers loaded (measured);
 - weights: every parameter in the dtype the loop loads (fp32), NF4 (~0.53 byte with double quant)
-  for QLoRA's quantized linear layers;
+  for QLoRA's quantized linear layers, bf16 for LoRA's frozen block weights under bf16 autocast;
 - gradients: fp32, one per trained parameter; AdamW: two fp32 states per trained parameter;
-- bf16 autocast casts each linear weight per call and keeps that copy for the backward pass, so
-  the linear layers the backward passes through exist a second time in 2 bytes;
+- bf16 autocast casts each fp32 linear weight per call and keeps that copy for the backward pass, so
+  the fp32 linear layers the backward passes through (and the head) exist a second time in 2 bytes;
 - activations: what autograd keeps per token per layer, counted below for a Llama-style block, times
   the most tokens one micro-batch holds (its real tokens with padding-free rows, batch size × its
   longest row with padded ones);
@@ -121,12 +121,16 @@ def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_tokens:
     tokens = batch_tokens
     if adapter == "qlora":
         weights = counts.block_linear * NF4_BYTES + (counts.total - counts.block_linear) * 4
+    elif adapter == "lora" and autocast:  # frozen block weights stored in bf16 (models/adapt.py)
+        weights = counts.block_linear * 2 + (counts.total - counts.block_linear) * 4
     else:
         weights = counts.total * 4
     casts = 0.0
-    if autocast and adapter != "qlora":  # the trained blocks' linear weights, and the head's, in bf16
-        kept_blocks = 1 if gradient_checkpointing else counts.trained_blocks
-        casts = counts.block_linear * 2 * kept_blocks / shape.layers + shape.vocab * shape.hidden * 2
+    if autocast and adapter != "qlora":  # the head's weight in bf16, and the trained blocks' linear weights
+        casts = shape.vocab * shape.hidden * 2
+        if adapter != "lora":
+            kept_blocks = 1 if gradient_checkpointing else counts.trained_blocks
+            casts += counts.block_linear * 2 * kept_blocks / shape.layers
     per_layer = activation_bytes(shape, adapter, autocast, lora_rank)
     if gradient_checkpointing == "selective":
         activations = tokens * selective_activation_bytes(shape, adapter, autocast, lora_rank) * counts.trained_blocks

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from ..allocator import advice
 from ..config import RunConfig, config_to_yaml
 from ..errors import RunDirError
 from ..models.adapt import (check_adapter_supported, count_parameters, load_trainable_state, make_trainable,
-                            quantization_config, save_trained, trainable_state)
+                            quantization_config, save_trained, store_frozen_linears_in, trainable_state)
 from ..models.load import load_model, load_tokenizer, resolve
 from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
@@ -130,6 +131,8 @@ class TrainRun:
         else:
             model = make_trainable(model, config)
         self.model = model.to(self.device) if config.adapter != "qlora" else model
+        if self.dtype is not None and config.adapter == "lora" and t.sharding == "none":
+            store_frozen_linears_in(self.model, self.dtype)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
@@ -167,6 +170,9 @@ class TrainRun:
                  f"trained; {self.total_steps} steps, {'bf16 autocast' if self.dtype else 'fp32'} on {self.device.type} "
                  f"with {torch.get_num_threads()} threads" + (f", {self.world.size} processes" if self.world.size > 1 else "")
                  + (", padding-free batches" if self.padding_free else ""))
+        note = advice() if self.device.type == "cpu" and self.world.is_main else None
+        if note:
+            self.log(note)
         self.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
         self.started = time.perf_counter()
 
