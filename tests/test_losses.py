@@ -158,3 +158,49 @@ def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tin
     assert torch.equal(fp32_loss, bf16_loss)
     assert all(torch.equal(bf16_grads[name], grad) for name, grad in fp32_grads.items())
     assert all(p.dtype == torch.float32 for p in bf16_grads.values())  # LoRA itself stays fp32
+
+
+def saved_bytes(step) -> int:
+    """Bytes autograd keeps for backward while `step()` builds its graph."""
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel() * t.element_size()) or t, lambda t: t):
+        result = step()
+    return result, sum(kept)
+
+
+def test_masked_dropout_draws_torchs_masks_and_keeps_a_quarter_of_the_bytes():
+    from buxiban.train.dropout import MaskedDropout
+
+    inputs = torch.randn(64, 48)
+    results = []
+    for dropout in (torch.nn.Dropout(0.1), MaskedDropout(0.1)):
+        torch.manual_seed(3)
+        x = inputs.clone().requires_grad_(True)
+        out, kept = saved_bytes(lambda: dropout(x))
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append((out.detach(), x.grad, kept))
+    (plain, plain_grad, plain_kept), (masked, masked_grad, masked_kept) = results
+    assert torch.equal(plain, masked) and torch.equal(plain_grad, masked_grad)
+    assert masked_kept * 4 == plain_kept  # a bool per element instead of an fp32 noise value
+
+
+def test_lora_with_masked_dropout_trains_bit_identically(tiny_model_dir, tiny_tokenizer):
+    from buxiban.train.dropout import use_masked_dropout
+
+    batch = batch_of(tiny_tokenizer, RECORDS)
+    results = []
+    for masked in (False, True):
+        torch.manual_seed(0)
+        config = load_config(None, ["data.train=x", "lora.r=4", "lora.alpha=8", "lora.dropout=0.2"])
+        model = make_trainable(load_model(resolve(str(tiny_model_dir))), config)
+        if masked:
+            assert use_masked_dropout(model) == 14  # one per adapted projection
+        model.train()
+        torch.manual_seed(1)
+        (summed, _), kept = saved_bytes(lambda: summed_token_loss(model, **batch))
+        summed.backward()
+        results.append((summed.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}, kept))
+    (plain, plain_grads, plain_kept), (masked, masked_grads, masked_kept) = results
+    assert torch.equal(plain, masked)
+    assert all(torch.equal(masked_grads[name], grad) for name, grad in plain_grads.items())
+    assert masked_kept < plain_kept

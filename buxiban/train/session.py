@@ -25,6 +25,7 @@ from ..models.load import load_model, load_tokenizer, resolve
 from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
+from .dropout import use_masked_dropout
 from .packing import collate_packed, packs_rows, use_varlen_attention
 from .recompute import checkpointing_kwargs
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
@@ -133,6 +134,7 @@ class TrainRun:
         self.model = model.to(self.device) if config.adapter != "qlora" else model
         if self.dtype is not None and config.adapter == "lora" and t.sharding == "none":
             store_frozen_linears_in(self.model, self.dtype)
+        use_masked_dropout(self.model)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
