@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "yunshan" / "train.jsonl"
-STEPS = 30
+STEPS = 20
 EXAMPLES_PER_STEP = 8
 MAX_LENGTH = 256
 LR = 1e-3
@@ -236,7 +236,7 @@ def main() -> None:
     if args.one:
         one(args.one, args.steps, Path(args.result))
         return
-    modes = ["buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt", "trl-default", "trl-packed"]
+    modes = ["buxiban-lora", "buxiban-lora-selective", "trl-default", "trl-packed"]  # buxiban-lora-ckpt: --modes
     if not args.quick:
         modes += ["buxiban-full", "buxiban-freeze"]
     if args.modes:

@@ -85,14 +85,15 @@ def activation_bytes(shape: ModelShape, adapter: str, autocast: bool, lora_rank:
       input, the MLP output), 4 attention-wide ones (q, k and v after rotation and repetition for
       grouped-query attention, the attention output) and 4 intermediate-wide ones (gate, up, SiLU's
       output, down's input);
-    - LoRA adds 4 fp32 hidden-wide and 1 fp32 intermediate-wide tensors (its dropout on each
-      projection's input), 1 low-precision hidden-wide cast and 7 rank-wide outputs.
+    - LoRA adds 4 hidden-wide and 1 intermediate-wide dropout masks (1 byte an element with
+      train/dropout.py; torch's own CPU dropout kept 4-byte noise), 1 low-precision hidden-wide cast
+      and 7 rank-wide outputs.
     Without autocast the low-precision tensors are fp32."""
     low = 2 if autocast else 4
     h, i, q = shape.hidden, shape.intermediate, shape.q_width
     per_token = 4 * h * 4 + (5 * h + 4 * q + 4 * i) * low
     if adapter in ("lora", "qlora"):
-        per_token += (4 * h + i) * 4 + h * low + 7 * lora_rank * low
+        per_token += (4 * h + i) * 1 + h * low + 7 * lora_rank * low
     return per_token
 
 

@@ -134,7 +134,8 @@ class TrainRun:
         self.model = model.to(self.device) if config.adapter != "qlora" else model
         if self.dtype is not None and config.adapter == "lora" and t.sharding == "none":
             store_frozen_linears_in(self.model, self.dtype)
-        use_masked_dropout(self.model)
+        if not t.gradient_checkpointing:  # recomputed blocks keep no dropout noise; the plain one recomputes faster
+            use_masked_dropout(self.model)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
