@@ -42,11 +42,11 @@ def jemalloc_loaded() -> bool:
 
 def with_jemalloc(env: dict[str, str]) -> dict[str, str]:
     """`env` with jemalloc added to LD_PRELOAD, unless it is already there, missing, or opted out."""
-    path = jemalloc_path()
     preload = env.get("LD_PRELOAD", "")
-    if path is None or env.get(CHOICE) == "system" or "libjemalloc" in preload:
+    if env.get(CHOICE) == "system" or "libjemalloc" in preload:  # before the search: the restarted process stops here
         return dict(env)
-    return {**env, "LD_PRELOAD": f"{path} {preload}".strip()}
+    path = jemalloc_path()
+    return dict(env) if path is None else {**env, "LD_PRELOAD": f"{path} {preload}".strip()}
 
 
 def restart_on_jemalloc() -> None:

@@ -5,8 +5,8 @@ steps, then scaled to every batch the full run will draw.
 Time is scaled by the tokens the loop computes on: each micro-batch's real tokens with padding-free
 batches (the SFT default), batch size × its longest row when rows are padded; the batch order is a
 pure function of the seed (train/batching.py), so the tokens of every step of the full run are known
-before it starts. The first optimizer
-steps are slower (allocator growth, kernel selection for new shapes) and are left out.
+before it starts. The first optimizer steps are slower (allocator growth, kernel selection for new
+shapes) and are left out.
 
 This is the one place where plan imports train: calibrating with anything but the real loop would
 measure a different program.
@@ -121,7 +121,6 @@ def validation_padded(lengths: Sequence[int], batch_size: int, padding_free: boo
     """Validation batches are sorted by length (train/sft.py validation_loss): little padding."""
     ordered = sorted(lengths)
     return sum(batch_tokens(ordered[i:i + batch_size], padding_free) for i in range(0, len(ordered), batch_size))
-
 
 
 def resident_mib() -> float:

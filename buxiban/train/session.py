@@ -134,12 +134,12 @@ class TrainRun:
         self.model = model.to(self.device) if config.adapter != "qlora" else model
         if self.dtype is not None and config.adapter == "lora" and t.sharding == "none":
             store_frozen_linears_in(self.model, self.dtype)
-        if not t.gradient_checkpointing:  # recomputed blocks keep no dropout noise; the plain one recomputes faster
-            use_masked_dropout(self.model)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
-        if t.gradient_checkpointing:
+        if t.gradient_checkpointing:  # recomputed blocks keep no dropout noise, and torch's recomputes faster
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
                 "selective" if t.gradient_checkpointing == "selective" else "full"))
+        else:
+            use_masked_dropout(self.model)
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
