@@ -9,12 +9,14 @@ assistant turn trained (TRL's prompt-completion loss cannot train earlier turns,
 marks them weight 0), LoRA r=16 / alpha 32 / dropout 0.05 on all linear layers, AdamW at a constant
 1e-3 with no warmup or weight decay, gradient clipping at 1.0, bf16 autocast, 2 threads, the same
 number of optimizer steps and about the same real tokens per step (8 examples; TRL's packed rows are
-sized to hold about 8 examples' tokens).
+sized to hold about 8 examples' tokens). TRL default reads the examples in buxiban's order (its own
+trainer with a sequential sampler over the rows laid out as buxiban draws them), so the two train on
+the same batches step for step and their losses compare directly; packing regroups rows anyway.
 
 Measured: real (non-padding) tokens per second of the training loop, its wall time, the process's
 peak resident memory, the mean training loss of the last 10 steps, the loss of the trained model over
-the whole training set computed identically for both (the like-for-like number: each framework draws
-its batches in its own order), and model FLOPs utilization:
+the whole training set computed identically for every run, the per-step losses of buxiban LoRA and
+TRL default side by side (`same_order_losses`), and model FLOPs utilization:
 FLOPs per real token = 6·N_trained + 4·N_frozen + attention (N = matmul parameters including the output
 head, counted where the head actually runs), divided by the peak measured with a 2048³ bf16 matmul
 on this machine.
@@ -104,7 +106,7 @@ def train_set_loss(model, tokenizer, workdir: Path) -> float:
 CHECKPOINTING = {"ckpt": "true", "selective": "selective"}  # by the mode's last word
 
 
-def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
+def run_buxiban(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
     from buxiban.config import load_config
     from buxiban.train.rundir import read_metrics
     from buxiban.train.sft import train_sft
@@ -121,7 +123,7 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
                                 f"train.learning_rate={LR if adapter != 'full' else 5e-5}", "train.lr_schedule=constant",
                                 "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16",
                                 f"train.gradient_checkpointing={CHECKPOINTING.get(mode.rsplit('-', 1)[-1], 'false')}",
-                                f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}"])
+                                f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}", *extra])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
     from buxiban.train.rundir import load_trained
@@ -131,14 +133,37 @@ def run_buxiban(mode: str, steps: int, workdir: Path) -> dict:
             "train_set_loss": train_set_loss(model, tokenizer, workdir)}
 
 
-def run_trl(mode: str, steps: int, workdir: Path) -> dict:
+def buxiban_order(steps: int, workdir: Path) -> list[int]:
+    """The training-set rows in the order buxiban's loop draws them for `steps` steps of 8."""
+    from buxiban.data.prepare import prepare
+    from buxiban.data.records import load_chat_jsonl
+    from buxiban.models.load import load_tokenizer, resolve
+    from buxiban.train.batching import batch_stream
+
+    data = workdir / "final_turn_order.jsonl"
+    final_turn_only(DATA, data)
+    conversations = load_chat_jsonl(data)
+    examples = prepare(conversations, load_tokenizer(resolve("embedded")), MAX_LENGTH).examples
+    assert len(examples) == len(conversations), "an example was dropped: indices would not match the file's rows"
+    stream = batch_stream([len(e.input_ids) for e in examples], EXAMPLES_PER_STEP, 42)
+    return [i for _, (_, batch) in zip(range(steps), stream) for i in batch]
+
+
+def run_trl(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
+    from torch.utils.data import SequentialSampler
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from buxiban.models.load import resolve
+
+    class InGivenOrder(SFTTrainer):
+        """TRL's trainer reading its dataset front to back, so it sees buxiban's batches."""
+
+        def _get_train_sampler(self, *args, **kwargs):
+            return SequentialSampler(self.train_dataset)
 
     source = resolve("embedded")
     tokenizer = AutoTokenizer.from_pretrained(source.path)
@@ -151,8 +176,13 @@ def run_trl(mode: str, steps: int, workdir: Path) -> dict:
                      bf16=True, use_cpu=True, logging_steps=1, save_strategy="no", report_to=[], seed=42,
                      max_length=MAX_LENGTH, packing=packed, dataloader_num_workers=0, disable_tqdm=True)
     peft_config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(prompt_completion(DATA)),
-                         processing_class=tokenizer, peft_config=peft_config)
+    rows = prompt_completion(DATA)
+    trainer_class = SFTTrainer
+    if not packed:  # one random order is as good as another: buxiban's lets the losses compare step by step
+        rows, trainer_class = [rows[i] for i in buxiban_order(steps, workdir)], InGivenOrder
+        torch.manual_seed(42)  # buxiban seeds before LoRA's initialisation too
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                            processing_class=tokenizer, peft_config=peft_config)
     counted = {"tokens": 0}
     collate = trainer.data_collator
 
@@ -190,13 +220,13 @@ def flops_per_token(mode: str) -> float:
     return 4 * (blocks + head) + 6 * lora
 
 
-def one(mode: str, steps: int, out: Path) -> None:
+def one(mode: str, steps: int, out: Path, extra: list[str]) -> None:
     import torch
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as workdir:
         runner = run_trl if mode.startswith("trl") else run_buxiban
-        measured = runner(mode, steps, Path(workdir))
+        measured = runner(mode, steps, Path(workdir), extra)
     measured["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out.write_text(json.dumps(measured))
 
@@ -218,8 +248,24 @@ def summarize(mode: str, raw: dict, peak: float) -> dict:
             "real_tokens": int(raw["tokens"]), "peak_rss_mib": raw["peak_rss_mib"],
             "final_loss_last10": round(sum(raw["losses"][-10:]) / len(raw["losses"][-10:]), 4),
             "train_set_loss_after": round(raw["train_set_loss"], 4),
-            "steps": len(raw["losses"]), "achieved_tflops": round(achieved / 1e12, 3),
-            "mfu": round(achieved / peak, 4)}
+            "steps": len(raw["losses"]), "step_losses": [round(x, 4) for x in raw["losses"]],
+            "achieved_tflops": round(achieved / 1e12, 3), "mfu": round(achieved / peak, 4)}
+
+
+def same_order_losses(results: list[dict]) -> dict:
+    """buxiban LoRA against TRL default, which trained on the same batches in the same order (first
+    round of each): how far apart their losses are, relative to TRL's."""
+    first = {}
+    for row in results:
+        first.setdefault(row["mode"], row)
+    ours, theirs = first.get("buxiban-lora"), first.get("trl-default")
+    if not ours or not theirs or len(ours["step_losses"]) != len(theirs["step_losses"]):
+        return {}
+    per_step = [abs(a - b) / b for a, b in zip(ours["step_losses"], theirs["step_losses"])]
+    return {"loss_last10_rel_diff": round(abs(ours["final_loss_last10"] / theirs["final_loss_last10"] - 1), 4),
+            "train_set_loss_rel_diff": round(abs(ours["train_set_loss_after"] / theirs["train_set_loss_after"] - 1), 4),
+            "step_loss_rel_diff_max": round(max(per_step), 4),
+            "step_loss_rel_diff_mean": round(sum(per_step) / len(per_step), 4)}
 
 
 def main() -> None:
@@ -230,11 +276,13 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--modes", help="comma-separated modes instead of the default set, e.g. "
                                         "buxiban-lora,buxiban-lora-padded (what padding-free batches gain)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the buxiban runs (repeatable), e.g. train.micro_batch_tokens=512")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one(args.one, args.steps, Path(args.result))
+        one(args.one, args.steps, Path(args.result), args.set)
         return
     modes = ["buxiban-lora", "buxiban-lora-selective", "trl-default", "trl-packed"]  # buxiban-lora-ckpt: --modes
     if not args.quick:
@@ -249,7 +297,8 @@ def main() -> None:
             with tempfile.NamedTemporaryFile(suffix=".json") as handle:
                 print(f"[bench] {mode} ({args.steps} steps)", flush=True)
                 subprocess.run([sys.executable, __file__, "--one", mode.removesuffix("+jemalloc"), "--steps", str(args.steps),
-                                "--result", handle.name], check=True, env=mode_env(mode))
+                                "--result", handle.name, *(f"--set={o}" for o in args.set)], check=True,
+                               env=mode_env(mode))
                 summary = summarize(mode, json.loads(Path(handle.name).read_text()), peak)
                 results.append(summary)
                 print(f"[bench]   {json.dumps(summary)}", flush=True)
@@ -265,11 +314,14 @@ def main() -> None:
     for other in ("buxiban-full", "buxiban-freeze"):
         if other in table and lora:
             ratios[f"{other} / buxiban-lora"] = round(table[other]["tokens_per_s"] / lora, 2)
+    report_loss_check = same_order_losses(results)
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "peak_bf16_tflops_measured": round(peak / 1e12, 3)},
-              "steps": args.steps, "examples_per_step": EXAMPLES_PER_STEP, "runs": results, "mean": table, "ratios": ratios}
+              "steps": args.steps, "buxiban_overrides": args.set, "examples_per_step": EXAMPLES_PER_STEP,
+              "runs": results, "mean": table, "ratios": ratios,
+              "same_order_losses": report_loss_check}
     Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(ratios, indent=2))
+    print(json.dumps({**ratios, **report_loss_check}, indent=2))
     print(f"written to {args.out}")
 
 

@@ -82,6 +82,9 @@ class TrainConfig:
     # attention outputs, recompute the cheap rest (train/recompute.py)
     gradient_checkpointing: bool | str = False
     padding_free: bool = True  # SFT: a micro-batch's conversations in one row, no pad tokens (train/packing.py)
+    # SFT: split a micro-batch into pieces of at most this many tokens, accumulated into the same update
+    # (activation memory follows the largest piece, not the longest draw); 0 = never split
+    micro_batch_tokens: int = 0
     sharding: str = "none"  # with N processes: none (replicated), fsdp = zero3, or zero2; see train/sharding.py
 
 
@@ -317,6 +320,11 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     one_of("train.sharding", t.sharding, SHARDING)
     if isinstance(t.gradient_checkpointing, str) and t.gradient_checkpointing != "selective":
         bad("train.gradient_checkpointing", f"is {t.gradient_checkpointing!r}", "use true, false or selective")
+    if t.micro_batch_tokens < 0:
+        bad("train.micro_batch_tokens", f"is {t.micro_batch_tokens}", "use 0 (never split) or a positive token count")
+    if t.micro_batch_tokens and t.sharding != "none":  # every process must run the same number of forwards
+        bad("train.micro_batch_tokens", "cannot split micro-batches of a sharded model",
+            "use train.micro_batch_tokens=0 with train.sharding, or lower train.batch_size")
     if t.sharding != "none" and config.adapter == "qlora":
         bad("train.sharding", "cannot shard 4-bit QLoRA weights", "use train.sharding=none with adapter=qlora")
     if t.max_grad_norm < 0:

@@ -57,3 +57,10 @@ def test_gradient_checkpointing_takes_true_false_or_selective():
     assert load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=true"]).train.gradient_checkpointing is True
     with pytest.raises(ConfigError, match="use true, false or selective"):
         load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=some"])
+
+
+def test_micro_batch_tokens_cannot_split_a_sharded_model():
+    with pytest.raises(ConfigError, match="train.micro_batch_tokens=0 with train.sharding"):
+        load_config(None, ["data.train=a.jsonl", "train.micro_batch_tokens=512", "train.sharding=fsdp"])
+    with pytest.raises(ConfigError, match="positive token count"):
+        load_config(None, ["data.train=a.jsonl", "train.micro_batch_tokens=-1"])

@@ -27,14 +27,14 @@ def dpo_config(tiny_model_dir, pairs, out, *extra):
     return load_config(None, [f"model={tiny_model_dir}", "method=dpo", f"data.train={pairs}", f"data.validation={pairs}",
                               f"output_dir={out}", "train.max_steps=12", "train.batch_size=4", "train.eval_every=4",
                               "train.learning_rate=5e-3", "train.warmup_ratio=0", "train.precision=fp32",
-                              "lora.dropout=0", "dpo.beta=0.5", *extra])
+                              "lora.dropout=0.3", "dpo.beta=0.5", *extra])  # DPO must turn dropout off
 
 
 def test_dpo_after_sft_raises_the_margin(tiny_model_dir, tiny_chat_file, tmp_path):
     sft = tmp_path / "sft"
     train_sft(load_config(None, [f"model={tiny_model_dir}", f"data.train={tiny_chat_file}", f"output_dir={sft}",
                                  "data.validation_fraction=0", "train.max_steps=5", "train.precision=fp32",
-                                 "lora.dropout=0"]),
+                                 "lora.dropout=0.3"]),
               progress=False, log=lambda _: None)
     pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     out = tmp_path / "dpo"
@@ -44,7 +44,7 @@ def test_dpo_after_sft_raises_the_margin(tiny_model_dir, tiny_chat_file, tmp_pat
     assert validation[0]["val_margin"] > 0 and validation[-1]["val_margin"] > validation[0]["val_margin"]
     assert validation[-1]["val_accuracy"] == 1.0
     steps = [m for m in read_metrics(out) if "margin" in m]
-    assert steps[0]["margin"] == pytest.approx(0.0, abs=1e-4)  # the policy starts as its own reference
+    assert steps[0]["margin"] == pytest.approx(0.0, abs=1e-4)  # its own reference, dropout off
     manifest = read_manifest(out)
     assert manifest["status"] == "complete" and manifest["dpo"]["from_run"] == str(sft)
     assert (out / "reference_logps.pt").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()

@@ -89,6 +89,19 @@ def test_batch_8_equals_batch_2_times_4_accumulation(tiny_model_dir, tmp_path):
         assert abs(big - accumulated) < 1e-5, results
 
 
+def test_a_token_budget_splits_micro_batches_without_changing_the_losses(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", RECORDS)
+    results = {}
+    for name, budget in (("whole", 0), ("split", 40)):  # 40 tokens: a piece holds one or two examples
+        out = tmp_path / name
+        train_sft(tiny_config(tiny_model_dir, data, out, "train.max_steps=3", "train.batch_size=8",
+                              f"train.micro_batch_tokens={budget}"), progress=False, log=lambda _: None)
+        results[name] = [m["loss"] for m in read_metrics(out) if "loss" in m]
+    assert len(results["whole"]) == 3
+    for whole, split in zip(results["whole"], results["split"]):
+        assert abs(whole - split) < 1e-5, results
+
+
 @pytest.mark.parametrize("adapter,weights", [("full", "model"), ("freeze", "trained.safetensors"), ("dora", "adapter")])
 def test_every_method_trains_saves_and_loads_back(tiny_model_dir, tmp_path, adapter, weights):
     data = write_jsonl(tmp_path / "train.jsonl", RECORDS)

@@ -162,6 +162,17 @@ def test_step_stats_pad_each_batch_to_its_longest_row():
     packed = step_stats(lengths, trained, batch_size=3, grad_accum=1, seed=5, steps=3, padding_free=True)
     assert packed.padded == [sum(lengths[i] for i in b) for b in batches]  # padding-free: real tokens only
     assert validation_padded([5, 1, 3, 2], 2, padding_free=True) == 11
+    budgeted = step_stats(lengths, trained, batch_size=3, grad_accum=1, seed=5, steps=3, padding_free=True, budget=80)
+    assert budgeted.padded == packed.padded  # the same tokens, in smaller pieces
+    assert budgeted.most_batch_tokens <= 80 and budgeted.most_batch_tokens < packed.most_batch_tokens
+
+
+def test_token_budget_pieces_keep_order_and_put_a_long_example_alone():
+    from buxiban.train.batching import within_token_budget
+
+    assert within_token_budget([30, 40, 20, 90, 10], 60) == [[0], [1, 2], [3], [4]]
+    assert within_token_budget([30, 40], 0) == [[0, 1]]
+    assert within_token_budget([], 60) == []
 
 
 def test_total_steps_match_the_training_loop():

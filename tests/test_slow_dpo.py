@@ -1,5 +1,5 @@
 """SFT then DPO on the real embedded model and the shipped data: the preference margin rises and the
-held-out exact-match score does not fall. About 5 minutes on 2 CPU cores."""
+held-out exact-match score does not fall. About 11 minutes on 2 CPU cores."""
 
 import json
 from pathlib import Path
@@ -26,19 +26,17 @@ def exact_match_rate(run_dir) -> float:
     return sum(exact_match(a, r) for a, r in zip(answers, references)) / len(references)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "still fails on this 45-step SFT run (2026-11-21: 0.342 -> 0.316 with the shipped config, dpo.sft_weight=1 "
-    "and beta 0.5 alike, lr 1e-5 0.329; lr 1e-12 reproduces SFT exactly). The two lost answers are test phrasings "
-    "of facts the pairs cover. On a full SFT run of the quickstart config DPO keeps exact match: 0.924 -> 0.924"))
 def test_dpo_after_sft_raises_the_margin_and_keeps_exact_match(tmp_path):
+    """The README's path as shipped: lora.yaml to the end (148 steps), then dpo.yaml on its adapter.
+    After only 45 SFT steps (exact match 0.342) DPO lost two answers on neighbouring phrasings of facts
+    the pairs cover (README, DPO section), so a half-trained SFT run does not stand in for this one."""
     sft, dpo = tmp_path / "sft", tmp_path / "dpo"
-    train_sft(load_config(EXAMPLES / "lora.yaml", [f"output_dir={sft}", "train.max_steps=45"]), progress=False,
-              log=lambda _: None)
+    train_sft(load_config(EXAMPLES / "lora.yaml", [f"output_dir={sft}"]), progress=False, log=lambda _: None)
     before = exact_match_rate(sft)
-    assert before > 0.2  # 45 steps teach a good part of the facts already
-    train_dpo(load_config(EXAMPLES / "dpo.yaml", [f"output_dir={dpo}", f"dpo.from_run={sft}", "train.epochs=1"]),
+    assert before > 0.8
+    train_dpo(load_config(EXAMPLES / "dpo.yaml", [f"output_dir={dpo}", f"dpo.from_run={sft}"]),
               progress=False, log=lambda _: None)
     validation = [m for m in read_metrics(dpo) if "val_margin" in m]
-    assert validation and validation[-1]["val_margin"] > 0.1  # 0 before the first step, by construction
+    assert validation and validation[-1]["val_margin"] > 0.5  # 0 before the first step, by construction
     after = exact_match_rate(dpo)
     assert after >= before, json.dumps({"sft": before, "dpo": after})

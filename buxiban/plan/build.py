@@ -168,7 +168,7 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     packed = packs_rows(config)
     _, steps = total_steps(config, len(data.train_lengths))
     stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps, packed)
+                       config.train.seed, steps, packed, config.train.micro_batch_tokens)
     memory = {}
     for method in METHODS:
         shape, counts = parameter_counts(source.path, method, config, config.trust_remote_code)
@@ -180,7 +180,8 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     section["autocast_bf16"] = autocast
     if calibration is not None:  # the estimate checked against what the calibration run really used
         calib = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                           config.train.seed, calibration.warmup_steps + calibration.measured_steps, packed)
+                           config.train.seed, calibration.warmup_steps + calibration.measured_steps, packed,
+                           config.train.micro_batch_tokens)
         shape, counts = parameter_counts(source.path, config.adapter, config, config.trust_remote_code)
         section["calibration_check"] = {
             "estimated_peak_mib": estimate_peak(shape, counts, config.adapter, calib.most_batch_tokens, calib.most_trained,

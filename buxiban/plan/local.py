@@ -98,21 +98,23 @@ def batch_tokens(lengths: Sequence[int], padding_free: bool) -> int:
 
 
 def step_stats(lengths: Sequence[int], trained: Sequence[int], batch_size: int, grad_accum: int, seed: int,
-               steps: int, padding_free: bool = False) -> StepStats:
-    """Tokens computed on in each optimizer step, drawing batches the way train_sft does."""
-    from ..train.batching import batch_stream
+               steps: int, padding_free: bool = False, budget: int = 0) -> StepStats:
+    """Tokens computed on in each optimizer step, drawing batches the way train_sft does (a micro-batch
+    split into pieces of at most `budget` tokens, as train.micro_batch_tokens does)."""
+    from ..train.batching import batch_stream, within_token_budget
 
     stream = batch_stream(lengths, batch_size, seed)
     padded, longest, most_trained, most_tokens = [], 0, 0, 0
     for _ in range(steps):
         step = 0
         for _, batch in itertools.islice(stream, grad_accum):
-            rows = [lengths[i] for i in batch]
-            tokens = batch_tokens(rows, padding_free)
-            step += tokens
-            most_tokens = max(most_tokens, tokens)
-            longest = max(longest, max(rows))
-            most_trained = max(most_trained, sum(trained[i] for i in batch))
+            for piece in within_token_budget([lengths[i] for i in batch], budget):
+                rows = [lengths[batch[i]] for i in piece]
+                tokens = batch_tokens(rows, padding_free)
+                step += tokens
+                most_tokens = max(most_tokens, tokens)
+                longest = max(longest, max(rows))
+                most_trained = max(most_trained, sum(trained[batch[i]] for i in piece))
         padded.append(step)
     return StepStats(padded, longest, most_trained, most_tokens)
 
@@ -172,7 +174,7 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     if len(times) < steps:
         raise PlanError(f"the calibration run logged {len(times)} of {steps} steps")
     stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps, packs_rows(config))
+                       config.train.seed, steps, packs_rows(config), config.train.micro_batch_tokens)
     # Step k is logged when it ends; the timed window runs from the end of the last warm-up step.
     seconds = times[steps - 1] - times[warmup_steps - 1] if warmup_steps else times[-1] - times[0]
     padded = sum(stats.padded[warmup_steps:steps] if warmup_steps else stats.padded[1:steps])
@@ -198,7 +200,8 @@ def predict_time(config, data: RunData, calibration: Calibration, epochs: float 
     t = config.train
     per_epoch, steps = total_steps(config, len(data.train_lengths))
     packed = packs_rows(config)
-    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed)
+    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed,
+                       t.micro_batch_tokens)
     train_seconds = sum(stats.padded) * calibration.seconds_per_padded_token
     passes = 0
     if data.val_lengths:

@@ -32,6 +32,21 @@ def batch_stream(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator
         epoch += 1
 
 
+def within_token_budget(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Consecutive runs of positions whose lengths sum to at most `budget` (a longer one alone); the
+    whole list as one run when budget is 0."""
+    if not budget:
+        return [list(range(len(lengths)))] if lengths else []
+    pieces, current, used = [], [], 0
+    for i, length in enumerate(lengths):
+        if current and used + length > budget:
+            pieces.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += length
+    return pieces + ([current] if current else [])
+
+
 def collate(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors; padding is masked out of attention and loss."""
     width = max(len(e.input_ids) for e in examples)

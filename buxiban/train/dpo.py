@@ -21,6 +21,7 @@ from ..data.split import value_fraction
 from ..data.tokenize import Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
 from .batching import batch_stream, collate
+from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
 from .rundir import read_manifest
 from .session import TrainResult, TrainRun, start_run
@@ -66,6 +67,9 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     run.build(len(train_set), t.batch_size * t.grad_accum, init_adapter=init_adapter, extra_manifest={
         "data": {"train": {"path": config.data.train, "pairs": len(train_set)}, "validation": {"pairs": len(val_set)}},
         "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run, "sft_weight": config.dpo.sft_weight}})
+    # The reference log-probs are taken without dropout, so the policy's must be too: with dropout on,
+    # the margin starts at noise instead of 0 and the loss chases that noise (TRL turns it off as well).
+    disable_dropout(run.model)
     reference = _reference_log_probs(run, train_set, val_set)
 
     beta, sft_weight, pad_id = config.dpo.beta, config.dpo.sft_weight, run.tokenizer.pad_token_id

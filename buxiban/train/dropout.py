@@ -46,3 +46,13 @@ def use_masked_dropout(model) -> int:
                 dropouts[name] = MaskedDropout(dropout.p)
                 swapped += 1
     return swapped
+
+
+def disable_dropout(model) -> int:
+    """Set every dropout's rate to 0; returns how many had a rate above 0."""
+    disabled = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            module.p = 0.0
+            disabled += 1
+    return disabled

@@ -16,7 +16,7 @@ from ..data.records import load_chat_jsonl
 from ..data.split import hash_split
 from ..data.tokenize import IGNORE_INDEX, Encoded
 from ..errors import DataError, Problem
-from .batching import batch_stream
+from .batching import batch_stream, within_token_budget
 from .losses import summed_token_loss
 from .packing import real_token_count, to_device
 from .rundir import file_sha256
@@ -61,8 +61,11 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             batches = []
             for _, indices in itertools.islice(stream, t.grad_accum):
                 rows, stand_in = run.my_rows([examples[i] for i in indices])
-                if rows:
-                    batches.append(run.collate([silenced(rows[0])] if stand_in else rows))
+                if stand_in:
+                    batches.append(run.collate([silenced(rows[0])]))
+                    continue
+                for piece in within_token_budget([len(r.input_ids) for r in rows], t.micro_batch_tokens):
+                    batches.append(run.collate([rows[i] for i in piece]))
             # Normalize by the trained tokens of the whole (global) step: accumulation and N processes
             # then compute exactly the update of one big batch.
             step_tokens = run.world.sum(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
