@@ -109,6 +109,10 @@ def cmd_train(args) -> int:
     val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.tokens_per_second:.0f} tokens/s): "
           f"final training loss {result.train_loss:.4f}{val}")
+    if result.utilization:
+        u = result.utilization
+        print(f"model FLOPs utilization {u['mfu']:.1%}: {u['achieved_tflops']:.3f} TFLOP/s achieved "
+              f"({u['flops_per_token']:,} FLOPs per token) of {u['peak_tflops']:.3f} measured peak ({u['peak_from']})")
     weights = read_manifest(result.run_dir).get("weights", "adapter")
     print(f"run saved to {result.run_dir} (trained weights in {result.run_dir / weights})")
     return 0

@@ -75,7 +75,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     beta, sft_weight, pad_id = config.dpo.beta, config.dpo.sft_weight, run.tokenizer.pad_token_id
     stream = batch_stream([len(c.input_ids) + len(r.input_ids) for c, r in train_set], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)
-    train_loss, val_loss, steps_done, real_tokens = float("nan"), None, run.start_step, 0
+    train_loss, val_loss, steps_done, real_tokens, trained_tokens = float("nan"), None, run.start_step, 0, 0
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
@@ -88,7 +88,9 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
                     continue
                 weight = 0.0 if stand_in else 1.0  # a stand-in row only keeps the sharded forward in step
                 batch = _pair_batch(train_set, indices, pad_id, run.device)
-                real_tokens += 0 if stand_in else int(batch["attention_mask"].sum())
+                if not stand_in:
+                    real_tokens += int(batch["attention_mask"].sum())
+                    trained_tokens += int((batch["labels"][:, 1:] != -100).sum())
                 with run.autocast():
                     log_probs = run.forward(sequence_log_probs, **batch)
                 chosen, rejected = log_probs.float().chunk(2)
@@ -121,7 +123,8 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    return run.complete(steps_done, train_loss, val_loss, real_tokens)
+    return run.complete(steps_done, train_loss, val_loss, real_tokens,
+                        head_share=run.world.sum(trained_tokens) / max(1, run.world.sum(real_tokens)))
 
 
 def _sft_adapter(config: RunConfig) -> Path:

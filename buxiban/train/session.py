@@ -18,7 +18,7 @@ import yaml
 
 from ..allocator import advice
 from ..config import RunConfig, config_to_yaml
-from ..errors import RunDirError
+from ..errors import ModelLoadError, RunDirError
 from ..models.adapt import (check_adapter_supported, count_parameters, load_trainable_state, make_trainable,
                             quantization_config, save_trained, store_frozen_linears_in, trainable_state)
 from ..models.load import load_model, load_tokenizer, resolve
@@ -26,6 +26,7 @@ from .batching import collate
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
 from .dropout import use_masked_dropout
+from .flops import utilization
 from .packing import collate_packed, packs_rows, use_varlen_attention
 from .recompute import checkpointing_kwargs
 from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
@@ -84,6 +85,7 @@ class TrainResult:
     val_loss: float | None
     seconds: float
     tokens_per_second: float
+    utilization: dict | None = None  # model FLOPs utilization (train/flops.py)
 
 
 @dataclass
@@ -275,17 +277,24 @@ class TrainRun:
 
     # --- the end --------------------------------------------------------------------------------
 
-    def complete(self, steps_done: int, train_loss: float, val_loss: float | None, real_tokens: int) -> TrainResult:
-        """Save the result and mark the run complete; totals are summed over processes first."""
+    def complete(self, steps_done: int, train_loss: float, val_loss: float | None, real_tokens: int,
+                 head_share: float = 1.0) -> TrainResult:
+        """Save the result and mark the run complete; totals are summed over processes first.
+        head_share: the share of real tokens the output head ran on (for the FLOPs count)."""
         all_tokens = self.world.sum(real_tokens)  # before finish(), which ends the process group
         seconds = self.elapsed()
-        self.finish(steps_done, final_train_loss=round(train_loss, 5),
+        tokens_per_second = all_tokens / max(1e-9, seconds)
+        mfu = None
+        if self.world.is_main and all_tokens:  # a report, never a reason to lose a finished run
+            with contextlib.suppress(ModelLoadError):
+                mfu = utilization(self.model, tokens_per_second, head_share, self.device, self.dtype, self.world.size)
+        self.finish(steps_done, seconds, final_train_loss=round(train_loss, 5),
                     final_val_loss=None if val_loss is None else round(val_loss, 5),
-                    tokens_per_second=round(all_tokens / max(1e-9, seconds), 1))
-        return TrainResult(self.out, steps_done, train_loss, val_loss, seconds, all_tokens / max(1e-9, seconds))
+                    tokens_per_second=round(tokens_per_second, 1), utilization=mfu)
+        return TrainResult(self.out, steps_done, train_loss, val_loss, seconds, tokens_per_second, mfu)
 
-    def finish(self, steps_done: int, **final: Any) -> dict:
-        seconds = self.elapsed()
+    def finish(self, steps_done: int, seconds: float | None = None, **final: Any) -> dict:
+        seconds = self.elapsed() if seconds is None else seconds
         if self.bar is not None:
             self.bar.close()
         if self.best_state is not None and self.best_step != steps_done:

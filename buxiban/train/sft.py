@@ -54,7 +54,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     examples = train_set.examples
     stream = batch_stream([len(e.input_ids) for e in examples], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)  # a resumed run skips what it trained
-    real_tokens, train_loss, val_loss, steps_done = 0, float("nan"), None, run.start_step
+    real_tokens, trained_tokens, train_loss, val_loss, steps_done = 0, 0, float("nan"), None, run.start_step
     try:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
@@ -84,6 +84,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             run.optimizer.zero_grad(set_to_none=True)
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_tokens
+            trained_tokens += step_tokens
             tokens_seen = run.world.sum(real_tokens)
             run.log_step(step, loss=round(train_loss, 5), lr=rate, grad_norm=round(grad_norm, 4), tokens=int(tokens_seen),
                          tokens_per_s=round(tokens_seen / max(1e-9, run.elapsed()), 1))
@@ -96,7 +97,9 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    return run.complete(steps_done, train_loss, val_loss, real_tokens)
+    # The output head runs on trained positions only; the FLOPs count needs their share.
+    return run.complete(steps_done, train_loss, val_loss, real_tokens,
+                        head_share=trained_tokens / max(1, run.world.sum(real_tokens)))
 
 
 @torch.no_grad()
