@@ -64,21 +64,6 @@ def prompt_completion(source: Path) -> list[dict]:
     return rows
 
 
-def peak_bf16_flops() -> float:
-    import torch
-
-    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    b = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * 2048 ** 3 / best
-
-
 def train_set_loss(model, tokenizer, workdir: Path) -> float:
     """Token-mean loss of the trained model over the whole training set, computed the same way for
     both frameworks (buxiban's loss on the final assistant turns), so final losses compare like for
@@ -289,7 +274,11 @@ def main() -> None:
         modes += ["buxiban-full", "buxiban-freeze"]
     if args.modes:
         modes = args.modes.split(",")
-    peak = peak_bf16_flops()
+    import torch
+
+    from buxiban.train.flops import measured_peak_flops
+
+    peak = measured_peak_flops(torch.device("cpu"), torch.bfloat16)  # what `buxiban train` divides by too
     results = []
     for round_number in range(args.rounds):
         order = modes if round_number % 2 == 0 else list(reversed(modes))  # alternate against drift

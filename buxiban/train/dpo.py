@@ -123,8 +123,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    return run.complete(steps_done, train_loss, val_loss, real_tokens,
-                        head_share=run.world.sum(trained_tokens) / max(1, run.world.sum(real_tokens)))
+    return run.complete(steps_done, train_loss, val_loss, real_tokens, run.world.sum(trained_tokens))
 
 
 def _sft_adapter(config: RunConfig) -> Path:

@@ -41,11 +41,15 @@ def flops_per_token(model, head_share: float = 1.0) -> float:
     return total
 
 
+def _peak_matmul_size(device: torch.device) -> int:
+    return 8192 if device.type == "cuda" else 2048  # big enough to reach the peak, short enough to time in a second
+
+
 @functools.lru_cache(maxsize=None)
 def measured_peak_flops(device: torch.device, dtype: torch.dtype | None) -> float:
     """FLOP/s of the fastest of five square matmuls, after two warm-up ones; under a second, once
     per process."""
-    size = 8192 if device.type == "cuda" else 2048
+    size = _peak_matmul_size(device)
     a = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
     b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
     best = float("inf")
@@ -67,7 +71,7 @@ def utilization(model, tokens_per_second: float, head_share: float, device: torc
     achieved = tokens_per_second * per_token
     peak = measured_peak_flops(device, dtype) * processes
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}.get(dtype, str(dtype))
-    size = 8192 if device.type == "cuda" else 2048
+    size = _peak_matmul_size(device)
     return {"flops_per_token": round(per_token), "achieved_tflops": round(achieved / 1e12, 4),
             "peak_tflops": round(peak / 1e12, 4), "mfu": round(achieved / peak, 4),
             "peak_from": f"{precision} {size}³ matmul" + (f" × {processes} processes" if processes > 1 else "")}

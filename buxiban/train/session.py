@@ -278,14 +278,16 @@ class TrainRun:
     # --- the end --------------------------------------------------------------------------------
 
     def complete(self, steps_done: int, train_loss: float, val_loss: float | None, real_tokens: int,
-                 head_share: float = 1.0) -> TrainResult:
-        """Save the result and mark the run complete; totals are summed over processes first.
-        head_share: the share of real tokens the output head ran on (for the FLOPs count)."""
+                 trained_tokens: int | None = None) -> TrainResult:
+        """Save the result and mark the run complete; real_tokens (this process's) are summed over
+        processes first. trained_tokens, over all processes: the positions the output head ran on,
+        for the FLOPs count (None: every position)."""
         all_tokens = self.world.sum(real_tokens)  # before finish(), which ends the process group
         seconds = self.elapsed()
         tokens_per_second = all_tokens / max(1e-9, seconds)
         mfu = None
         if self.world.is_main and all_tokens:  # a report, never a reason to lose a finished run
+            head_share = 1.0 if trained_tokens is None else trained_tokens / all_tokens
             with contextlib.suppress(ModelLoadError):
                 mfu = utilization(self.model, tokens_per_second, head_share, self.device, self.dtype, self.world.size)
         self.finish(steps_done, seconds, final_train_loss=round(train_loss, 5),

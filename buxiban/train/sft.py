@@ -84,7 +84,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             run.optimizer.zero_grad(set_to_none=True)
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_tokens
-            trained_tokens += step_tokens
+            trained_tokens += step_tokens  # already summed over processes
             tokens_seen = run.world.sum(real_tokens)
             run.log_step(step, loss=round(train_loss, 5), lr=rate, grad_norm=round(grad_norm, 4), tokens=int(tokens_seen),
                          tokens_per_s=round(tokens_seen / max(1e-9, run.elapsed()), 1))
@@ -97,9 +97,8 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
     except BaseException as exc:
         run.fail(exc)
         raise
-    # The output head runs on trained positions only; the FLOPs count needs their share.
-    return run.complete(steps_done, train_loss, val_loss, real_tokens,
-                        head_share=trained_tokens / max(1, run.world.sum(real_tokens)))
+    # The output head ran on the trained positions only: the FLOPs count takes their number.
+    return run.complete(steps_done, train_loss, val_loss, real_tokens, trained_tokens)
 
 
 @torch.no_grad()
