@@ -64,9 +64,13 @@ def restart_on_jemalloc() -> None:
 
 
 def advice() -> str | None:
-    """What to install, for a training run that found no jemalloc."""
+    """What to do, for a training run that does not run on jemalloc."""
     if not sys.platform.startswith("linux") or jemalloc_loaded() or os.environ.get(CHOICE) == "system":
         return None
+    gain = "about 40 % less peak memory and faster steps"
+    path = jemalloc_path()
+    if path is not None:  # installed, but this process was not started by the buxiban command
+        return (f"note: this process runs on glibc's malloc, which holds on to freed activations; start it with "
+                f"LD_PRELOAD={path} (the buxiban command does this itself): {gain}")
     return ("note: glibc's malloc holds on to freed activations and peak memory grows over the run; install "
-            "jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and buxiban uses it: about 40 % less peak "
-            "memory and faster steps")
+            f"jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and buxiban uses it: {gain}")

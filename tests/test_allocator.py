@@ -41,3 +41,13 @@ def test_preload_is_added_once_and_keeps_what_was_there(jemalloc):
     env = with_jemalloc({"LD_PRELOAD": "/opt/other.so"})
     assert env["LD_PRELOAD"] == f"{jemalloc} /opt/other.so"
     assert with_jemalloc(env) == env
+
+
+def test_advice_names_the_preload_when_jemalloc_is_installed_but_not_loaded(jemalloc):
+    # this pytest process was not started by the buxiban command, so it runs on glibc
+    from buxiban.allocator import advice, jemalloc_loaded
+
+    if jemalloc_loaded():
+        pytest.skip("pytest itself runs on jemalloc here")
+    note = advice()
+    assert f"LD_PRELOAD={jemalloc}" in note and "apt-get" not in note

@@ -1,5 +1,6 @@
 """Two processes (gloo, CPU) with the same global batch compute the same losses as one."""
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,15 @@ import torch
 from buxiban.train.rundir import read_manifest, read_metrics
 
 from conftest import chat_record, write_jsonl
+
+
+def run_launched(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a (possibly torchrun-launched) training command; on failure show where each rank was
+    (faulthandler prints the Python stack of a process that aborts) and what it had printed."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    assert done.returncode == 0, done.stdout[-1500:] + "\n" + done.stderr[-3000:]
+    return done
 
 
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
@@ -23,9 +33,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
                           "  learning_rate: 5.0e-3\n  precision: fp32\n  eval_every: 2\n")
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                     "--master_port", str(29400 + processes)] if processes > 1 else [sys.executable]
-        done = subprocess.run(launcher + ["-m", "buxiban.cli", "train", str(config), "--quiet"],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_launched(launcher + ["-m", "buxiban.cli", "train", str(config), "--quiet"])
         metrics = read_metrics(out)
         losses[processes] = ([m["loss"] for m in metrics if "loss" in m], [m["val_loss"] for m in metrics if "val_loss" in m])
         assert read_manifest(out)["status"] == "complete"
@@ -51,12 +59,10 @@ def test_two_process_resume_restores_each_ranks_randomness(tmp_path, tiny_model_
                           "  learning_rate: 5.0e-3\n  precision: fp32\n  checkpoint_every: 3\n")
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29411",
                    "-m", "buxiban.cli", "train", str(config), "--quiet"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_launched(command)
         if name == "resumed":  # as if killed after the step-3 checkpoint: train steps 4-6 again from it
             (out / "buxiban-run.json").write_text((out / "buxiban-run.json").read_text().replace('"complete"', '"running"'))
-            done = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, done.stderr[-3000:]
+            done = run_launched(command + ["--resume"])
             assert "resuming from" in done.stdout
         adapters[name] = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     for key, tensor in adapters["whole"].items():
@@ -68,9 +74,7 @@ def _launch(tmp_path, name: str, body: str, processes: int, port: int, *extra: s
     config.write_text(body.format(out=tmp_path / name))
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]
                 if processes > 1 else [sys.executable])
-    done = subprocess.run(launcher + ["-m", "buxiban.cli", "train", str(config), "--quiet", *extra],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_launched(launcher + ["-m", "buxiban.cli", "train", str(config), "--quiet", *extra])
     return tmp_path / name
 
 
@@ -100,3 +104,18 @@ def test_sharded_training_matches_one_process_and_resumes(tmp_path, tiny_model_d
     assert final_one.keys() == final_two.keys()
     for key, tensor in final_one.items():
         assert torch.allclose(tensor, final_two[key], atol=1e-5), key
+
+
+def test_a_launched_process_ends_without_the_interpreter_teardown(tmp_path):
+    """Gloo's threads sometimes abort a finished rank during teardown (cli.end_launched_process): a
+    process launched as one of N must leave through os._exit with the command's exit code, after its
+    output is flushed, so no teardown code (atexit here) runs."""
+    data = write_jsonl(tmp_path / "train.jsonl", [chat_record("Hello?", "Hi.")])
+    probe = ("import atexit, sys; atexit.register(lambda: print('teardown ran')); "
+             f"sys.argv = ['buxiban', 'data', 'check', {str(data)!r}]; from buxiban.cli import main; main()")
+    for world_size, teardown in (("2", False), ("1", True)):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "WORLD_SIZE": world_size, "BUXIBAN_ALLOCATOR": "system"})
+        assert done.returncode == 0, done.stderr
+        assert "1 examples" in done.stdout, done.stdout  # flushed before os._exit
+        assert ("teardown ran" in done.stdout) is teardown, (world_size, done.stdout)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 
+from ..train.rundir import write_json_atomic, write_text_atomic
 from .compare import EvalResult
 from .systems import FINE_TUNED
 
@@ -210,7 +210,7 @@ def write_reports(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, html_path = out_dir / "eval.json", out_dir / "eval.md", out_dir / "eval.html"
-    json_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    md_path.write_text(markdown_report(result), encoding="utf-8")
-    html_path.write_text(html_report(result), encoding="utf-8")
+    write_json_atomic(json_path, result.to_dict())
+    write_text_atomic(md_path, markdown_report(result))
+    write_text_atomic(html_path, html_report(result))
     return json_path, md_path, html_path

@@ -41,14 +41,19 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Readers (eval, a dashboard) never see a half-written manifest."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers (eval, a dashboard, a comparison of versions) never see a half-written file, and a crash
+    mid-write leaves the previous version in place."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:
