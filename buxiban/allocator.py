@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 LIBRARY = "libjemalloc.so.2"
-SEARCHED = ("/usr/lib/*-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")  # as scripts/setup.sh
+SEARCHED = ("/usr/lib/*-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
 CHOICE = "BUXIBAN_ALLOCATOR"
 
 
@@ -74,3 +74,7 @@ def advice() -> str | None:
                 f"LD_PRELOAD={path} (the buxiban command does this itself): {gain}")
     return ("note: glibc's malloc holds on to freed activations and peak memory grows over the run; install "
             f"jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and buxiban uses it: {gain}")
+
+
+if __name__ == "__main__":  # scripts/setup.sh asks this before the environment exists: exit 1 when missing
+    sys.exit(0 if jemalloc_path() else 1)

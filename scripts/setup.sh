@@ -30,15 +30,7 @@ apt_install() {  # apt_install PACKAGE...: quiet, as root or with password-less 
     rm -f "$log"
     return 1
 }
-has_jemalloc() {  # the places buxiban/allocator.py looks
-    local path
-    for path in /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2 \
-            /usr/local/lib/libjemalloc.so.2; do
-        [ -f "$path" ] && return 0
-    done
-    return 1
-}
-if [ "$(uname -s)" = Linux ] && ! has_jemalloc; then
+if [ "$(uname -s)" = Linux ] && ! "$PYTHON" buxiban/allocator.py; then  # looks where buxiban will look
     echo "setup: installing jemalloc (apt-get)"
     apt_install libjemalloc2 || echo "warning: could not install libjemalloc2 (needs Debian or Ubuntu, and root or" \
         "password-less sudo); training works without it but peaks higher" >&2

@@ -48,11 +48,30 @@ def last_step(out) -> int:
     return max(steps, default=0)
 
 
-def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
-    reference_out, killed_out = tmp_path / "reference", tmp_path / "killed"
-    reference = launch(write_config(tmp_path, tiny_model_dir, reference_out))
+@pytest.fixture(scope="module")
+def reference_out(tmp_path_factory, tiny_model_dir):
+    """The uninterrupted run every killed-and-resumed one must match bit for bit."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    out = tmp_path / "reference"
+    reference = launch(write_config(tmp_path, tiny_model_dir, out))
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    return out
 
+
+def assert_same_run(reference_out, resumed_out, when: str) -> None:
+    expected = load_file(str(reference_out / "adapter" / "adapter_model.safetensors"))
+    actual = load_file(str(resumed_out / "adapter" / "adapter_model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert expected[name].equal(actual[name]), f"{name} differs after resume ({when})"
+    reference_losses = [(m["step"], m["loss"]) for m in read_metrics(reference_out) if "loss" in m]
+    resumed_losses = [(m["step"], m["loss"]) for m in read_metrics(resumed_out) if "loss" in m]
+    assert resumed_losses == reference_losses  # the metrics log has each step once, with the same numbers
+    assert read_manifest(resumed_out)["status"] == "complete"
+
+
+def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir, reference_out):
+    killed_out = tmp_path / "killed"
     kill_at = random.Random(os.getpid()).randint(20, STEPS - 20)
     config = write_config(tmp_path, tiny_model_dir, killed_out)
     victim = launch(config)
@@ -68,15 +87,48 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir):
     resumed = launch(config, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert "resuming from" in resumed.stdout.read()
-    expected = load_file(str(reference_out / "adapter" / "adapter_model.safetensors"))
-    actual = load_file(str(killed_out / "adapter" / "adapter_model.safetensors"))
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        assert expected[name].equal(actual[name]), f"{name} differs after resume (killed at step {kill_at})"
-    reference_losses = [(m["step"], m["loss"]) for m in read_metrics(reference_out) if "loss" in m]
-    resumed_losses = [(m["step"], m["loss"]) for m in read_metrics(killed_out) if "loss" in m]
-    assert resumed_losses == reference_losses  # the metrics log has each step once, with the same numbers
-    assert read_manifest(killed_out)["status"] == "complete"
+    assert_same_run(reference_out, killed_out, f"killed at step {kill_at}")
+
+
+# The checkpoint of step 14 (the second) stops between writing its files and its completion marker
+# and announces it; `main` with arguments never re-executes itself, so the patch stays in force.
+PAUSED_IN_CHECKPOINT = """
+import pathlib, sys, time
+import buxiban.train.checkpoint as checkpoint
+real_fsync = checkpoint._fsync_file
+def paused(path):
+    if path.parent.name.startswith("step-00000014.tmp-"):
+        pathlib.Path(sys.argv[2]).write_text(str(path.parent))
+        time.sleep(600)
+    real_fsync(path)
+checkpoint._fsync_file = paused
+from buxiban.cli import main
+sys.exit(main(["train", sys.argv[1], "--quiet"]))
+"""
+
+
+def test_kill_9_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path, tiny_model_dir, reference_out):
+    killed_out = tmp_path / "killed"
+    config = write_config(tmp_path, tiny_model_dir, killed_out)
+    mark = tmp_path / "writing"
+    victim = subprocess.Popen([sys.executable, "-c", PAUSED_IN_CHECKPOINT, str(config), str(mark)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not mark.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert victim.poll() is None, victim.stderr.read()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    half_written = killed_out / "checkpoints" / mark.read_text().rsplit("/", 1)[-1]
+    assert (half_written / "trainable.safetensors").is_file() and not (half_written / "COMPLETE").exists()
+    finished = [p.name for p in (killed_out / "checkpoints").iterdir() if (p / "COMPLETE").is_file()]
+    assert finished == ["step-00000007"]  # read, not complete_checkpoints(): that would clean up for the resume
+
+    resumed = launch(config, "--resume")  # no cleanup by hand
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert "resuming from" in (said := resumed.stdout.read()) and "step-00000007" in said, said
+    assert not half_written.exists()
+    assert_same_run(reference_out, killed_out, "killed while writing the step-14 checkpoint")
 
 
 def tiny_run(tiny_model_dir, tiny_chat_file, out, *extra):
