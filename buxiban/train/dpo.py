@@ -104,10 +104,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
                 loss_sum += (losses * weight).sum().item()
                 margin_sum += ((chosen_rewards - rejected_rewards) * weight).sum().item()
                 right += ((chosen_rewards > rejected_rewards) * weight).sum().item()
-            grad_norm = run.clip_gradients()
-            rate = run.set_learning_rate(step)
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
+            grad_norm, rate = run.optimizer_step(step)
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_pairs
             run.log_step(step, loss=round(train_loss, 5), margin=round(run.world.sum(margin_sum) / step_pairs, 5),

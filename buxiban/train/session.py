@@ -209,19 +209,20 @@ class TrainRun:
 
     # --- each step ------------------------------------------------------------------------------
 
-    def set_learning_rate(self, step: int) -> float:
+    def optimizer_step(self, step: int) -> tuple[float, float]:
+        """Sum gradients across processes (FSDP already has), clip their global norm, take the step at
+        this step's learning rate and clear them; returns (gradient norm before clipping, rate)."""
         t = self.config.train
+        if not self.sharded:
+            self.world.sum_gradients(self.params)
+        limit = t.max_grad_norm if t.max_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, limit))
         rate = learning_rate(step, self.total_steps, t.learning_rate, self.warmup_steps, t.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
-        return rate
-
-    def clip_gradients(self) -> float:
-        """Sum gradients across processes (FSDP already has), then clip their global norm."""
-        if not self.sharded:
-            self.world.sum_gradients(self.params)
-        limit = self.config.train.max_grad_norm
-        return float(torch.nn.utils.clip_grad_norm_(self.params, limit if limit > 0 else float("inf")))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, rate
 
     def log_step(self, step: int, **values: Any) -> None:
         if self.metrics is not None:

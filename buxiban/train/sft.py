@@ -78,10 +78,7 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
                 loss_sum += summed.item()
                 if bool((batch["labels"] != IGNORE_INDEX).any()):  # a placeholder row is not real work
                     real_tokens += real_token_count(batch)
-            grad_norm = run.clip_gradients()
-            rate = run.set_learning_rate(step)
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
+            grad_norm, rate = run.optimizer_step(step)
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_tokens
             trained_tokens += step_tokens  # already summed over processes
