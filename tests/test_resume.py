@@ -6,13 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from buxiban.config import load_config
 from buxiban.errors import RunDirError
-from buxiban.train.checkpoint import complete_checkpoints
+from buxiban.train.checkpoint import COMPLETE, complete_checkpoints
 from buxiban.train.rundir import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
@@ -119,9 +120,9 @@ def test_kill_9_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path,
     assert victim.poll() is None, victim.stderr.read()
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    half_written = killed_out / "checkpoints" / mark.read_text().rsplit("/", 1)[-1]
-    assert (half_written / "trainable.safetensors").is_file() and not (half_written / "COMPLETE").exists()
-    finished = [p.name for p in (killed_out / "checkpoints").iterdir() if (p / "COMPLETE").is_file()]
+    half_written = Path(mark.read_text())
+    assert (half_written / "trainable.safetensors").is_file() and not (half_written / COMPLETE).exists()
+    finished = [p.name for p in (killed_out / "checkpoints").iterdir() if (p / COMPLETE).is_file()]
     assert finished == ["step-00000007"]  # read, not complete_checkpoints(): that would clean up for the resume
 
     resumed = launch(config, "--resume")  # no cleanup by hand
