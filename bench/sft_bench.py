@@ -93,7 +93,7 @@ CHECKPOINTING = {"ckpt": "true", "selective": "selective"}  # by the mode's last
 
 def run_buxiban(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
     from buxiban.config import load_config
-    from buxiban.train.rundir import read_metrics
+    from buxiban.runs import read_metrics
     from buxiban.train.sft import train_sft
 
     data = workdir / "final_turn.jsonl"
@@ -111,7 +111,7 @@ def run_buxiban(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
                                 f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}", *extra])
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
-    from buxiban.train.rundir import load_trained
+    from buxiban.runs.load import load_trained
 
     model, tokenizer, _ = load_trained(out)
     return {"seconds": result.seconds, "tokens": result.tokens_per_second * result.seconds, "losses": losses,

@@ -9,7 +9,8 @@ import torch
 
 from buxiban.cli import main
 from buxiban.config import load_config
-from buxiban.train.rundir import MANIFEST, load_trained
+from buxiban.runs import MANIFEST
+from buxiban.runs.load import load_trained
 from buxiban.train.sft import train_sft
 
 from conftest import CHATML, chat_record, write_jsonl
@@ -299,7 +300,7 @@ def test_embedded_model_with_a_short_lora_exports_to_gguf_that_answers_the_same(
     assert "f16" in capsys.readouterr().out
 
     trained, tokenizer, manifest = load_trained(run)
-    messages = [{"role": "system", "content": manifest["default_system_prompt"]},
+    messages = [{"role": "system", "content": manifest.default_system_prompt},
                 {"role": "user", "content": "Is there a deposit for the City plan?"}]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     gguf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=out.name)

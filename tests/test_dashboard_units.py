@@ -8,14 +8,15 @@ import json
 import pytest
 
 from buxiban.adapters.registry import Registry
-from buxiban.cli_serve import dashboard_url
+from buxiban.cli.serve import dashboard_url
 from buxiban.errors import ServeError
 from buxiban.serve.app import ServeSettings, check_dashboard_paths
 from buxiban.serve.datareport import histogram, split_marked
-from buxiban.serve.runs import discover, find, finished_checkpoints, read_metrics_since, summary
+from buxiban.runs.checkpoints import finished_checkpoints
+from buxiban.serve.runs import discover, find, read_metrics_since, summary
 from buxiban.serve.safety import is_open
 from buxiban.serve.store import Store
-from buxiban.train.rundir import MANIFEST
+from buxiban.runs import MANIFEST
 
 
 def fake_run(run_dir, status="complete", **manifest):

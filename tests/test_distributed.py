@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from buxiban.train.rundir import read_manifest, read_metrics
+from buxiban.runs import read_manifest, read_metrics
 
 from conftest import chat_record, write_jsonl
 
@@ -36,7 +36,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
         run_launched(launcher + ["-m", "buxiban.cli", "train", str(config), "--quiet"])
         metrics = read_metrics(out)
         losses[processes] = ([m["loss"] for m in metrics if "loss" in m], [m["val_loss"] for m in metrics if "val_loss" in m])
-        assert read_manifest(out)["status"] == "complete"
+        assert read_manifest(out).status == "complete"
     (one, one_val), (two, two_val) = losses[1], losses[2]
     assert len(one) == len(two) == 4 and len(one_val) == len(two_val) == 2
     for a, b in zip(one + one_val, two + two_val):

@@ -5,7 +5,7 @@ from buxiban.config import load_config
 from buxiban.errors import ConfigError
 from buxiban.train.dpo import train_dpo
 from buxiban.train.losses import dpo_loss
-from buxiban.train.rundir import read_manifest, read_metrics
+from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
 from conftest import write_jsonl
@@ -46,7 +46,7 @@ def test_dpo_after_sft_raises_the_margin(tiny_model_dir, tiny_chat_file, tmp_pat
     steps = [m for m in read_metrics(out) if "margin" in m]
     assert steps[0]["margin"] == pytest.approx(0.0, abs=1e-4)  # its own reference, dropout off
     manifest = read_manifest(out)
-    assert manifest["status"] == "complete" and manifest["dpo"]["from_run"] == str(sft)
+    assert manifest.status == "complete" and manifest.dpo["from_run"] == str(sft)
     assert (out / "reference_logps.pt").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
 
 

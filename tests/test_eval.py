@@ -253,7 +253,7 @@ def test_chat_with_a_run_answers(tiny_run, capsys):
 
 
 def test_interactive_chat_keeps_history_and_resets(tiny_model_dir, monkeypatch, capsys):
-    from buxiban.serve.chat import ChatSession
+    from buxiban.cli.chat_session import ChatSession
 
     opened = []
     original = ChatSession.open.__func__

@@ -101,7 +101,7 @@ def test_training_data_chat_and_eval_build_the_same_rag_prompt(tiny_model_dir, t
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from buxiban.rag.augment import augment_records
-    from buxiban.serve.chat import ChatSession
+    from buxiban.cli.chat_session import ChatSession
 
     embedder = FakeEmbedder()
     build_index(write_docs(tmp_path / "docs"), tmp_path / "index.db", embedder=embedder)

@@ -10,7 +10,8 @@ from buxiban.models.adapt import check_adapter_supported, make_trainable
 from buxiban.models.load import load_model, resolve
 from buxiban.train.batching import collate
 from buxiban.train.losses import summed_token_loss
-from buxiban.train.rundir import load_trained, read_manifest, read_metrics
+from buxiban.runs import read_manifest, read_metrics
+from buxiban.runs.load import load_trained
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -109,7 +110,7 @@ def test_every_method_trains_saves_and_loads_back(tiny_model_dir, tmp_path, adap
     train_sft(tiny_config(tiny_model_dir, data, out, f"adapter={adapter}", "freeze.layers=1", "train.max_steps=3",
                           "train.batch_size=4", "train.learning_rate=1e-3"), progress=False, log=lambda _: None)
     manifest = read_manifest(out)
-    assert manifest["weights"] == weights and manifest["adapter"] == adapter
+    assert manifest.weights == weights and manifest.adapter == adapter
     model, _, _ = load_trained(out)
     base = load_model(resolve(str(tiny_model_dir)))
     trained_weights = dict(model.named_parameters())
@@ -126,8 +127,8 @@ def test_mixing_general_data_is_recorded(tiny_model_dir, tiny_chat_file, tmp_pat
     said = []
     train_sft(tiny_config(tiny_model_dir, tiny_chat_file, out, "train.max_steps=1", "mix.general=builtin",
                           "mix.ratio=0.5"), progress=False, log=said.append)
-    assert read_manifest(out)["data"]["mix"] == {"general": "builtin", "ratio": 0.5, "examples": 4}
-    assert read_manifest(out)["data"]["train"]["examples"] == 8
+    assert read_manifest(out).data["mix"] == {"general": "builtin", "ratio": 0.5, "examples": 4}
+    assert read_manifest(out).data["train"]["examples"] == 8
     assert any("mixed 4 general examples into 4" in line for line in said)
 
 

@@ -43,7 +43,7 @@ def test_plan_on_twenty_examples_warns_and_says_what_to_do(tiny_model_dir, twent
 
 def test_plan_json_is_consistent_with_the_training_loop(tiny_model_dir, twenty, tmp_path, capsys):
     from buxiban.config import load_config
-    from buxiban.train.rundir import read_manifest
+    from buxiban.runs import read_manifest
     from buxiban.train.sft import train_sft
 
     train, test = twenty
@@ -65,7 +65,7 @@ def test_plan_json_is_consistent_with_the_training_loop(tiny_model_dir, twenty, 
                                 "train.precision=fp32", "train.threads=1"])
     result = train_sft(config, progress=False, log=lambda _: None)
     assert result.steps == time["steps"]  # the schedule the estimate scaled by is the one training ran
-    assert read_manifest(run)["data"]["train"]["examples"] == time["train_examples"]
+    assert read_manifest(run).data["train"]["examples"] == time["train_examples"]
 
 
 def test_plan_rejects_bad_options_before_loading_anything(tiny_model_dir, twenty, capsys):

@@ -137,7 +137,7 @@ def test_rag_errors_name_the_problem(tiny_encoder_dir, tmp_path, capsys):
 def test_chat_session_puts_retrieved_documents_in_the_prompt(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from buxiban.serve.chat import ChatSession
+    from buxiban.cli.chat_session import ChatSession
 
     embedder = FakeEmbedder()
     build_index(write_docs(tmp_path / "docs"), tmp_path / "index.db", embedder=embedder)

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from buxiban.config import load_config
 from buxiban.errors import RunDirError
-from buxiban.train.checkpoint import COMPLETE, complete_checkpoints
-from buxiban.train.rundir import read_manifest, read_metrics
+from buxiban.runs.checkpoints import COMPLETE
+from buxiban.train.checkpoint import complete_checkpoints
+from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -68,7 +69,7 @@ def assert_same_run(reference_out, resumed_out, when: str) -> None:
     reference_losses = [(m["step"], m["loss"]) for m in read_metrics(reference_out) if "loss" in m]
     resumed_losses = [(m["step"], m["loss"]) for m in read_metrics(resumed_out) if "loss" in m]
     assert resumed_losses == reference_losses  # the metrics log has each step once, with the same numbers
-    assert read_manifest(resumed_out)["status"] == "complete"
+    assert read_manifest(resumed_out).status == "complete"
 
 
 def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir, reference_out):
@@ -82,7 +83,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir, reference
     assert victim.poll() is None, "training finished before it could be killed"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert read_manifest(killed_out)["status"] == "running"  # a kill -9 leaves no chance to say anything
+    assert read_manifest(killed_out).status == "running"  # a kill -9 leaves no chance to say anything
     assert complete_checkpoints(killed_out), "no checkpoint was written before the kill"
 
     resumed = launch(config, "--resume")
@@ -193,9 +194,9 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, tiny_model_dir, tiny_ch
                        progress=False, log=said.append)
     manifest = read_manifest(out)
     assert result.steps < 60 and any("early stopping" in line for line in said)
-    assert manifest["best_step"] < result.steps
+    assert manifest.best_step < result.steps
     val = {m["step"]: m["val_loss"] for m in read_metrics(out) if "val_loss" in m}
-    assert manifest["best_val_loss"] == min(val.values())
+    assert manifest.best_val_loss == min(val.values())
 
 
 def test_resume_never_deletes_a_finished_run(tmp_path, tiny_model_dir, tiny_chat_file):
@@ -204,4 +205,4 @@ def test_resume_never_deletes_a_finished_run(tmp_path, tiny_model_dir, tiny_chat
     train_sft(config, progress=False, log=lambda _: None)
     with pytest.raises(RunDirError, match="holds a finished run and no checkpoint"):
         train_sft(config, progress=False, log=lambda _: None, resume="auto")
-    assert read_manifest(out)["status"] == "complete" and (out / "adapter").is_dir()
+    assert read_manifest(out).status == "complete" and (out / "adapter").is_dir()

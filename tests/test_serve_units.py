@@ -170,6 +170,7 @@ def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(
     from types import SimpleNamespace
 
     from buxiban.adapters.registry import AdapterEntry
+    from buxiban.runs import Manifest
     from buxiban.serve.pool import ModelPool
 
     pool = SimpleNamespace(source=SimpleNamespace(fingerprint="sha256:base", name="tiny"))
@@ -179,7 +180,7 @@ def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(
     def problem(**manifest):
         manifest = {"status": "complete", "weights": "adapter", "adapter": "lora",
                     "base_model": {"fingerprint": "sha256:base", "name": "tiny"}, **manifest}
-        return ModelPool.unservable(pool, AdapterEntry("x", tmp_path, 0.0, manifest))
+        return ModelPool.unservable(pool, AdapterEntry("x", tmp_path, 0.0, Manifest.from_dict(manifest)))
 
     assert problem() is None
     assert f"buxiban serve --model {tmp_path / 'model'}" in problem(weights="model", adapter="full")

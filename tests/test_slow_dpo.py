@@ -12,7 +12,8 @@ from buxiban.eval.compare import split_prompt
 from buxiban.eval.generate import generate_answers
 from buxiban.eval.metrics import exact_match
 from buxiban.train.dpo import train_dpo
-from buxiban.train.rundir import load_trained, read_metrics
+from buxiban.runs import read_metrics
+from buxiban.runs.load import load_trained
 from buxiban.train.sft import train_sft
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "yunshan"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_embedded_model_answers_a_general_question():
-    from buxiban.serve.chat import ChatSession
+    from buxiban.cli.chat_session import ChatSession
 
     session = ChatSession.open(model="embedded", max_new_tokens=20)
     assert "paris" in session.ask("What is the capital of France?").lower()

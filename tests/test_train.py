@@ -5,7 +5,7 @@ import pytest
 from buxiban.cli import main
 from buxiban.config import load_config
 from buxiban.errors import DataError, RunDirError
-from buxiban.train.rundir import read_manifest, read_metrics
+from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -29,11 +29,11 @@ def test_training_lowers_the_loss_and_writes_a_complete_run(tiny_model_dir, tiny
     assert result.val_loss is not None and result.val_loss < first / 3
 
     manifest = read_manifest(out)
-    assert manifest["status"] == "complete"
-    assert manifest["base_model"]["kind"] == "local"
-    assert manifest["data"]["train"]["sha256"].startswith("sha256:")
-    assert manifest["data"]["train"]["examples"] == 4
-    assert manifest["default_system_prompt"] == "You are the assistant of Yunshan Cycles."
+    assert manifest.status == "complete"
+    assert manifest.base_model.kind == "local"
+    assert manifest.data["train"]["sha256"].startswith("sha256:")
+    assert manifest.data["train"]["examples"] == 4
+    assert manifest.default_system_prompt == "You are the assistant of Yunshan Cycles."
     assert (out / "config.yaml").read_text().count("max_steps: 40") == 1
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 8
@@ -55,7 +55,7 @@ def test_an_earlier_run_is_never_overwritten_by_accident(tiny_model_dir, tiny_ch
     train_sft(config, progress=False, log=lambda _: None)
     with pytest.raises(RunDirError, match="--overwrite"):
         train_sft(config, progress=False, log=lambda _: None)
-    assert read_manifest(out)["status"] == "complete"
+    assert read_manifest(out).status == "complete"
 
 
 def test_bad_data_fails_before_the_model_loads_and_names_the_line(tiny_chat_file, tmp_path):
@@ -74,7 +74,7 @@ def test_over_length_examples_are_skipped_with_a_warning(tiny_model_dir, tmp_pat
     result = train_sft(tiny_config(tiny_model_dir, data, tmp_path / "run", "train.max_steps=1", "data.max_length=64"),
                        progress=False, log=said.append)
     assert any(f"{data}:2" in line and "over data.max_length=64" in line for line in said)
-    assert read_manifest(result.run_dir)["data"]["train"]["examples"] == 1
+    assert read_manifest(result.run_dir).data["train"]["examples"] == 1
 
 
 def test_cli_train_prints_a_summary(tiny_model_dir, tiny_chat_file, tmp_path, capsys):

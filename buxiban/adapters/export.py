@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterError
-from ..train.rundir import write_json_atomic
+from ..runs import write_json_atomic
 from .gguf_export import GGUF_TYPES, check_architecture, write_gguf
 from .merge import EXPORT_RECORD, RunRef, base_config, export_record, merged_model, prepare_output, publish_directory, write_merged
 
@@ -38,8 +38,8 @@ def served_base(ref: RunRef) -> str:
     """What vLLM should load as the base: the hub ID for hub models, else the local directory the
     run was trained on (for the embedded model, its converted safetensors copy, which is exactly
     the weights the adapter was trained against, not the hub's unquantized original)."""
-    base = ref.manifest.get("base_model", {})
-    return base.get("spec", "") if base.get("kind") == "hub" else base.get("path") or base.get("spec", "")
+    base = ref.manifest.base_model
+    return base.spec if base.kind == "hub" else base.path or base.spec
 
 
 def check_peft_exportable(ref: RunRef) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import AdapterError
-from ..train.rundir import MANIFEST
+from ..runs import MANIFEST, is_run_dir
 from .merge import RunRef
 from .registry import AdapterEntry, Registry
 
@@ -44,15 +45,15 @@ def describe(ref: RunRef) -> dict[str, Any]:
     """Base model identity, the key config, data hashes, final metrics and eval scores of a run."""
     m = ref.manifest
     return {
-        "name": ref.name, "run_dir": str(ref.run_dir), "status": m.get("status"),
-        "method": m.get("method", "sft"), "adapter": ref.adapter, "weights": ref.weights,
-        "base_model": m.get("base_model", {}),
-        "config": key_config(ref.run_dir, ref.adapter, m.get("method", "sft")),
-        "data_hashes": m.get("data_hashes", {}),
-        "parameters": m.get("parameters", {}),
-        "metrics": {key: m.get(key) for key in ("steps", "final_train_loss", "final_val_loss", "best_val_loss",
-                                                "best_step", "tokens_per_second", "train_seconds")},
-        "created": m.get("created"), "finished": m.get("finished"),
+        "name": ref.name, "run_dir": str(ref.run_dir), "status": m.status,
+        "method": m.method, "adapter": ref.adapter, "weights": ref.weights,
+        "base_model": asdict(m.base_model),
+        "config": key_config(ref.run_dir, ref.adapter, m.method),
+        "data_hashes": m.data_hashes,
+        "parameters": m.parameters,
+        "metrics": {key: getattr(m, key) for key in ("steps", "final_train_loss", "final_val_loss", "best_val_loss",
+                                                     "best_step", "tokens_per_second", "train_seconds")},
+        "created": m.created, "finished": m.finished,
         "eval": eval_summary(ref.run_dir),
     }
 
@@ -63,7 +64,7 @@ def deletable_run_dir(entry: AdapterEntry, registry: Registry) -> Path:
     run_dir = entry.run_dir
     if run_dir.is_symlink() or not run_dir.is_dir():
         raise AdapterError(f"{run_dir} is not a directory (missing or a link); forget the name without --delete-files")
-    if not (run_dir / MANIFEST).is_file():
+    if not is_run_dir(run_dir):
         raise AdapterError(f"{run_dir} is not a buxiban run directory (no {MANIFEST}); refusing to delete it. "
                            "Forget the name without --delete-files and delete the files yourself if you mean to")
     resolved = run_dir.resolve()

@@ -15,12 +15,12 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterError, RunDirError
-from ..train.rundir import MANIFEST, read_manifest, write_json_atomic
+from ..runs import MANIFEST, Manifest, is_run_dir, read_manifest, write_json_atomic
 from .registry import NAME_PATTERN, Registry
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -32,7 +32,7 @@ class RunRef:
     """A run picked by registered name or by directory, with its manifest."""
 
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     name: str | None = None
 
     @property
@@ -41,11 +41,11 @@ class RunRef:
 
     @property
     def adapter(self) -> str:
-        return self.manifest.get("adapter", "lora")
+        return self.manifest.adapter
 
     @property
     def weights(self) -> str:
-        return self.manifest.get("weights", "adapter")
+        return self.manifest.weights
 
 
 def resolve_run(name_or_run: str, registry: Registry | None = None, require_complete: bool = True) -> RunRef:
@@ -55,7 +55,7 @@ def resolve_run(name_or_run: str, registry: Registry | None = None, require_comp
     path = Path(name_or_run).expanduser()
     registry = registry or Registry()
     could_be_name = bool(NAME_PATTERN.match(name_or_run)) and ".." not in name_or_run
-    if (path / MANIFEST).is_file():
+    if is_run_dir(path):
         ref = RunRef(path.resolve(), read_manifest(path))
     elif could_be_name and (not path.exists() or _is_registered(registry, name_or_run)):
         entry = registry.get(name_or_run)  # an unknown name fails here, listing the known ones
@@ -63,8 +63,8 @@ def resolve_run(name_or_run: str, registry: Registry | None = None, require_comp
     else:
         raise AdapterError(f"'{name_or_run}' is neither a buxiban run directory (no {MANIFEST}) nor a registered "
                            "adapter name; pass the output_dir of `buxiban train` or a name from `buxiban adapters list`")
-    if require_complete and ref.manifest.get("status") != "complete":
-        raise AdapterError(f"{ref.run_dir} did not finish training (status: {ref.manifest.get('status')}); "
+    if require_complete and not ref.manifest.complete:
+        raise AdapterError(f"{ref.run_dir} did not finish training (status: {ref.manifest.status}); "
                            "only complete runs can be merged or exported")
     return ref
 
@@ -79,7 +79,7 @@ def _is_registered(registry: Registry, name: str) -> bool:
 
 def merged_model(ref: RunRef):
     """The run's model with every trained change inside its own weights, and its tokenizer."""
-    from ..train.rundir import load_trained
+    from ..runs.load import load_trained
 
     try:
         model, tokenizer, _ = load_trained(ref.run_dir)
@@ -93,7 +93,7 @@ def merged_model(ref: RunRef):
 
 def base_config(ref: RunRef) -> dict[str, Any]:
     """The base model's config.json as recorded by the run, or {} when it is no longer on disk."""
-    config = Path(ref.manifest.get("base_model", {}).get("path", "")) / "config.json"
+    config = Path(ref.manifest.base_model.path) / "config.json"
     try:
         return json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -126,7 +126,7 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 def export_record(ref: RunRef, fmt: str, **extra: Any) -> dict[str, Any]:
     """Where an exported artifact came from, so it stays self-describing after it leaves the run."""
     return {"format": fmt, "run_dir": str(ref.run_dir), "name": ref.name, "adapter": ref.adapter,
-            "base_model": ref.manifest.get("base_model", {}), "data_hashes": ref.manifest.get("data_hashes", {}),
+            "base_model": asdict(ref.manifest.base_model), "data_hashes": ref.manifest.data_hashes,
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 
 

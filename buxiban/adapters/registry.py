@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterError, RunDirError
-from ..train.rundir import read_manifest, write_json_atomic
+from ..runs import Manifest, read_manifest, write_json_atomic
 
 # OpenAI's fine-tuned names look like ft:gpt-4o-mini:org:suffix:id, hence ':' is allowed. No '/',
 # no leading dot and no '..': a name becomes a file name and must never leave the registry.
@@ -45,29 +45,29 @@ class AdapterEntry:
     name: str
     run_dir: Path
     registered: float
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def base_model(self) -> str:
-        return self.manifest.get("base_model", {}).get("name", "?")
+        return self.manifest.base_model.name
 
     @property
     def base_spec(self) -> str:
-        return self.manifest.get("base_model", {}).get("spec", "")
+        return self.manifest.base_model.spec
 
     @property
     def weights(self) -> str:
         """adapter (LoRA/DoRA), model (full) or trained.safetensors (freeze)."""
-        return self.manifest.get("weights", "adapter")
+        return self.manifest.weights
 
     @property
     def method(self) -> str:
-        return f"{self.manifest.get('method', 'sft')}/{self.manifest.get('adapter', 'lora')}"
+        return f"{self.manifest.method}/{self.manifest.adapter}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "run_dir": str(self.run_dir), "registered": self.registered,
                 "base_model": self.base_model, "weights": self.weights, "method": self.method,
-                "status": self.manifest.get("status")}
+                "status": self.manifest.status}
 
 
 class Registry:
@@ -85,8 +85,8 @@ class Registry:
             manifest = read_manifest(run_dir)
         except RunDirError as exc:
             raise AdapterError(str(exc)) from exc
-        if manifest.get("status") != "complete":
-            raise AdapterError(f"{run_dir} did not finish training (status: {manifest.get('status')}); "
+        if not manifest.complete:
+            raise AdapterError(f"{run_dir} did not finish training (status: {manifest.status}); "
                                "only complete runs can be registered")
         pointer = self._pointer(name)
         if pointer.exists() and not replace:
@@ -109,7 +109,7 @@ class Registry:
         try:
             manifest = read_manifest(run_dir)
         except RunDirError:
-            manifest = {"status": "missing"}  # the run was moved or deleted: still listed, so it can be removed
+            manifest = Manifest(status="missing")  # the run was moved or deleted: still listed, so it can be removed
         return AdapterEntry(data["name"], run_dir, data.get("registered", 0.0), manifest)
 
     def list(self) -> list[AdapterEntry]:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
-from ..train.rundir import file_sha256, read_manifest
+from ..runs import file_sha256, read_manifest
 from . import scoring
 from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
@@ -123,7 +123,7 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
     options = options or EvalOptions(batch_size=batch_size)
     manifest = read_manifest(run_dir)  # every input is checked before a model loads
     tests = load_test_set(test_file, limit)
-    refusal_prompts = load_refusals(options.refusals, manifest.get("default_system_prompt")) if options.refusals else []
+    refusal_prompts = load_refusals(options.refusals, manifest.default_system_prompt) if options.refusals else []
     if systems is None:
         few_shot = None
         if options.shots > 0:
@@ -141,7 +141,7 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
         systems = with_rag(list(systems), retrieval)
     prompts = [t["prompt"] for t in tests]
 
-    result = EvalResult(str(run_dir), str(test_file), manifest["base_model"]["name"], test_sha256=file_sha256(test_file),
+    result = EvalResult(str(run_dir), str(test_file), manifest.base_model.name, test_sha256=file_sha256(test_file),
                         systems=[s.to_dict() for s in systems])
     local = LocalWeights.load(run_dir) if any(s.weights for s in systems) or options.forgetting else None
     if max_new_tokens is None:

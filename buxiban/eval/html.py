@@ -7,7 +7,7 @@ import base64
 from html import escape
 from typing import Any
 
-from ..train.rundir import read_metrics
+from ..runs import read_metrics
 from .compare import EvalResult
 from .plots import loss_curves_png, scores_png
 from .report import (_columns, _interval, _score, diff_ops, forgetting_lines, kind_significance_lines, refusal_lines,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..train.rundir import MANIFEST, file_sha256
+from ..runs import MANIFEST, file_sha256, is_run_dir
 from .stats import mcnemar_exact
 from .systems import FINE_TUNED
 
@@ -28,7 +28,7 @@ def reusable_eval(run: str | Path, test_file: str | Path | None) -> dict[str, An
     run = Path(run)
     if run.is_file():
         return load_eval(run)
-    if not (run / MANIFEST).is_file():
+    if not is_run_dir(run):
         raise RunDirError(f"{run} is neither a run directory (no {MANIFEST}) nor an eval.json file")
     saved = run / "eval" / "eval.json"
     if saved.is_file() and test_file is not None:

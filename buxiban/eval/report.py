@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from ..train.rundir import write_json_atomic, write_text_atomic
+from ..runs import write_json_atomic, write_text_atomic
 from .compare import EvalResult
 from .systems import FINE_TUNED
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..runs import Manifest
 from .endpoint import Endpoint
 from .fewshot import pick_shots, with_shots
 
@@ -79,13 +80,13 @@ class LocalWeights:
     run_dir: Path
     model: Any
     tokenizer: Any
-    manifest: dict[str, Any]
+    manifest: Manifest
     _base: tuple[Any, Any] | None = field(default=None, repr=False)
     _merged: bool = False
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "LocalWeights":
-        from ..train.rundir import load_trained
+        from ..runs.load import load_trained
 
         model, tokenizer, manifest = load_trained(run_dir)
         return cls(Path(run_dir), model, tokenizer, manifest)
@@ -93,7 +94,7 @@ class LocalWeights:
     @contextmanager
     def use(self, weights: str) -> Iterator[tuple[Any, Any]]:
         if weights == FINE_TUNED:
-            if not self._merged and self.manifest.get("adapter") in ("lora", "dora") and hasattr(self.model, "merge_adapter"):
+            if not self._merged and self.manifest.adapter in ("lora", "dora") and hasattr(self.model, "merge_adapter"):
                 # folded into the weights, the adapter costs nothing per token: each layer does one
                 # matmul instead of three (switching it off for a base system later unmerges it)
                 self.model.merge_adapter()
@@ -109,7 +110,7 @@ class LocalWeights:
             if self._base is None:
                 from ..models.load import load
 
-                base, tokenizer, _ = load(self.manifest["base_model"]["spec"], self.manifest.get("trust_remote_code", False))
+                base, tokenizer, _ = load(self.manifest.base_model.spec, self.manifest.trust_remote_code)
                 base.eval()
                 self._base = (base, tokenizer)
             yield self._base

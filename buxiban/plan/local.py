@@ -152,7 +152,7 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     import transformers  # noqa: F401
 
     from ..train.packing import packs_rows
-    from ..train.rundir import read_metrics
+    from ..runs import read_metrics
     from ..train.session import available_cores
     from ..train.sft import train_sft
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..adapters.registry import Registry
 from ..errors import BuxibanError
-from ..train.rundir import MANIFEST, read_manifest
+from ..runs import is_run_dir, read_manifest
 from . import hyper
 from .store import FINAL_STATUSES, Store
 
@@ -121,7 +121,7 @@ class JobWorker:
     def run(self, job: dict) -> None:
         job_id, job_dir = job["id"], self.store.job_dir(job["id"])
         run_dir = job_dir / "run"
-        if (run_dir / MANIFEST).is_file() and read_manifest(run_dir).get("status") == "complete":
+        if is_run_dir(run_dir) and read_manifest(run_dir).complete:
             return self.succeed(job)  # finished just before a server crash: nothing to train again
         if not self.store.set_status_if(job_id, ("queued",), "running"):
             return
@@ -147,7 +147,7 @@ class JobWorker:
         code, self.process = self.process.returncode, None
         if self.stopping.is_set() or self.store.get_job(job_id)["status"] in FINAL_STATUSES:
             return
-        if code == 0 and read_manifest(run_dir).get("status") == "complete":
+        if code == 0 and read_manifest(run_dir).complete:
             return self.succeed(job)
         self.fail(job_id, "training_failed", _failure_reason(job_dir / "train.log", code))
 

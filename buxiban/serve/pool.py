@@ -101,14 +101,14 @@ class ModelPool:
         return model
 
     def unservable(self, entry) -> str | None:
-        if entry.manifest.get("status") != "complete":
+        if not entry.manifest.complete:
             return f"its run directory {entry.run_dir} is missing or unfinished"
         if entry.weights != "adapter":
-            return (f"it is a {entry.manifest.get('adapter')} run with its own weights, which cannot share this "
+            return (f"it is a {entry.manifest.adapter} run with its own weights, which cannot share this "
                     f"server's base model; serve it with `buxiban serve --model {entry.run_dir / 'model'}`"
                     if entry.weights == "model" else
-                    f"it is a {entry.manifest.get('adapter')} run; merge it first (`buxiban adapters merge`)")
-        if entry.manifest.get("base_model", {}).get("fingerprint") != self.source.fingerprint:
+                    f"it is a {entry.manifest.adapter} run; merge it first (`buxiban adapters merge`)")
+        if entry.manifest.base_model.fingerprint != self.source.fingerprint:
             return f"it was trained on {entry.base_model}, not on this server's base model {self.source.name}"
         if not (entry.run_dir / "adapter" / "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickle
             return f"{entry.run_dir / 'adapter'} holds no adapter_model.safetensors"

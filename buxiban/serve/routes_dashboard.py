@@ -104,7 +104,8 @@ def _run_file(run: found.FoundRun, part: str) -> Path | None:
     if run.job:
         path = run.run_dir.parent / f"{part}.jsonl"
     else:
-        path = Path(found.manifest_of(run.run_dir).get("data", {}).get(part, {}).get("path") or "")
+        manifest = found.manifest_of(run.run_dir)
+        path = Path((manifest.data_path(part) if manifest else None) or "")
     return path if path.name and path.is_file() else None
 
 
@@ -131,7 +132,8 @@ async def start_eval(request: Request):
     state = _state(request)
     body = await read_json(request)
     run = found.find(_runs(request), required_string(body, "id"))
-    if found.manifest_of(run.run_dir).get("status") != "complete":
+    manifest = found.manifest_of(run.run_dir)
+    if manifest is None or not manifest.complete:
         raise ServeError(f"{run.name} has not finished training; evaluate it once it is complete", "id")
     test = required_string(body, "test")
     if test == "validation":
@@ -240,7 +242,7 @@ def _tokenizer(state):
 @router.get("/models")
 def models(request: Request):
     state = _state(request)
-    prompts = {entry.name: entry.manifest.get("default_system_prompt") for entry in state.registry.list()}
+    prompts = {entry.name: entry.manifest.default_system_prompt for entry in state.registry.list()}
     listed = list_models(request)["data"]
     for model in listed:
         model["buxiban"]["system_prompt"] = prompts.get(model["id"])

@@ -15,7 +15,8 @@ from fastapi.responses import Response
 from ..errors import AdapterError, ServeError
 from . import hyper
 from .requests import read_json, required_string
-from .runs import finished_checkpoints, read_metrics_since
+from ..runs.checkpoints import finished_checkpoints
+from .runs import read_metrics_since
 from .store import FINAL_STATUSES, check_file_id, new_id
 
 router = APIRouter()

@@ -20,8 +20,8 @@ from typing import Any
 from ..adapters.inventory import describe
 from ..adapters.merge import RunRef
 from ..errors import RunDirError
-from ..train.checkpoint import COMPLETE, PREFIX
-from ..train.rundir import MANIFEST, read_manifest
+from ..runs import MANIFEST, METRICS, CONFIG, Manifest, read_manifest
+from ..runs.checkpoints import finished_checkpoints
 
 SCAN_DEPTH = 2  # --runs DIR finds DIR/run and DIR/group/run
 CACHED_FILES = 64
@@ -76,18 +76,19 @@ def find(runs: list[FoundRun], run_id: str) -> FoundRun:
     raise NotFound(f"no run with id {run_id[:200]!r}; the runs page lists what this server knows", "id")
 
 
-def manifest_of(run_dir: Path) -> dict[str, Any]:
+def manifest_of(run_dir: Path) -> Manifest | None:
+    """None for a job not started yet, or a run moved away."""
     try:
         return read_manifest(run_dir)
-    except (RunDirError, json.JSONDecodeError, OSError):
-        return {}  # a job not started yet, or a run moved away
+    except (RunDirError, OSError):
+        return None
 
 
 def read_metrics_since(run_dir: Path, since: int = 0) -> dict[str, Any]:
     """metrics.jsonl lines from line `since` on, for a chart that polls. The last line is left out
     until its newline is written. A resumed run rewrites the file shorter: `reset` then tells the
     reader to drop what it holds, and every line comes again."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
@@ -101,17 +102,6 @@ def read_metrics_since(run_dir: Path, since: int = 0) -> dict[str, Any]:
         except json.JSONDecodeError:
             continue
     return {"entries": entries, "next": len(lines), "reset": reset}
-
-
-def finished_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, directory) of complete checkpoints, oldest first. Read-only: the checkpoint module's own
-    lister removes unfinished directories, which here may be the one training is writing right now."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and ".tmp-" not in p.name
-                   and (p / COMPLETE).is_file())
-    return [(int(p.name.split("-")[-1]), p) for p in found]
 
 
 def _unix(stamp: str | None) -> int | None:
@@ -170,8 +160,9 @@ def eval_headline(data: dict | None) -> dict[str, Any] | None:
 def summary(run: FoundRun, store) -> dict[str, Any]:
     """One row of the runs table."""
     manifest, job = manifest_of(run.run_dir), run.job
-    status = job["status"] if job else manifest.get("status", "missing")
-    data = manifest.get("data", {}).get("train", {})
+    recorded = manifest or Manifest(status="missing")
+    status = job["status"] if job else recorded.status
+    data = recorded.data.get("train") or {}
     train_file = {"name": Path(data["path"]).name, "examples": data.get("examples")} if data.get("path") else None
     if job:
         try:
@@ -179,19 +170,19 @@ def summary(run: FoundRun, store) -> dict[str, Any]:
             train_file = {"name": row["filename"], "examples": row["examples"]}
         except Exception:  # the upload was deleted; the job trained on its own copy
             train_file = train_file or {"name": job["training_file"], "examples": None}
-    if manifest.get("status") == "complete":
-        losses = {"step": manifest.get("steps"), "train_loss": manifest.get("final_train_loss"),
-                  "best_val_loss": manifest.get("best_val_loss"), "best_step": manifest.get("best_step")}
+    if recorded.complete:
+        losses = {"step": recorded.steps, "train_loss": recorded.final_train_loss,
+                  "best_val_loss": recorded.best_val_loss, "best_step": recorded.best_step}
     else:  # live: read from the metrics log
         losses = _losses(read_metrics_since(run.run_dir)["entries"])
-    method = (f"{manifest.get('method', 'sft')}/{manifest.get('adapter', 'lora')}" if manifest
+    method = (f"{recorded.method}/{recorded.adapter}" if manifest
               else f"{'dpo' if job and job['method']['type'] == 'dpo' else 'sft'}/lora")
     return {"id": run.id, "name": run.name, "source": run.source, "adapter": run.adapter, "status": status,
-            "method": method, "base_model": manifest.get("base_model", {}).get("name") or (job or {}).get("model"),
-            "data": train_file, "created": (job or {}).get("created_at") or _unix(manifest.get("created")),
-            "finished": (job or {}).get("finished_at") or _unix(manifest.get("finished")),
-            "total_steps": (job or {}).get("total_steps") or manifest.get("steps"), **losses,
-            "error": (job or {}).get("error") or manifest.get("error"), "eval": eval_headline(read_eval(run.run_dir))}
+            "method": method, "base_model": (manifest.base_model.name if manifest else None) or (job or {}).get("model"),
+            "data": train_file, "created": (job or {}).get("created_at") or _unix(recorded.created),
+            "finished": (job or {}).get("finished_at") or _unix(recorded.finished),
+            "total_steps": (job or {}).get("total_steps") or recorded.steps, **losses,
+            "error": (job or {}).get("error") or recorded.error, "eval": eval_headline(read_eval(run.run_dir))}
 
 
 def detail(run: FoundRun, store) -> dict[str, Any]:
@@ -204,11 +195,11 @@ def detail(run: FoundRun, store) -> dict[str, Any]:
                    data_hashes=described["data_hashes"], base=described["base_model"], weights=described["weights"])
     elif run.job:  # not started yet: what the job will train with
         out.update(config={f"job.{k}": v for k, v in (run.job["hyperparameters"] or {}).items()})
-    config_path = run.run_dir / "config.yaml"
+    config_path = run.run_dir / CONFIG
     out["config_yaml"] = config_path.read_text(encoding="utf-8") if config_path.is_file() else None
     losses = {m.get("step"): m.get("loss") for m in read_metrics_since(run.run_dir)["entries"] if "loss" in m}
     out["checkpoints"] = [{"step": step, "saved": int(path.stat().st_mtime), "train_loss": losses.get(step)}
                           for step, path in reversed(finished_checkpoints(run.run_dir))]
     out["run_dir"] = str(run.run_dir)
-    out["default_system_prompt"] = manifest.get("default_system_prompt")
+    out["default_system_prompt"] = manifest.default_system_prompt if manifest else None
     return out

@@ -23,13 +23,7 @@ import numpy as np
 import torch
 
 from ..models.adapt import load_trainable_state
-
-COMPLETE = "COMPLETE"
-PREFIX = "step-"
-
-
-def checkpoint_root(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
+from ..runs.checkpoints import COMPLETE, STAGING, checkpoint_name, checkpoint_root, is_complete_checkpoint
 
 
 def _fsync_file(path: Path) -> None:
@@ -68,8 +62,8 @@ def save_checkpoint(run_dir: Path, step: int, trained: dict[str, torch.Tensor], 
 
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
+    final = root / checkpoint_name(step)
+    staging = Path(tempfile.mkdtemp(prefix=final.name + STAGING, dir=root))
     save_file(trained, str(staging / "trainable.safetensors"))
     torch.save(optimizer_state, staging / "optimizer.pt")
     torch.save(rng_states or [rng_state()], staging / "rng.pt")
@@ -97,7 +91,7 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     for path in sorted(root.iterdir()):
         if not path.is_dir():
             continue
-        if path.name.startswith(PREFIX) and ".tmp-" not in path.name and (path / COMPLETE).is_file():
+        if is_complete_checkpoint(path):
             found.append(path)
         else:
             shutil.rmtree(path, ignore_errors=True)

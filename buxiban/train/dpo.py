@@ -23,7 +23,7 @@ from ..errors import DataError, Problem, RunDirError
 from .batching import batch_stream, collate
 from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
-from .rundir import read_manifest
+from ..runs import read_manifest
 from .session import TrainResult, TrainRun, start_run
 
 REFERENCE_FILE = "reference_logps.pt"
@@ -54,7 +54,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
 
     run = start_run(config, resume, force, overwrite, progress, log)
     if init_adapter is not None:
-        sft_base = read_manifest(config.dpo.from_run)["base_model"]["fingerprint"]
+        sft_base = read_manifest(config.dpo.from_run).base_model.fingerprint
         if sft_base != run.source.fingerprint:
             raise RunDirError(f"dpo.from_run {config.dpo.from_run} was trained on another base model than "
                               f"model={config.model}; set model to that run's base model")
@@ -126,9 +126,9 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
 def _sft_adapter(config: RunConfig) -> Path:
     run_dir = Path(config.dpo.from_run)
     manifest = read_manifest(run_dir)
-    if manifest.get("status") != "complete" or manifest.get("weights", "adapter") != "adapter":
+    if not manifest.complete or manifest.weights != "adapter":
         raise RunDirError(f"dpo.from_run needs a finished LoRA/DoRA run; {run_dir} is "
-                          f"{manifest.get('status')} with {manifest.get('weights', 'adapter')}")
+                          f"{manifest.status} with {manifest.weights}")
     return run_dir / "adapter"
 
 

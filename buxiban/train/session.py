@@ -23,13 +23,14 @@ from ..models.adapt import (check_adapter_supported, count_parameters, load_trai
                             quantization_config, save_trained, store_frozen_linears_in, trainable_state)
 from ..models.load import load_model, load_tokenizer, resolve
 from .batching import collate
+from ..runs import CONFIG, Manifest, file_sha256, is_run_dir, prepare_run_dir, read_manifest, write_manifest
+from ..runs.checkpoints import is_complete_checkpoint
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from .distributed import World, init_world
 from .dropout import use_masked_dropout
 from .flops import utilization
 from .packing import collate_packed, packs_rows, use_varlen_attention
 from .recompute import checkpointing_kwargs
-from .rundir import MANIFEST, file_sha256, prepare_run_dir, read_manifest, write_json_atomic
 from .schedule import learning_rate
 from .sharding import full_model_state, full_optimizer_state, shard_model
 from .tracking import MetricsLog, check_trackers
@@ -103,7 +104,7 @@ class TrainRun:
     params: list = field(default_factory=list)
     optimizer: Any = None
     metrics: MetricsLog | None = None
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest | None = None
     start_step: int = 0
     total_steps: int = 0
     steps_per_epoch: int = 1
@@ -123,7 +124,7 @@ class TrainRun:
     # --- setting up -----------------------------------------------------------------------------
 
     def build(self, train_examples: int, examples_per_step: int, init_adapter: Path | None = None,
-              extra_manifest: dict | None = None) -> None:
+              extra_manifest: dict[str, Any] | None = None) -> None:
         """Load the model, make it trainable, set up the optimizer and schedule; restore a checkpoint."""
         config, t = self.config, self.config.train
         model = load_model(self.source, config.trust_remote_code, quantization=quantization_config(config.adapter))
@@ -158,17 +159,17 @@ class TrainRun:
             self.evals_since_best = state.get("evals_since_best", 0)
             self.history = [tuple(h) for h in state.get("history", [])]
             self.manifest = read_manifest(self.out)
-            self.manifest.update(status="running", resumed_from=self.resume_path.name)
+            self.manifest.status, self.manifest.resumed_from = "running", self.resume_path.name
             self.log(f"resuming from {self.resume_path} at step {self.start_step} of {self.total_steps}")
         else:
-            self.manifest = {
-                "format": 1, "status": "running", "method": config.method, "adapter": config.adapter,
+            self.manifest = Manifest.from_dict({
+                "status": "running", "method": config.method, "adapter": config.adapter,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "base_model": self.source.identity(),
                 "trust_remote_code": config.trust_remote_code, "data_hashes": data_hashes(config),
-                "parameters": {"trainable": trainable, "total": total}, **(extra_manifest or {})}
+                "parameters": {"trainable": trainable, "total": total}, **(extra_manifest or {})})
         if self.world.is_main:
-            (self.out / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
-            write_json_atomic(self.out / MANIFEST, self.manifest)
+            (self.out / CONFIG).write_text(config_to_yaml(config), encoding="utf-8")
+            write_manifest(self.out, self.manifest)
             self.metrics = MetricsLog(self.out / "metrics.jsonl", self.start_step if self.resume_path else None,
                                       t.tracking, self.out, _flatten(config.to_dict()))
         self.log(f"{config.method} with {config.adapter} on {self.source.name}: {trainable:,} of {total:,} parameters "
@@ -305,10 +306,13 @@ class TrainRun:
         full_state = full_model_state(self.model) if self.sharded else None
         if self.world.is_main:
             saved = save_trained(self.model, self.tokenizer, self.config.adapter, self.out, full_state)
-            self.manifest.update(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), steps=steps_done,
-                                 train_seconds=round(seconds, 1), weights=saved, best_val_loss=None if self.best_val is None else round(self.best_val, 5),
-                                 best_step=self.best_step, **final)
-            write_json_atomic(self.out / MANIFEST, self.manifest)
+            m = self.manifest
+            m.status, m.finished, m.steps = "complete", time.strftime("%Y-%m-%dT%H:%M:%S%z"), steps_done
+            m.train_seconds, m.weights, m.best_step = round(seconds, 1), saved, self.best_step
+            m.best_val_loss = None if self.best_val is None else round(self.best_val, 5)
+            for key, value in final.items():
+                setattr(m, key, value)
+            write_manifest(self.out, m)
             self.metrics.close()
         self.world.barrier()
         self.world.close()
@@ -317,9 +321,9 @@ class TrainRun:
     def fail(self, exc: BaseException) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.world.is_main and self.manifest:
-            self.manifest.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-            write_json_atomic(self.out / MANIFEST, self.manifest)
+        if self.world.is_main and self.manifest is not None:
+            self.manifest.status, self.manifest.error = "failed", f"{type(exc).__name__}: {exc}"
+            write_manifest(self.out, self.manifest)
         if self.metrics is not None:
             self.metrics.close(failed=True)
 
@@ -353,19 +357,19 @@ def start_run(config: RunConfig, resume: str | None = None, force: bool = False,
 def _resume_point(config: RunConfig, out: Path, resume: str, force: bool, log) -> Path | None:
     path = latest_checkpoint(out) if resume == "auto" else Path(resume)
     if path is None:
-        if (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete":
+        if is_run_dir(out) and read_manifest(out).complete:
             raise RunDirError(f"{out} holds a finished run and no checkpoint: nothing to resume "
                               "(train into a new output_dir, or pass --overwrite to start over)")
         log(f"no complete checkpoint in {out}: starting from the beginning")
         return None
-    if not (path / "COMPLETE").is_file():
+    if not is_complete_checkpoint(path):
         raise RunDirError(f"{path} is not a complete checkpoint; use --resume auto to pick the newest complete one")
     run_dir = path.parent.parent
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    saved = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
     before, after = _flatten(saved), _flatten(config.to_dict())
     changes = [f"  {key}: {before.get(key)!r} → {after.get(key)!r}" for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) and key not in RESUME_MAY_CHANGE]
-    old_hashes = read_manifest(run_dir).get("data_hashes", {})
+    old_hashes = read_manifest(run_dir).data_hashes
     new_hashes = data_hashes(config)
     changes += [f"  {key}: the file's content changed ({old_hashes.get(key, 'none')[:19]}… → {new_hashes.get(key, 'none')[:19]}…)"
                 for key in sorted(set(old_hashes) | set(new_hashes)) if old_hashes.get(key) != new_hashes.get(key)]
@@ -378,7 +382,7 @@ def _resume_point(config: RunConfig, out: Path, resume: str, force: bool, log) -
 
 
 def _check_same_base(out: Path, source, force: bool) -> None:
-    saved = read_manifest(out)["base_model"]["fingerprint"]
+    saved = read_manifest(out).base_model.fingerprint
     if saved != source.fingerprint and not force:
         raise RunDirError(f"refusing to resume: the base model {source.spec} is not the one this run started with "
                           f"({saved[:19]}… → {source.fingerprint[:19]}…); pass --force to resume anyway")

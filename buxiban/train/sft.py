@@ -19,7 +19,7 @@ from ..errors import DataError, Problem
 from .batching import batch_stream, within_token_budget
 from .losses import summed_token_loss
 from .packing import real_token_count, to_device
-from .rundir import file_sha256
+from ..runs import file_sha256
 from .session import TrainResult, TrainRun, start_run
 
 

@@ -31,8 +31,8 @@ def add_plan_commands(commands) -> None:
 
 
 def cmd_plan(args) -> int:
-    from .plan.build import PlanOptions, build_plan
-    from .plan.report import format_plan
+    from ..plan.build import PlanOptions, build_plan
+    from ..plan.report import format_plan
 
     options = PlanOptions(train=args.train, test=args.test, model=args.model, method=args.method, config=args.config,
                           overrides=args.overrides, target=args.target, epochs=args.epochs, shots=args.shots,

@@ -51,8 +51,8 @@ def add_rag_commands(commands) -> None:
 
 
 def cmd_augment(args) -> int:
-    from .rag.augment import augment_file
-    from .rag.retrieve import RagIndex
+    from ..rag.augment import augment_file
+    from ..rag.retrieve import RagIndex
 
     report = augment_file(args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed, args.counterfactual)
     print(f"{report.with_documents} of {report.records} conversations now carry {args.k} retrieved chunks; wrote {args.out}")
@@ -64,7 +64,7 @@ def cmd_augment(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from .rag.index import build_index
+    from ..rag.index import build_index
 
     report = build_index(args.docs, args.out, embedder_spec=args.embedder, chunk_tokens=args.chunk_tokens,
                          overlap=args.overlap, bm25=args.bm25)
@@ -82,7 +82,7 @@ def cmd_index(args) -> int:
 def cmd_query(args) -> int:
     import time
 
-    from .rag.retrieve import RagIndex
+    from ..rag.retrieve import RagIndex
 
     index = RagIndex(args.index)
     index.embedder.load_weights()  # so the time printed is the query's, as a running server would see it
@@ -106,8 +106,8 @@ def cmd_query(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .rag.recall import read_questions, recall_at_k
-    from .rag.retrieve import RagIndex
+    from ..rag.recall import read_questions, recall_at_k
+    from ..rag.retrieve import RagIndex
 
     questions = read_questions(args.questions)
     report = recall_at_k(RagIndex(args.index), questions, args.k, hybrid=False if args.dense else None)

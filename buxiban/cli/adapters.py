@@ -64,7 +64,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_list(args) -> int:
-    from .adapters.registry import Registry
+    from ..adapters.registry import Registry
 
     entries = Registry().list()
     if args.json:
@@ -74,14 +74,14 @@ def cmd_list(args) -> int:
         print("no adapters registered; add one with: buxiban adapters add NAME RUN_DIR")
         return 0
     rows = [["NAME", "BASE MODEL", "METHOD", "WEIGHTS", "RUN DIR", "STATUS"]]
-    rows += [[e.name, e.base_model, e.method, e.weights, str(e.run_dir), str(e.manifest.get("status"))] for e in entries]
+    rows += [[e.name, e.base_model, e.method, e.weights, str(e.run_dir), e.manifest.status] for e in entries]
     print(_table(rows))
     return 0
 
 
 def cmd_show(args) -> int:
-    from .adapters.inventory import describe
-    from .adapters.merge import resolve_run
+    from ..adapters.inventory import describe
+    from ..adapters.merge import resolve_run
 
     info = describe(resolve_run(args.adapter, require_complete=False))
     if args.json:
@@ -113,7 +113,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from .adapters.registry import Registry
+    from ..adapters.registry import Registry
 
     entry = Registry().register(args.name, args.run, replace=args.replace)
     print(f"registered {entry.name} -> {entry.run_dir} ({entry.method}, base {entry.base_model})")
@@ -121,8 +121,8 @@ def cmd_add(args) -> int:
 
 
 def cmd_rm(args) -> int:
-    from .adapters.inventory import remove
-    from .adapters.registry import Registry
+    from ..adapters.inventory import remove
+    from ..adapters.registry import Registry
 
     entry, deleted = remove(Registry(), args.name, delete_files=args.delete_files)
     kept = f"deleted {entry.run_dir}" if deleted else f"its files stay in {entry.run_dir}"
@@ -136,8 +136,8 @@ def cmd_merge(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .adapters.export import export
-    from .adapters.merge import resolve_run
+    from ..adapters.export import export
+    from ..adapters.merge import resolve_run
 
     ref = resolve_run(args.adapter)
     result = export(ref, args.fmt, args.out, gguf_type=args.gguf_type, dtype=args.dtype, overwrite=args.overwrite)

@@ -32,11 +32,11 @@ class ChatSession:
 
             run = str(Registry().get(adapter).run_dir)
         if run:
-            from ..train.rundir import load_trained
+            from ..runs.load import load_trained
 
             loaded, tokenizer, manifest = load_trained(run)
-            system = system if system is not None else manifest.get("default_system_prompt")
-            return cls(loaded, tokenizer, f"run {run} ({manifest['base_model']['name']} + adapter)", system, max_new_tokens)
+            system = system if system is not None else manifest.default_system_prompt
+            return cls(loaded, tokenizer, f"run {run} ({manifest.base_model.name} + adapter)", system, max_new_tokens)
         from ..models.load import load
 
         loaded, tokenizer, source = load(model)

@@ -1,4 +1,4 @@
-"""The run directory: a self-describing record of one training run.
+"""The files of a run directory, a self-describing record of one training run:
 
     config.yaml          the resolved config (every default filled in)
     buxiban-run.json     manifest: status, base model identity, data hashes, timings, final metrics
@@ -21,8 +21,9 @@ from typing import Any
 
 from ..errors import RunDirError
 
+CONFIG = "config.yaml"
 MANIFEST = "buxiban-run.json"
-RUN_FORMAT = 1
+METRICS = "metrics.jsonl"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -67,46 +68,8 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a buxiban run directory (no {MANIFEST}); pass the output_dir of `buxiban train`")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_trained(run_dir: str | Path):
-    """Base model with the run's adapter attached, its tokenizer, and the manifest."""
-    from peft import PeftModel
-
-    from ..models.load import load
-
-    manifest = read_manifest(run_dir)
-    if manifest.get("status") != "complete":
-        raise RunDirError(f"{run_dir} did not finish training (status: {manifest.get('status')}); train it again")
-    base_spec = manifest["base_model"]["spec"]
-    trust = manifest.get("trust_remote_code", False)
-    weights = manifest.get("weights", "adapter")
-    if weights == "model":  # full fine-tuning: the run holds a whole model directory
-        model, tokenizer, _ = load(str(Path(run_dir) / "model"), trust)
-        return model, tokenizer, manifest
-    model, tokenizer, source = load(base_spec, trust)
-    if source.fingerprint != manifest["base_model"]["fingerprint"]:
-        raise RunDirError(f"the base model '{base_spec}' on this machine differs from the one {run_dir} was trained on "
-                          f"({source.fingerprint[:19]}… vs {manifest['base_model']['fingerprint'][:19]}…)")
-    if weights == "adapter":
-        model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
-    else:  # freeze: the trained blocks on top of the base
-        from safetensors.torch import load_file
-
-        from ..models.adapt import load_trainable_state
-
-        load_trainable_state(model, load_file(str(Path(run_dir) / weights)))
-    model.eval()
-    return model, tokenizer, manifest

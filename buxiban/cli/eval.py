@@ -80,9 +80,9 @@ def cmd_eval(args) -> int:
     if problems:
         print("error: " + "\n  ".join(problems), file=sys.stderr)
         return EXIT_USAGE
-    from .eval.compare import EvalOptions, evaluate_run
-    from .eval.endpoint import parse_endpoint
-    from .eval.report import terminal_summary, write_reports
+    from ..eval.compare import EvalOptions, evaluate_run
+    from ..eval.endpoint import parse_endpoint
+    from ..eval.report import terminal_summary, write_reports
 
     options = EvalOptions(shots=args.shots, train_file=args.train, endpoints=[parse_endpoint(s) for s in args.endpoint],
                           judge=parse_endpoint(args.judge, named=False) if args.judge else None, refusals=args.refusals,
@@ -103,9 +103,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .errors import RunDirError
-    from .eval.compare import EvalOptions, evaluate_run
-    from .eval.iterate import compare_evals, comparison_markdown, reusable_eval
+    from ..errors import RunDirError
+    from ..eval.compare import EvalOptions, evaluate_run
+    from ..eval.iterate import compare_evals, comparison_markdown, reusable_eval
 
     evaluations = []
     for run in args.compare:
@@ -132,7 +132,7 @@ def cmd_compare(args) -> int:
 
 
 def _fine_tuned_only():
-    from .eval.systems import FINE_TUNED, System
+    from ..eval.systems import FINE_TUNED, System
 
     return [System(FINE_TUNED, FINE_TUNED, "the fine-tuned model, the test prompt as is")]
 

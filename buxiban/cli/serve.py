@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import ServeError
+from ..errors import ServeError
 
 API_KEY_ENV = "BUXIBAN_API_KEY"
 
@@ -36,8 +36,8 @@ def add_serve_commands(commands) -> None:
 
 
 def settings_from_args(args):
-    from .serve.app import ServeSettings
-    from .serve.safety import Limits
+    from ..serve.app import ServeSettings
+    from ..serve.safety import Limits
 
     adapters = _named(args.adapter, "--adapter", "NAME=RUN_DIR")
     rag = _named(args.rag, "--rag", "NAME=INDEX (e.g. docs=docs.db)")
@@ -65,8 +65,8 @@ def _named(items: list[str], flag: str, shape: str) -> dict[str, str]:
 
 
 def cmd_serve(args) -> int:
-    from .serve.app import serve
-    from .serve.safety import check_bind
+    from ..serve.app import serve
+    from ..serve.safety import check_bind
 
     settings = settings_from_args(args)
     check_bind(settings.host, settings.api_key)  # before minutes of model loading

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import DataError, ModelLoadError, Problem
+from ..errors import DataError, ModelLoadError, Problem
 
 EXIT_PROBLEMS = 1
 
@@ -65,13 +65,13 @@ def _model_arguments(parser) -> None:
 
 
 def _tokenizer(spec: str):
-    from .models.load import load_tokenizer, resolve
+    from ..models.load import load_tokenizer, resolve
 
     return load_tokenizer(resolve(spec))
 
 
 def cmd_check(args) -> int:
-    from .data.check import check_file
+    from ..data.check import check_file
 
     tokenizer, note = None, ""
     try:
@@ -133,7 +133,7 @@ def _spread_line(name: str, spread: dict) -> str:
 
 
 def cmd_show(args) -> int:
-    from .data.show import show_examples
+    from ..data.show import show_examples
 
     color = not args.no_color and sys.stdout.isatty()
     for block in show_examples(args.file, _tokenizer(args.model), args.n, color):
@@ -142,7 +142,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_redact(args) -> int:
-    from .data.pii import redact_file
+    from ..data.pii import redact_file
 
     try:
         totals, lines, problems = redact_file(args.input, args.output)
@@ -156,7 +156,7 @@ def cmd_redact(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .data.convert import convert
+    from ..data.convert import convert
 
     records, problems = convert(args.input, args.fmt, args.system)
     if not records:
@@ -170,7 +170,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .data.split import split_file
+    from ..data.split import split_file
 
     try:
         ratios = [float(x) for x in args.ratios.split(",")]
@@ -182,7 +182,7 @@ def cmd_split(args) -> int:
 
 
 def cmd_mix(args) -> int:
-    from .data.mix import mix_files
+    from ..data.mix import mix_files
 
     counts = mix_files(args.train, args.output, args.general, args.ratio, args.seed)
     print(f"{counts['train']} training + {counts['general']} general = {counts['total']} examples in {args.output}")
