@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -63,34 +62,23 @@ class Calibration:
 
 
 def run_data(config, tokenizer) -> RunData:
-    """The training and validation examples exactly as train_sft builds them."""
-    from ..data.mix import BUILTIN, builtin_general_path, mix_records
-    from ..data.prepare import prepare
-    from ..data.records import load_chat_jsonl
-    from ..data.split import hash_split
+    """The training and validation examples of the run, built by train's own code."""
+    from ..train.datasets import sft_conversations, sft_datasets
 
-    train = load_chat_jsonl(config.data.train)
-    if config.data.validation:
-        val = load_chat_jsonl(config.data.validation)
-    else:
-        train, val = hash_split(train, config.data.validation_fraction)
-    kept = list(train)
-    if config.mix.general:
-        general = load_chat_jsonl(builtin_general_path() if config.mix.general == BUILTIN else config.mix.general)
-        train, _ = mix_records(train, general, config.mix.ratio, config.mix.seed)
-    prepared = prepare(train, tokenizer, config.data.max_length, config.data.overlength)
-    val_prepared = prepare(val, tokenizer, config.data.max_length, config.data.overlength)
+    conversations = sft_conversations(config)
+    prepared, val_prepared = sft_datasets(config, conversations, tokenizer)
     if not prepared.examples:
         raise PlanError(f"no training example of {config.data.train} fits data.max_length={config.data.max_length}")
-    return RunData(kept, [len(e.input_ids) for e in prepared.examples], [e.trained_tokens for e in prepared.examples],
-                   [len(e.input_ids) for e in val_prepared.examples])
+    return RunData(conversations.company, [len(e.input_ids) for e in prepared.examples],
+                   [e.trained_tokens for e in prepared.examples], [len(e.input_ids) for e in val_prepared.examples])
 
 
 def total_steps(config, train_examples: int) -> tuple[int, int]:
-    """(steps per epoch, total steps), computed as TrainRun.build does."""
-    t = config.train
-    per_epoch = max(1, math.ceil(train_examples / (t.batch_size * t.grad_accum)))
-    return per_epoch, t.max_steps or max(1, math.ceil(t.epochs * per_epoch))
+    """(steps per epoch, total steps) of the run."""
+    from ..train.datasets import step_counts
+
+    counts = step_counts(config, train_examples)
+    return counts.steps_per_epoch, counts.total_steps
 
 
 def batch_tokens(lengths: Sequence[int], padding_free: bool) -> int:
@@ -151,8 +139,8 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     import torch  # noqa: F401  (imported before the framework size is read)
     import transformers  # noqa: F401
 
-    from ..train.packing import packs_rows
     from ..runs import read_metrics
+    from ..train.packing import packs_rows
     from ..train.session import available_cores
     from ..train.sft import train_sft
 

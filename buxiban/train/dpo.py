@@ -18,12 +18,13 @@ import torch
 from ..config import RunConfig
 from ..data.preference import PreferencePair, load_preference_jsonl
 from ..data.split import value_fraction
-from ..data.tokenize import Encoded, encode_many
+from ..data.tokenize import IGNORE_INDEX, Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
 from .batching import batch_stream, collate
 from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
 from ..runs import read_manifest
+from .packing import trained_positions
 from .session import TrainResult, TrainRun, start_run
 
 REFERENCE_FILE = "reference_logps.pt"
@@ -64,7 +65,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
         raise DataError("no preference pairs left", [Problem(config.data.train, "every pair was dropped",
                                                              fix="raise data.max_length or add pairs")])
     t = config.train
-    run.build(len(train_set), t.batch_size * t.grad_accum, init_adapter=init_adapter, extra_manifest={
+    record = run.build(len(train_set), init_adapter=init_adapter, extra_manifest={
         "data": {"train": {"path": config.data.train, "pairs": len(train_set)}, "validation": {"pairs": len(val_set)}},
         "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run, "sft_weight": config.dpo.sft_weight}})
     # The reference log-probs are taken without dropout, so the policy's must be too: with dropout on,
@@ -76,28 +77,28 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     stream = batch_stream([len(c.input_ids) + len(r.input_ids) for c, r in train_set], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)
     train_loss, val_loss, steps_done, real_tokens, trained_tokens = float("nan"), None, run.start_step, 0, 0
-    try:
+    with record:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
             micro = [indices for _, indices in itertools.islice(stream, t.grad_accum)]
             step_pairs = sum(len(indices) for indices in micro)
             loss_sum = margin_sum = right = chosen_sum = 0.0
             for indices in micro:
-                indices, stand_in = run.my_rows(indices)
-                if not indices:
+                share = run.my_share(indices)
+                if not share.rows:
                     continue
-                weight = 0.0 if stand_in else 1.0  # a stand-in row only keeps the sharded forward in step
+                indices, weight = share.rows, share.weight
                 batch = _pair_batch(train_set, indices, pad_id, run.device)
-                if not stand_in:
+                if weight:
                     real_tokens += int(batch["attention_mask"].sum())
-                    trained_tokens += int((batch["labels"][:, 1:] != -100).sum())
+                    trained_tokens += trained_positions(batch)
                 with run.autocast():
                     log_probs = run.forward(sequence_log_probs, **batch)
                 chosen, rejected = log_probs.float().chunk(2)
                 ref_chosen, ref_rejected = reference["train"][indices].to(run.device).unbind(-1)
                 losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
                 if sft_weight:  # plain DPO can lower both answers' likelihood; this holds the chosen one up
-                    chosen_tokens = (batch["labels"][: len(indices), 1:] != -100).sum(1)
+                    chosen_tokens = (batch["labels"][: len(indices), 1:] != IGNORE_INDEX).sum(1)
                     losses = losses - sft_weight * chosen / chosen_tokens
                 ((losses * weight).sum() / step_pairs).backward()
                 chosen_sum += (chosen * weight).sum().item()
@@ -117,10 +118,7 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
                     break
             if run.checkpoint_due(step):
                 run.save_checkpoint(step)
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    return run.complete(steps_done, train_loss, val_loss, real_tokens, run.world.sum(trained_tokens))
+        return run.complete(steps_done, train_loss, val_loss, real_tokens, run.world.sum(trained_tokens))
 
 
 def _sft_adapter(config: RunConfig) -> Path:

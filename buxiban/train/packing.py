@@ -81,3 +81,8 @@ def use_varlen_attention(model) -> bool:
         return False
     base.set_attn_implementation(VARLEN_ATTENTION)
     return base.config._attn_implementation == VARLEN_ATTENTION
+
+
+def trained_positions(batch: dict) -> int:
+    """Positions with a target: every label but the first of each row, and not the masked ones."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

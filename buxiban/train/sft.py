@@ -10,73 +10,54 @@ from typing import Callable
 import torch
 
 from ..config import RunConfig
-from ..data.mix import BUILTIN, builtin_general_path, mix_records
-from ..data.prepare import Prepared, prepare
-from ..data.records import load_chat_jsonl
-from ..data.split import hash_split
-from ..data.tokenize import IGNORE_INDEX, Encoded
+from ..data.prepare import Prepared
 from ..errors import DataError, Problem
-from .batching import batch_stream, within_token_budget
-from .losses import summed_token_loss
-from .packing import real_token_count, to_device
 from ..runs import file_sha256
+from .batching import batch_stream, within_token_budget
+from .datasets import sft_conversations, sft_datasets
+from .losses import summed_token_loss
+from .packing import real_token_count, to_device, trained_positions
 from .session import TrainResult, TrainRun, start_run
 
 
 def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
               resume: str | None = None, force: bool = False) -> TrainResult:
     # Data first: a malformed line must fail in seconds, before any model is touched.
-    train_conversations = load_chat_jsonl(config.data.train)
-    if config.data.validation:
-        val_conversations = load_chat_jsonl(config.data.validation)
-    else:
-        train_conversations, val_conversations = hash_split(train_conversations, config.data.validation_fraction)
-    general_used = 0
-    if config.mix.general:
-        general = load_chat_jsonl(builtin_general_path() if config.mix.general == BUILTIN else config.mix.general)
-        company = len(train_conversations)
-        train_conversations, general_used = mix_records(train_conversations, general, config.mix.ratio, config.mix.seed)
-        log(f"mixed {general_used} general examples into {company} training examples (mix.ratio={config.mix.ratio})")
-
+    conversations = sft_conversations(config, log)
     run = start_run(config, resume, force, overwrite, progress, log)
-    tokenizer = run.tokenizer
-    train_set = prepare(train_conversations, tokenizer, config.data.max_length, config.data.overlength)
-    val_set = prepare(val_conversations, tokenizer, config.data.max_length, config.data.overlength)
+    train_set, val_set = sft_datasets(config, conversations, run.tokenizer)
     _report_dropped(train_set, val_set, config.data.max_length, run.log)
     if not train_set.examples:
         raise DataError("no training examples left", [Problem(config.data.train, "every example was dropped",
                                                               fix="raise data.max_length or add data")])
     t = config.train
-    run.build(len(train_set.examples), t.batch_size * t.grad_accum, extra_manifest={
-        "data": _data_identity(config, len(train_set.examples), len(val_set.examples), general_used),
-        "default_system_prompt": most_common_system_prompt(train_conversations)})
+    record = run.build(len(train_set.examples), extra_manifest={
+        "data": _data_identity(config, len(train_set.examples), len(val_set.examples), conversations.general_used),
+        "default_system_prompt": most_common_system_prompt(conversations.train)})
 
     examples = train_set.examples
     stream = batch_stream([len(e.input_ids) for e in examples], t.batch_size, t.seed)
     stream = itertools.islice(stream, run.start_step * t.grad_accum, None)  # a resumed run skips what it trained
     real_tokens, trained_tokens, train_loss, val_loss, steps_done = 0, 0, float("nan"), None, run.start_step
-    try:
+    with record:
         for step in range(run.start_step, run.total_steps):
             run.model.train()
-            batches = []
+            batches = []  # (micro-batch, the weight its loss counts with)
             for _, indices in itertools.islice(stream, t.grad_accum):
-                rows, stand_in = run.my_rows([examples[i] for i in indices])
-                if stand_in:
-                    batches.append(run.collate([silenced(rows[0])]))
-                    continue
-                for piece in within_token_budget([len(r.input_ids) for r in rows], t.micro_batch_tokens):
-                    batches.append(run.collate([rows[i] for i in piece]))
+                share = run.my_share([examples[i] for i in indices])
+                for piece in within_token_budget([len(r.input_ids) for r in share.rows], t.micro_batch_tokens):
+                    batches.append((run.collate([share.rows[i] for i in piece]), share.weight))
             # Normalize by the trained tokens of the whole (global) step: accumulation and N processes
             # then compute exactly the update of one big batch.
-            step_tokens = run.world.sum(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
+            step_tokens = run.world.sum(sum(trained_positions(b) for b, weight in batches if weight))
             loss_sum = 0.0
-            for batch in batches:
+            for batch, weight in batches:
                 batch = to_device(batch, run.device)
                 with run.autocast():
                     summed, _ = run.forward(summed_token_loss, **batch)
-                (summed / step_tokens).backward()
-                loss_sum += summed.item()
-                if bool((batch["labels"] != IGNORE_INDEX).any()):  # a placeholder row is not real work
+                (summed * weight / step_tokens).backward()
+                if weight:  # a stand-in row is not real work
+                    loss_sum += summed.item()
                     real_tokens += real_token_count(batch)
             grad_norm, rate = run.optimizer_step(step)
             steps_done = step + 1
@@ -91,11 +72,8 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
                     break
             if run.checkpoint_due(step):
                 run.save_checkpoint(step)
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    # The output head ran on the trained positions only: the FLOPs count takes their number.
-    return run.complete(steps_done, train_loss, val_loss, real_tokens, trained_tokens)
+        # The output head ran on the trained positions only: the FLOPs count takes their number.
+        return run.complete(steps_done, train_loss, val_loss, real_tokens, trained_tokens)
 
 
 @torch.no_grad()
@@ -106,21 +84,15 @@ def validation_loss(run: TrainRun, dataset: Prepared) -> float:
     order = sorted(range(len(dataset.examples)), key=lambda i: len(dataset.examples[i].input_ids))
     size = run.config.train.batch_size
     for start in range(0, len(order), size):
-        rows, stand_in = run.my_rows([dataset.examples[i] for i in order[start:start + size]])
-        if not rows:
+        share = run.my_share([dataset.examples[i] for i in order[start:start + size]])
+        if not share.rows:
             continue
-        rows = [silenced(rows[0])] if stand_in else rows
-        batch = to_device(run.collate(rows), run.device)
+        batch = to_device(run.collate(share.rows), run.device)
         with run.autocast():
             summed, n = run.forward(summed_token_loss, **batch)
-        total += summed.item()
-        count += n
+        total += summed.item() * share.weight
+        count += n * share.weight
     return run.world.sum(total) / max(1.0, run.world.sum(count))
-
-
-def silenced(example: Encoded) -> Encoded:
-    """The same tokens with nothing to learn: a placeholder row that adds 0 to loss and gradients."""
-    return Encoded(example.input_ids, [IGNORE_INDEX] * len(example.input_ids))
 
 
 def most_common_system_prompt(conversations) -> str | None:
