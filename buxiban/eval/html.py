@@ -10,8 +10,8 @@ from typing import Any
 from ..runs import read_metrics
 from .compare import EvalResult
 from .plots import loss_curves_png, scores_png
-from .report import (_columns, _interval, _score, diff_ops, forgetting_lines, kind_significance_lines, refusal_lines,
-                     retrieval_lines, savings_lines, significance_lines)
+from .report import (diff_ops, forgetting_lines, interval_cell, kind_significance_lines, refusal_lines, retrieval_lines,
+                     savings_lines, score_cell, score_columns, significance_lines)
 from .systems import FINE_TUNED
 
 CSS = """
@@ -64,8 +64,8 @@ def _groups(title: str, groups: list[dict[str, Any]]) -> str:
 
 def html_report(result: EvalResult) -> str:
     names = result.system_names
-    columns = _columns(result)
-    summary_rows = [[_td(s)] + [_td(_score(result, s, key), True) for key, _ in columns]
+    columns = score_columns(result)
+    summary_rows = [[_td(s)] + [_td(score_cell(result, s, key), True) for key, _ in columns]
                     + [_td(result.summary[s]["n"], True), _td(f"{result.seconds.get(s, 0):.1f} s", True)] for s in names]
     parts = [f"<h1>Evaluation of {escape(result.run_dir)}</h1>",
              f"<p>Base model {escape(result.base_model)}; test set <code>{escape(result.test_file)}</code> "
@@ -114,7 +114,7 @@ def _kind_tables(result: EvalResult, names: list[str]) -> str:
     out = []
     for metric, title in (("exact_match", "exact match"), ("token_f1", "token F1")):
         rows = [[_td(kind), _td(g["n"], True)] + ([_td(f"{recall[kind]:.3f}" if kind in recall else "–", True)] if recall else [])
-                + [_td(_interval(g["intervals"].get(name, {}).get(metric)), True) for name in names]
+                + [_td(interval_cell(g["intervals"].get(name, {}).get(metric)), True) for name in names]
                 for kind, g in result.by_kind["groups"].items()]
         recall_head = [f"recall@{result.retrieval['k']}"] if recall else []
         out.append(f"<h3>{title}</h3>" + _table(["kind", "examples"] + recall_head + names, rows))

@@ -34,11 +34,11 @@ def diff_ops(answer: str, reference: str) -> list[tuple[str, str, str]]:
             for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=wanted, b=said, autojunk=False).get_opcodes()]
 
 
-def _columns(result: EvalResult) -> list[tuple[str, str]]:
+def score_columns(result: EvalResult) -> list[tuple[str, str]]:
     return [(key, title) for key, title in COLUMNS if any(key in result.summary[s] for s in result.system_names)]
 
 
-def _score(result: EvalResult, system: str, key: str) -> str:
+def score_cell(result: EvalResult, system: str, key: str) -> str:
     interval = result.intervals.get(system, {}).get(key)
     if key not in result.summary[system]:
         return "–"
@@ -49,16 +49,16 @@ def _score(result: EvalResult, system: str, key: str) -> str:
 
 def summary_table(result: EvalResult) -> str:
     """Markdown: one row per system, each score with its 95 % bootstrap interval."""
-    columns = _columns(result)
+    columns = score_columns(result)
     lines = ["| system | " + " | ".join(t for _, t in columns) + " | examples | generation time |",
              "|---|" + "---:|" * (len(columns) + 2)]
     for system in result.system_names:
-        cells = [_score(result, system, key) for key, _ in columns]
+        cells = [score_cell(result, system, key) for key, _ in columns]
         lines.append(f"| {system} | " + " | ".join(cells) + f" | {result.summary[system]['n']} | {result.seconds.get(system, 0):.1f} s |")
     return "\n".join(lines)
 
 
-def _interval(interval: dict[str, float] | None) -> str:
+def interval_cell(interval: dict[str, float] | None) -> str:
     return "–" if not interval else f"{interval['mean']:.3f} [{interval['low']:.2f}, {interval['high']:.2f}]"
 
 
@@ -73,7 +73,7 @@ def kind_table(result: EvalResult, metric: str = "exact_match") -> str:
              "|---|---:|" + ("---:|" if recall else "") + "---:|" * len(names)]
     for kind, group in result.by_kind["groups"].items():
         recall_cell = f" {recall[kind]:.3f} |" if kind in recall else (" – |" if recall else "")
-        cells = [_interval(group["intervals"].get(name, {}).get(metric)) for name in names]
+        cells = [interval_cell(group["intervals"].get(name, {}).get(metric)) for name in names]
         lines.append(f"| {kind} | {group['n']} |{recall_cell} " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

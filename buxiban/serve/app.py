@@ -6,7 +6,10 @@
     POST /v1/completions
     /v1/files                          upload (validated), list, retrieve, content, delete
     /v1/fine_tuning/jobs               create, list, retrieve, cancel, events, checkpoints
-    /ui/ and /api/...                  the dashboard and the JSON it polls (routes_dashboard.py)
+    /ui/ and /api/...                  the dashboard and the JSON it polls (dashboard/routes_dashboard.py)
+
+The routes live with their product: api/ (models and completions), tuning/ (files and jobs),
+dashboard/ (pages and their JSON); this module builds the state they share and assembles the app.
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..adapters.registry import Registry
 from ..errors import AdapterError, BuxibanError, ServeError
 from .safety import Busy, Guard, Limits, check_bind, error_body
+
+if TYPE_CHECKING:  # imported when the app is built: each loads torch, FastAPI or SQLite
+    from transformers import PreTrainedTokenizerBase
+
+    from .api.pool import ModelPool
+    from .dashboard.eval_runner import EvalQueue
+    from .tuning.database import Store
+    from .tuning.job_worker import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +55,22 @@ class ServeSettings:
 @dataclass
 class ServeState:
     settings: ServeSettings
-    store: object
+    store: Store
     registry: Registry
-    pool: object
-    worker: object
+    pool: ModelPool
+    worker: JobWorker
     started: int
-    evals: object  # evaluations started from the dashboard
+    evals: EvalQueue  # evaluations started from the dashboard
+    data_tokenizer: PreTrainedTokenizerBase | None = None  # the dashboard's own, loaded on its first data check
 
 
 def open_state(settings: ServeSettings) -> ServeState:
     """Everything the routes share. Checks come first: a bad bind or adapter fails before the model loads."""
     from ..adapters.registry import buxiban_home
-    from .evals import EvalQueue
-    from .jobs import JobWorker
-    from .pool import ModelPool
-    from .store import Store
+    from .api.pool import ModelPool
+    from .dashboard.eval_runner import EvalQueue
+    from .tuning.database import Store
+    from .tuning.job_worker import JobWorker
 
     check_bind(settings.host, settings.api_key)
     check_dashboard_paths(settings)
@@ -90,9 +103,9 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
-    from .routes_chat import router as chat_router
-    from .routes_dashboard import mount_ui, router as dashboard_router
-    from .routes_tuning import router as tuning_router
+    from .api.routes_chat import router as chat_router
+    from .dashboard.routes_dashboard import mount_ui, router as dashboard_router
+    from .tuning.routes_tuning import router as tuning_router
 
     state = state or open_state(settings)
 

@@ -1,4 +1,4 @@
-"""Files, fine-tuning jobs and their events: SQLite in WAL mode, blobs on disk.
+"""The fine-tuning database: files, jobs and their events in SQLite (WAL mode), blobs on disk.
 
     HOME/serve.db              files, jobs, events
     HOME/files/<file-id>.jsonl the uploaded bytes, exactly as sent
@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ServeError
+from ...errors import ServeError
 
 FILE_ID = re.compile(r"^file-[a-z0-9]{24}$")
 JOB_ID = re.compile(r"^ftjob-[a-z0-9]{24}$")
-JOB_STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 SCHEMA = """

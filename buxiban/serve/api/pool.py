@@ -20,11 +20,15 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..adapters.registry import Registry
-from ..errors import AdapterError, ServeError
-from .generation import BASE_ROW, GenerationRequest, generate_batch
-from .safety import Busy
+from ...adapters.registry import AdapterEntry, Registry
+from ...errors import AdapterError, ServeError
+from ..safety import Busy
+from .generation import BASE_ROW, End, Failure, GenerationRequest, generate_batch
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 log = logging.getLogger(__name__)
 MAX_BATCH_ROWS = 8  # rows generated together; on a CPU more mostly adds latency to each
@@ -45,8 +49,8 @@ def load_base_safely(spec: str):
     never remote code."""
     from transformers import AutoModelForCausalLM
 
-    from ..errors import ModelLoadError
-    from ..models.load import load_tokenizer, resolve
+    from ...errors import ModelLoadError
+    from ...models.load import load_tokenizer, resolve
 
     source = resolve(spec, trust_remote_code=False)
     if not any(Path(source.path).glob("*.safetensors")):
@@ -67,7 +71,7 @@ def load_base_safely(spec: str):
 
 class ModelPool:
     def __init__(self, spec: str, registry: Registry, queue_size: int = 16):
-        from ..eval.generate import stop_token_ids
+        from ...eval.generate import stop_token_ids
 
         self.registry = registry
         self.base, self.tokenizer, self.source = load_base_safely(spec)
@@ -76,9 +80,9 @@ class ModelPool:
         self.aliases = {self.base_id, spec, self.source.name}
         self.context = int(getattr(self.base.config, "max_position_embeddings", 0) or 2048)
         self.stop_ids = stop_token_ids(self.base, self.tokenizer)
-        self.peft = None  # the PeftModel wrapping self.base once the first adapter is attached
+        self.peft: PeftModel | None = None  # wraps self.base once the first adapter is attached
         self.attached: dict[tuple[str, str], str] = {}  # (name, run_dir) -> PEFT adapter slot
-        self.queue: queue.Queue[GenerationRequest] = queue.Queue(maxsize=queue_size)
+        self.queue: queue.Queue[GenerationRequest | None] = queue.Queue(maxsize=queue_size)  # None: stop
         self.seconds_per_request = 1.0  # running mean; feeds Retry-After
         self.served = {"requests": 0, "batches": 0}  # shown on /health: how much batching happens
         self.thread = threading.Thread(target=self._serve, name="buxiban-model", daemon=True)
@@ -86,7 +90,7 @@ class ModelPool:
 
     # --- called from request handlers (any thread): checks only, no model access ---------------
 
-    def resolve(self, model: str) -> str | None:
+    def resolve_adapter(self, model: str) -> str | None:
         """The adapter name a request's `model` selects (None: the base), or a 404 that says why."""
         if model in self.aliases:
             return None
@@ -100,7 +104,7 @@ class ModelPool:
             raise ServeError(f"the model '{model}' cannot be served here: {problem}", "model")
         return model
 
-    def unservable(self, entry) -> str | None:
+    def unservable(self, entry: AdapterEntry) -> str | None:
         if not entry.manifest.complete:
             return f"its run directory {entry.run_dir} is missing or unfinished"
         if entry.weights != "adapter":
@@ -125,7 +129,7 @@ class ModelPool:
     # --- the model thread ------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        pending: collections.deque = collections.deque()  # taken from the queue but not batchable with the last
+        pending: collections.deque[GenerationRequest | None] = collections.deque()  # taken from the queue but not batchable with the last
         while True:
             batch = self._next_batch(pending)
             if batch is None:
@@ -136,17 +140,17 @@ class ModelPool:
                 if live:
                     self._generate(live)
                 for request in batch:
-                    request.emit(("end",))
+                    request.emit(End())
             except Exception as exc:  # one bad batch must not end the thread that serves all of them
                 log.exception("generation failed")
                 for request in batch:
-                    request.emit(("error", f"{type(exc).__name__}: {exc}"))
+                    request.emit(Failure("error", f"{type(exc).__name__}: {exc}"))
             self.served["requests"] += len(batch)
             self.served["batches"] += 1
             spent = (time.perf_counter() - started) / len(batch)
             self.seconds_per_request = 0.8 * self.seconds_per_request + 0.2 * spent
 
-    def _next_batch(self, pending) -> list[GenerationRequest] | None:
+    def _next_batch(self, pending: collections.deque[GenerationRequest | None]) -> list[GenerationRequest] | None:
         """The oldest request, plus the queued ones right behind it that can share its generate call
         (same sampling settings; any adapters), up to MAX_BATCH_ROWS rows. FIFO order is kept."""
         first = pending.popleft() if pending else self.queue.get()

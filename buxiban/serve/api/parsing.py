@@ -1,12 +1,12 @@
-"""Reading OpenAI request bodies: every field checked, every refusal naming the field (`param`)."""
+"""Reading OpenAI completion requests: every field checked, every refusal naming the field (`param`).
+The body itself is read by jsonbody.read_json."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..data.records import content_text
-from ..errors import ServeError
+from ...data.records import content_text
+from ...errors import ServeError
 from .generation import MAX_STOPS, Sampling
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -16,24 +16,6 @@ DEFAULT_MAX_TOKENS = 256  # when the request sets none: long enough for an answe
 
 class ContextTooLong(ServeError):
     code = "context_length_exceeded"
-
-
-async def read_json(request) -> dict:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ServeError(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ServeError("the request body must be a JSON object")
-    return body
-
-
-def required_string(body: dict, key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise ServeError(f"'{key}' is required and must be a non-empty string", key)
-    return value
 
 
 def chat_messages(value: Any) -> list[dict[str, str]]:

@@ -7,39 +7,36 @@ import json
 import secrets
 import time
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..data.tokenize import encode_prompt
-from ..errors import ServeError
-from .generation import GenerationRequest
-from .rag import rag_request, with_documents
-from .requests import chat_messages, completion_prompt, read_json, required_string, sampling
+from ...data.tokenize import encode_prompt
+from ...errors import ServeError
+from ..jsonbody import read_json, required_string
+from .catalog import served_models
+from .generation import Delta, Failure, Finish, GenerationEvent, GenerationRequest
+from .parsing import chat_messages, completion_prompt, sampling
+from .retrieval import rag_request, with_documents
+
+if TYPE_CHECKING:
+    from .pool import ModelPool
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
 def list_models(request: Request):
-    state = request.app.state.serve
-    pool = state.pool
-    data = [{"id": pool.base_id, "object": "model", "created": state.started, "owned_by": "buxiban",
-             "buxiban": {"kind": "base", "spec": state.settings.model}}]
-    for entry in state.registry.list():
-        problem = pool.unservable(entry)
-        data.append({"id": entry.name, "object": "model", "created": int(entry.registered), "owned_by": "user",
-                     "parent": pool.base_id if not problem else entry.base_model,
-                     "buxiban": {"kind": "adapter", "servable": problem is None, "reason": problem,
-                                 "method": entry.method, "run_dir": str(entry.run_dir)}})
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": served_models(request.app.state.serve)}
 
 
 @router.get("/v1/models/{model_id:path}")
 def get_model(model_id: str, request: Request):
-    for model in list_models(request)["data"]:
+    for model in served_models(request.app.state.serve):
         if model["id"] == model_id:
             return model
-    request.app.state.serve.pool.resolve(model_id)  # raises the 404 that says what exists
+    request.app.state.serve.pool.resolve_adapter(model_id)  # raises the 404 that says what exists
     raise ServeError(f"the model '{model_id}' does not exist", "model")
 
 
@@ -70,16 +67,16 @@ async def _target(request: Request):
     body = await read_json(request)
     pool = request.app.state.serve.pool
     model = required_string(body, "model")
-    return pool, body, model, pool.resolve(model)
+    return pool, body, model, pool.resolve_adapter(model)
 
 
-async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None):
+async def _respond(pool: ModelPool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None):
     """`extra`: top-level response fields beyond OpenAI's (the retrieved sources); streamed in the first chunk."""
     settings = sampling(body, len(prompt_ids), pool.context)
     loop = asyncio.get_running_loop()
-    events: asyncio.Queue = asyncio.Queue()
+    events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
 
-    def emit(event: tuple) -> None:  # called on the model thread
+    def emit(event: GenerationEvent) -> None:  # called on the model thread
         try:
             loop.call_soon_threadsafe(events.put_nowait, event)
         except RuntimeError:  # the server is shutting down and the loop is gone: nobody is listening
@@ -96,13 +93,13 @@ async def _respond(pool, body: dict, model: str, adapter, prompt_ids: list[int],
     try:
         while True:
             event = await events.get()
-            if event[0] == "delta":
-                texts[event[1]] = texts.get(event[1], "") + event[2]
-            elif event[0] == "finish":
-                reasons[event[1]] = event[2]
-                completion_tokens += event[3]
-            elif event[0] == "error":
-                return JSONResponse({"error": {"message": event[1], "type": "server_error", "param": None,
+            if isinstance(event, Delta):
+                texts[event.choice] = texts.get(event.choice, "") + event.text
+            elif isinstance(event, Finish):
+                reasons[event.choice] = event.reason
+                completion_tokens += event.completion_tokens
+            elif isinstance(event, Failure):
+                return JSONResponse({"error": {"message": event.message, "type": "server_error", "param": None,
                                                "code": "generation_failed"}}, status_code=500)
             else:
                 break
@@ -122,7 +119,7 @@ def _choice(chat: bool, index: int, text: str, reason: str) -> dict:
     return {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
 
 
-async def _stream(job: GenerationRequest, events: asyncio.Queue, meta: dict, chat: bool, prompt_tokens: int,
+async def _stream(job: GenerationRequest, events: asyncio.Queue[GenerationEvent], meta: dict, chat: bool, prompt_tokens: int,
                   include_usage: bool, first_extra: dict):
     kind = "chat.completion.chunk" if chat else "text_completion"
     pending = dict(first_extra)  # sent once, with the first chunk, before any text
@@ -143,16 +140,16 @@ async def _stream(job: GenerationRequest, events: asyncio.Queue, meta: dict, cha
     try:
         while True:
             event = await events.get()
-            if event[0] in ("delta", "finish") and chat and event[1] not in started:
-                started.add(event[1])
-                yield chunk([piece(event[1], role=True)])
-            if event[0] == "delta":
-                yield chunk([piece(event[1], event[2])])
-            elif event[0] == "finish":
-                completion_tokens += event[3]
-                yield chunk([piece(event[1], reason=event[2])])
-            elif event[0] == "error":
-                yield "data: " + json.dumps({"error": {"message": event[1], "type": "server_error",
+            if isinstance(event, (Delta, Finish)) and chat and event.choice not in started:
+                started.add(event.choice)
+                yield chunk([piece(event.choice, role=True)])
+            if isinstance(event, Delta):
+                yield chunk([piece(event.choice, event.text)])
+            elif isinstance(event, Finish):
+                completion_tokens += event.completion_tokens
+                yield chunk([piece(event.choice, reason=event.reason)])
+            elif isinstance(event, Failure):
+                yield "data: " + json.dumps({"error": {"message": event.message, "type": "server_error",
                                                        "code": "generation_failed"}}) + "\n\n"
                 return
             else:

@@ -43,8 +43,8 @@ def split_marked(text: str, start: str = START, end: str = END) -> list[dict[str
 def preview(path: Path, label: str, tokenizer, kind: str, first: str, count: int = PREVIEW_EXAMPLES) -> list[dict[str, Any]]:
     """Chat files: the first `count` valid conversations. Preference files: the checker's own preview
     (the prompt and the chosen answer), the one view of a pair the loss masks."""
-    from ..data.check import mark_trained
-    from ..data.records import iter_chat_jsonl
+    from ...data.check import mark_trained
+    from ...data.records import iter_chat_jsonl
 
     if kind != "chat":
         return [{"where": "first pair", "segments": split_marked(first, "⟦", "⟧")}] if first else []
@@ -55,7 +55,7 @@ def preview(path: Path, label: str, tokenizer, kind: str, first: str, count: int
 
 def data_report(path: Path, label: str, tokenizer, max_length: int = 512, cache: bool = True) -> dict[str, Any]:
     """The check report as JSON, with the server's file path replaced by the name the user knows."""
-    from ..data.check import check_file
+    from ...data.check import check_file
 
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, max_length, label)

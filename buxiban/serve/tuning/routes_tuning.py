@@ -8,38 +8,25 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import AdapterError, ServeError
+from ...errors import AdapterError, ServeError
+from ...runs.checkpoints import finished_checkpoints
+from ..jsonbody import read_json, required_string
+from ..metrics_log import read_metrics_since
 from . import hyper
-from .requests import read_json, required_string
-from ..runs.checkpoints import finished_checkpoints
-from .runs import read_metrics_since
-from .store import FINAL_STATUSES, check_file_id, new_id
+from .database import FINAL_STATUSES, Store, check_file_id, new_id
+from .openai_objects import file_object, job_object, page
+
+if TYPE_CHECKING:
+    from ..app import ServeState
 
 router = APIRouter()
 PURPOSE = "fine-tune"
 LISTED_PROBLEMS = 10
-
-
-def _page(items: list[dict], after: str | None, limit: int | None, default: int) -> dict:
-    """OpenAI's cursor page: `after` is the id of the last item the client already has."""
-    limit = max(1, min(100, int(limit or default)))
-    start = 0
-    if after:
-        ids = [item["id"] for item in items]
-        start = ids.index(after) + 1 if after in ids else len(items)
-    chosen = items[start:start + limit]
-    return {"object": "list", "data": chosen, "has_more": start + limit < len(items),
-            "first_id": chosen[0]["id"] if chosen else None, "last_id": chosen[-1]["id"] if chosen else None}
-
-
-def _file_object(row: dict) -> dict:
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-            "filename": row["filename"], "purpose": row["purpose"], "status": "processed", "expires_at": None,
-            "status_details": None, "buxiban": {"kind": row["kind"], "examples": row["examples"]}}
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -67,12 +54,12 @@ async def upload_file(request: Request):
         staging.unlink(missing_ok=True)
         raise
     os.replace(staging, final)
-    return _file_object(store.add_file(file_id, filename, purpose, final.stat().st_size, kind, examples))
+    return file_object(store.add_file(file_id, filename, purpose, final.stat().st_size, kind, examples))
 
 
 def _validate_upload(path: Path, filename: str) -> tuple[str, int]:
     """The data checker, with problems located in the user's own file name."""
-    from ..data.check import check_file
+    from ...data.check import check_file
 
     report = check_file(path, tokenizer=None)
     if report.problems:
@@ -86,13 +73,13 @@ def _validate_upload(path: Path, filename: str) -> tuple[str, int]:
 @router.get("/v1/files")
 def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: int | None = None,
                order: str = "desc"):
-    rows = [_file_object(r) for r in request.app.state.serve.store.list_files(purpose)]
-    return _page(rows if order != "asc" else rows[::-1], after, limit, 10_000)
+    rows = [file_object(r) for r in request.app.state.serve.store.list_files(purpose)]
+    return page(rows if order != "asc" else rows[::-1], after, limit, 10_000)
 
 
 @router.get("/v1/files/{file_id}")
 def retrieve_file(file_id: str, request: Request):
-    return _file_object(request.app.state.serve.store.get_file(file_id))
+    return file_object(request.app.state.serve.store.get_file(file_id))
 
 
 @router.get("/v1/files/{file_id}/content")
@@ -109,21 +96,6 @@ def delete_file(file_id: str, request: Request):
 
 
 # --- fine-tuning jobs ----------------------------------------------------------------------------
-
-def job_object(job: dict) -> dict:
-    method = job["method"]
-    concrete = job["hyperparameters"] if job["status"] != "validating_files" else None
-    shown = {k: v for k, v in (concrete or method["hyperparameters"]).items() if k != "beta"}
-    return {"id": job["id"], "object": "fine_tuning.job", "created_at": job["created_at"], "model": job["model"],
-            "fine_tuned_model": job["fine_tuned_model"], "finished_at": job["finished_at"],
-            "organization_id": "org-local", "result_files": [], "seed": job["seed"], "status": job["status"],
-            "trained_tokens": job["trained_tokens"] if job["status"] == "succeeded" else None,
-            "training_file": job["training_file"], "validation_file": job["validation_file"],
-            "hyperparameters": shown, "method": hyper.method_object(method, concrete), "error": job["error"],
-            "estimated_finish": job["estimated_finish"] if job["status"] == "running" else None, "integrations": [], "metadata": job["metadata"],
-            "user_provided_suffix": job["suffix"],
-            "buxiban": {"step": job["last_step"], "total_steps": job["total_steps"]}}
-
 
 @router.post("/v1/fine_tuning/jobs")
 async def create_job(request: Request):
@@ -155,7 +127,7 @@ async def create_job(request: Request):
     return job_object(job)
 
 
-def _check_parent_model(state, model: str, kind: str) -> None:
+def _check_parent_model(state: ServeState, model: str, kind: str) -> None:
     """Jobs train this server's base model, or (DPO) continue a model fine-tuned from it."""
     base = state.pool.base_id
     try:
@@ -170,7 +142,7 @@ def _check_parent_model(state, model: str, kind: str) -> None:
         raise ServeError(f"cannot continue '{model}': {problem}", "model")
 
 
-def _check_data_file(store, file_id, key: str, kind: str) -> str:
+def _check_data_file(store: Store, file_id, key: str, kind: str) -> str:
     check_file_id(file_id)
     row = store.get_file(file_id)
     wanted = "preference" if kind == "dpo" else "chat"
@@ -184,7 +156,7 @@ def _check_data_file(store, file_id, key: str, kind: str) -> str:
 @router.get("/v1/fine_tuning/jobs")
 def list_jobs(request: Request, after: str | None = None, limit: int | None = None):
     jobs = [job_object(j) for j in request.app.state.serve.store.list_jobs()]
-    return _page(jobs, after, limit, 20)
+    return page(jobs, after, limit, 20)
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}")
@@ -210,7 +182,7 @@ def cancel_job(job_id: str, request: Request):
 def job_events(job_id: str, request: Request, after: str | None = None, limit: int | None = None):
     store = request.app.state.serve.store
     store.get_job(job_id)
-    return _page(store.list_events(job_id), after, limit, 20)
+    return page(store.list_events(job_id), after, limit, 20)
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
@@ -228,4 +200,4 @@ def job_checkpoints(job_id: str, request: Request, after: str | None = None, lim
                       "created_at": int(path.stat().st_mtime), "fine_tuning_job_id": job_id, "step_number": step,
                       "fine_tuned_model_checkpoint": f"{base}:ckpt-step-{step}",
                       "metrics": {"step": step, "train_loss": losses.get(step, {}).get("loss")}})
-    return _page(items, after, limit, 10)
+    return page(items, after, limit, 10)

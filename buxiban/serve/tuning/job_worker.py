@@ -12,37 +12,29 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from ..adapters.registry import Registry
-from ..errors import BuxibanError
-from ..runs import is_run_dir, read_manifest
+from ...adapters.registry import Registry
+from ...errors import BuxibanError
+from ...runs import is_run_dir, read_manifest
+from ..children import failure_reason, start_child
 from . import hyper
-from .store import FINAL_STATUSES, Store
+from .database import FINAL_STATUSES, Store
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
-def _die_with(server_pid: int):
-    """Runs in the child between fork and exec. PR_SET_PDEATHSIG fires when the thread that started
-    the child exits: the worker thread lives as long as the server, so that is the server's death.
-    A server that died before the prctl call took effect is caught by the parent check after it."""
+class Paced(NamedTuple):
+    """A training step and the unix time its metrics line was written."""
 
-    def arrange() -> None:
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-            if os.getppid() != server_pid:
-                os._exit(1)
-
-    return arrange
+    step: int
+    time: float
 
 
 class JobWorker:
@@ -110,7 +102,7 @@ class JobWorker:
                 return self.fail(job["id"], "invalid_file", f"the {key} {job[key]} was deleted before the job started", key)
             shutil.copyfile(self.store.file_path(job[key]), job_dir / target)
             examples = examples or row["examples"]
-        concrete = hyper.resolve(job["method"], examples)
+        concrete = hyper.resolve_auto(job["method"], examples)
         self.store.update_job(job["id"], hyperparameters=concrete, total_steps=hyper.total_steps(examples, concrete))
         if self.store.set_status_if(job["id"], ("validating_files",), "queued"):
             self.store.add_event(job["id"], f"Files validated ({examples} training examples); job queued with "
@@ -131,8 +123,8 @@ class JobWorker:
         self.store.add_event(job_id, "Resuming fine-tuning from the newest checkpoint" if resuming else "Fine-tuning started")
         command = [sys.executable, "-m", "buxiban.cli", "train", str(config), "--quiet", "--resume", "auto"]
         with (job_dir / "train.log").open("ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with(os.getpid()), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.process = start_child(command, stdout=output, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
         seen = {"train": job["last_step"], "val": job["last_step"]}
         while self.process.poll() is None:
             seen = self.record_progress(job, run_dir, seen)
@@ -149,11 +141,11 @@ class JobWorker:
             return
         if code == 0 and read_manifest(run_dir).complete:
             return self.succeed(job)
-        self.fail(job_id, "training_failed", _failure_reason(job_dir / "train.log", code))
+        self.fail(job_id, "training_failed", failure_reason(job_dir / "train.log", code))
 
     def write_config(self, job: dict, path: Path) -> None:
         """Resolved through load_config, so a bad value is caught here with the reason, not in the child."""
-        from ..config import config_to_yaml, load_config
+        from ...config import config_to_yaml, load_config
 
         from_run = None
         if job["model"] not in self.base_aliases:  # DPO on a fine-tuned model continues its adapter
@@ -171,7 +163,7 @@ class JobWorker:
             return seen
         total = job.get("total_steps") or "?"
         newest = dict(seen)
-        paced: list[tuple[int, float]] = []
+        paced: list[Paced] = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 entry = json.loads(line)
@@ -179,7 +171,7 @@ class JobWorker:
                 continue
             step = int(entry.get("step", 0))
             if "loss" in entry:
-                paced.append((step, entry.get("time", 0.0)))
+                paced.append(Paced(step, entry.get("time", 0.0)))
                 if step > seen["train"]:
                     data = {"step": step, "total_steps": total, "train_loss": entry["loss"],
                             "learning_rate": entry.get("lr"), "tokens": entry.get("tokens")}
@@ -222,20 +214,13 @@ class JobWorker:
             process.wait()
 
 
-def _estimated_finish(paced: list[tuple[int, float]], total: int | None) -> int | None:
-    """Unix time the run should end at the pace of its recent (step, time) pairs."""
-    if total is None or len(paced) < 2 or paced[-1][0] <= paced[0][0] or not paced[0][1]:
+def _estimated_finish(paced: list[Paced], total: int | None) -> int | None:
+    """Unix time the run should end at the pace of its recent steps."""
+    if total is None or len(paced) < 2:
         return None
-    per_step = (paced[-1][1] - paced[0][1]) / (paced[-1][0] - paced[0][0])
-    return int(paced[-1][1] + per_step * max(0, total - paced[-1][0]))
+    first, last = paced[0], paced[-1]
+    if last.step <= first.step or not first.time:
+        return None
+    per_step = (last.time - first.time) / (last.step - first.step)
+    return int(last.time + per_step * max(0, total - last.step))
 
-
-def _failure_reason(log_path: Path, code: int) -> str:
-    """The train command's own `error:` message when it gave one, else its last words."""
-    lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    if errors:
-        return " ".join(lines[errors[-1]:errors[-1] + 6])[:2000]
-    if code < 0:
-        return f"training was killed by signal {signal.Signals(-code).name}" + (f"; last output: {lines[-1][:500]}" if lines else "")
-    return f"training exited with status {code}" + (f"; last output: {lines[-1][:1000]}" if lines else "")

@@ -17,11 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..adapters.inventory import describe
-from ..adapters.merge import RunRef
-from ..errors import RunDirError
-from ..runs import MANIFEST, METRICS, CONFIG, Manifest, read_manifest
-from ..runs.checkpoints import finished_checkpoints
+from ...adapters.inventory import describe
+from ...adapters.merge import RunRef
+from ...adapters.registry import Registry
+from ...errors import RunDirError
+from ...runs import CONFIG, MANIFEST, Manifest, read_manifest
+from ...runs.checkpoints import finished_checkpoints
+from ..metrics_log import read_metrics_since
+from ..tuning.database import NotFound, Store
 
 SCAN_DEPTH = 2  # --runs DIR finds DIR/run and DIR/group/run
 CACHED_FILES = 64
@@ -39,7 +42,7 @@ class FoundRun:
     adapter: str | None = None  # the registered name, when it has one
 
 
-def discover(store, registry, folders: list[str | Path]) -> list[FoundRun]:
+def discover(store: Store, registry: Registry, folders: list[str | Path]) -> list[FoundRun]:
     """Every run the server knows of, newest job first, then registered names, then folders."""
     found: dict[Path, FoundRun] = {}
     for job in store.list_jobs():
@@ -71,8 +74,6 @@ def find(runs: list[FoundRun], run_id: str) -> FoundRun:
     for run in runs:
         if run.id == run_id:
             return run
-    from .store import NotFound
-
     raise NotFound(f"no run with id {run_id[:200]!r}; the runs page lists what this server knows", "id")
 
 
@@ -82,26 +83,6 @@ def manifest_of(run_dir: Path) -> Manifest | None:
         return read_manifest(run_dir)
     except (RunDirError, OSError):
         return None
-
-
-def read_metrics_since(run_dir: Path, since: int = 0) -> dict[str, Any]:
-    """metrics.jsonl lines from line `since` on, for a chart that polls. The last line is left out
-    until its newline is written. A resumed run rewrites the file shorter: `reset` then tells the
-    reader to drop what it holds, and every line comes again."""
-    path = run_dir / METRICS
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return {"entries": [], "next": 0, "reset": since > 0}
-    lines = text.split("\n")[:-1]  # whole lines only: the piece after the last newline is being written
-    reset = since > len(lines)
-    entries = []
-    for line in lines[0 if reset else since:]:
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return {"entries": entries, "next": len(lines), "reset": reset}
 
 
 def _unix(stamp: str | None) -> int | None:
@@ -157,7 +138,7 @@ def eval_headline(data: dict | None) -> dict[str, Any] | None:
             "scores": {system: summary[system].get("exact_match") for system in summary}}
 
 
-def summary(run: FoundRun, store) -> dict[str, Any]:
+def summary(run: FoundRun, store: Store) -> dict[str, Any]:
     """One row of the runs table."""
     manifest, job = manifest_of(run.run_dir), run.job
     recorded = manifest or Manifest(status="missing")
@@ -185,7 +166,7 @@ def summary(run: FoundRun, store) -> dict[str, Any]:
             "error": (job or {}).get("error") or recorded.error, "eval": eval_headline(read_eval(run.run_dir))}
 
 
-def detail(run: FoundRun, store) -> dict[str, Any]:
+def detail(run: FoundRun, store: Store) -> dict[str, Any]:
     """The run page: its row, plus hyperparameters, checkpoints and the manifest's own record."""
     out = summary(run, store)
     manifest = manifest_of(run.run_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, NamedTuple, Union
 
 MAX_STOPS = 4  # OpenAI's limit
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -37,16 +37,52 @@ class Sampling:
         return ("greedy",) if self.greedy else ("sample", self.temperature, self.top_p)
 
 
+# What a request's `emit` receives from the model thread: Delta and Finish events for each choice,
+# then End, or Failure. Each leads with its `kind`, so it also reads as the plain tuple it is.
+
+
+class Delta(NamedTuple):
+    """More text for one choice, safe to send (no half character, no part of a stop string)."""
+
+    kind: Literal["delta"]
+    choice: int
+    text: str
+
+
+class Finish(NamedTuple):
+    """One choice is done: why ("stop" or "length") and how many tokens it generated."""
+
+    kind: Literal["finish"]
+    choice: int
+    reason: str
+    completion_tokens: int
+
+
+class End(NamedTuple):
+    """Every choice of the request is done; nothing follows."""
+
+    kind: Literal["end"] = "end"
+
+
+class Failure(NamedTuple):
+    """Generation raised; nothing follows."""
+
+    kind: Literal["error"]
+    message: str
+
+
+GenerationEvent = Union[Delta, Finish, End, Failure]
+
+
 @dataclass
 class GenerationRequest:
     """What the HTTP handler queues and the model thread consumes. `emit` is thread-safe and gets
-    ("delta", choice, text), ("finish", choice, reason, completion_tokens), then ("end",) or
-    ("error", message)."""
+    Delta and Finish events for each choice, then End or Failure."""
 
     adapter: str | None  # a registered adapter name; None for the base model
     prompt_ids: list[int]
     sampling: Sampling
-    emit: Callable[[tuple], None]
+    emit: Callable[[GenerationEvent], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -97,7 +133,7 @@ class RowSink:
         if self.reason is None:
             self.reason = "stop" if self.request.cancelled.is_set() else "length"
             self._settle()
-        self.request.emit(("finish", self.choice, self.reason, len(self.ids)))
+        self.request.emit(Finish("finish", self.choice, self.reason, len(self.ids)))
 
     def _settle(self) -> None:
         """Send what was held back as a possible stop-string start, now that the row is over."""
@@ -115,7 +151,7 @@ class RowSink:
 
     def _flush(self, upto: int) -> None:
         if upto > self.sent:
-            self.request.emit(("delta", self.choice, self.text[self.sent:upto]))
+            self.request.emit(Delta("delta", self.choice, self.text[self.sent:upto]))
             self.sent = upto
 
 
@@ -157,7 +193,8 @@ def generate_batch(model, tokenizer, rows: list[tuple[GenerationRequest, int]], 
     for index, (request, _) in enumerate(rows):
         input_ids[index, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
         attention_mask[index, width - len(request.prompt_ids):] = 1
-    s = rows[0][0].sampling
+    first, _ = rows[0]
+    s = first.sampling
     sampling = ({"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if not s.greedy
                 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     extra = {"adapter_names": adapter_names} if adapter_names is not None else {}

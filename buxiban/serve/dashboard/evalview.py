@@ -7,10 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..eval.compare import EvalResult
-from ..eval.iterate import compare_evals
-from ..eval.report import _columns, diff_ops, forgetting_lines, refusal_lines, savings_lines, significance_lines
-from .runs import CACHE_LOCK, FoundRun, read_eval, remember
+from ...errors import ServeError
+from ...eval.compare import EvalResult
+from ...eval.iterate import compare_evals
+from ...eval.report import diff_ops, forgetting_lines, refusal_lines, savings_lines, score_columns, significance_lines
+from .found_runs import CACHE_LOCK, FoundRun, read_eval, remember
 
 FIELDS = {f.name for f in dataclasses.fields(EvalResult)}
 
@@ -55,7 +56,7 @@ def view(data: dict[str, Any]) -> dict[str, Any]:
                          "answers": answers})
     return {"test_file": test_name, "test_sha256": result.test_sha256, "base_model": result.base_model,
             "systems": result.systems or [{"name": name} for name in result.system_names],
-            "columns": [{"key": key, "title": title} for key, title in _columns(result)],
+            "columns": [{"key": key, "title": title} for key, title in score_columns(result)],
             "summary": result.summary, "intervals": result.intervals, "seconds": result.seconds,
             "lines": significance_lines(result) + savings_lines(result) + refusal_lines(result) + forgetting_lines(result),
             "advice": (result.errors or {}).get("advice", []), "examples": examples}
@@ -64,8 +65,6 @@ def view(data: dict[str, Any]) -> dict[str, Any]:
 def compare_runs(runs: list[FoundRun]) -> dict[str, Any]:
     """Each run's evaluation (every system, with intervals), and each later run against the first:
     the examples it fixed and broke, with the exact McNemar p-value, where both share a test file."""
-    from ..errors import ServeError
-
     evaluated = []
     for run in runs:
         data = read_eval(run.run_dir)

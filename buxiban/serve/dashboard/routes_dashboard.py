@@ -22,19 +22,26 @@ import asyncio
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import ServeError
-from . import runs as found
+from ...errors import ServeError
+from ..api.catalog import served_models
+from ..jsonbody import read_json, required_string
+from ..metrics_log import read_metrics_since
+from ..tuning.database import Store, new_id
+from ..tuning.openai_objects import job_object
+from . import found_runs as found
 from .datareport import data_report
 from .evalview import compare_runs, eval_view
-from .requests import read_json, required_string
-from .routes_chat import list_models
-from .routes_tuning import job_object
-from .store import new_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from ..app import ServeState
 
 router = APIRouter(prefix="/api")
 UI_DIR = Path(__file__).parent / "ui"
@@ -58,7 +65,7 @@ def mount_ui(app) -> None:
     app.add_api_route("/", lambda: RedirectResponse("/ui/"), include_in_schema=False)
 
 
-def _state(request: Request):
+def _state(request: Request) -> ServeState:
     return request.app.state.serve
 
 
@@ -95,7 +102,7 @@ def get_run(request: Request, id: str):
 
 @router.get("/run/metrics")
 def run_metrics(request: Request, id: str, since: int = 0):
-    return found.read_metrics_since(found.find(_runs(request), id).run_dir, max(0, since))
+    return read_metrics_since(found.find(_runs(request), id).run_dir, max(0, since))
 
 
 def _run_file(run: found.FoundRun, part: str) -> Path | None:
@@ -111,13 +118,13 @@ def _run_file(run: found.FoundRun, part: str) -> Path | None:
 
 def _validation_file(run: found.FoundRun) -> Path | None:
     """Held-out conversations to evaluate on (a DPO run's are preference pairs, which eval cannot score)."""
-    from ..data.check import detect_kind
+    from ...data.check import detect_kind
 
     path = _run_file(run, "validation")
     return path if path is not None and detect_kind(path) == "chat" else None
 
 
-def _test_choices(store, run: found.FoundRun) -> list[dict]:
+def _test_choices(store: Store, run: found.FoundRun) -> list[dict]:
     choices = []
     validation = _validation_file(run)
     if validation is not None:
@@ -227,11 +234,11 @@ def _max_length(value: int) -> int:
 _tokenizer_lock = threading.Lock()
 
 
-def _tokenizer(state):
+def _tokenizer(state: ServeState) -> PreTrainedTokenizerBase:
     """A tokenizer of the dashboard's own: the model thread's may be mid-encode when a check starts."""
     with _tokenizer_lock:
-        if getattr(state, "data_tokenizer", None) is None:
-            from ..models.load import load_tokenizer
+        if state.data_tokenizer is None:
+            from ...models.load import load_tokenizer
 
             state.data_tokenizer = load_tokenizer(state.pool.source)
         return state.data_tokenizer
@@ -243,7 +250,7 @@ def _tokenizer(state):
 def models(request: Request):
     state = _state(request)
     prompts = {entry.name: entry.manifest.default_system_prompt for entry in state.registry.list()}
-    listed = list_models(request)["data"]
+    listed = served_models(state)
     for model in listed:
         model["buxiban"]["system_prompt"] = prompts.get(model["id"])
     return {"models": listed}

@@ -7,13 +7,11 @@ import math
 import re
 from typing import Any
 
-from ..errors import ServeError
+from ...errors import ServeError
+from ...plan.hosted import auto_epochs  # OpenAI's rule for n_epochs "auto", the one plan bills with
 
 SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# OpenAI's rule for n_epochs "auto": 3 passes, more for small sets so the model sees about 100
-# examples in all, fewer for huge ones so it sees at most about 25,000, and always 1 to 25.
-MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 100, 25_000
-MIN_EPOCHS, MAX_EPOCHS, DEFAULT_EPOCHS = 1, 25, 3
+MIN_EPOCHS = 1
 # LoRA learning rates. For small bases, the rates tuned on the embedded 135M model (examples/yunshan:
 # 1e-3 for SFT; 2e-5 for DPO, which moves a model that already answers well and lost two answers at
 # 5e-5); above SMALL_MODEL parameters, the usual LoRA defaults.
@@ -25,15 +23,6 @@ EXAMPLES_PER_BATCH_ROW = 16  # small files keep small batches, so they still get
 
 def base_learning_rate(kind: str, parameters: int) -> float:
     return LEARNING_RATE[(kind, parameters < SMALL_MODEL)]
-
-
-def auto_epochs(examples: int) -> int:
-    epochs = DEFAULT_EPOCHS
-    if examples * epochs < MIN_TARGET_EXAMPLES:
-        epochs = min(MAX_EPOCHS, math.ceil(MIN_TARGET_EXAMPLES / examples))
-    elif examples * epochs > MAX_TARGET_EXAMPLES:
-        epochs = max(MIN_EPOCHS, MAX_TARGET_EXAMPLES // examples)
-    return epochs
 
 
 def auto_batch_size(examples: int) -> int:
@@ -82,7 +71,7 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
     return {"type": kind, "hyperparameters": {k: checked.get(k, "auto") for k in allowed}}
 
 
-def resolve(method: dict, examples: int) -> dict:
+def resolve_auto(method: dict, examples: int) -> dict:
     """Concrete numbers for every "auto", given the training set size."""
     given = method["hyperparameters"]
     concrete = {

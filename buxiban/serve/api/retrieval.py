@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ServeError
+from ...errors import ServeError
 
 DEFAULT_K = 3
 MAX_K = 20  # a prompt full of chunks overflows the context of a small model long before this
@@ -54,7 +54,7 @@ def rag_request(body: dict, indexes: dict[str, str]) -> RagRequest | None:
 def with_documents(messages: list[dict[str, Any]], request: RagRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The messages with the retrieved chunks in the last user turn, and the `rag` field of the response.
     Blocking (embedding the question): call it off the event loop."""
-    from ..rag.retrieve import open_index, rag_messages, retrieve
+    from ...rag.retrieve import open_index, rag_messages, retrieve
 
     question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
     if not question or not question.strip():

@@ -14,12 +14,19 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from ..errors import ServeError
-from .jobs import _die_with, _failure_reason
+from ...errors import ServeError
+from ..children import failure_reason, start_child
 
 ACTIVE = ("queued", "running")
 SHOWN_LOG_LINES = 4
+
+
+class QueuedEval(NamedTuple):
+    run_dir: Path
+    command: list[str]
+    task: dict  # the status the dashboard shows, updated in place as the evaluation runs
 
 
 class EvalQueue:
@@ -27,7 +34,7 @@ class EvalQueue:
         self.threads = threads  # the server's --threads: an eval must leave cores to training as generation does
         self.tasks: dict[str, dict] = {}  # run directory -> its latest task
         self.lock = threading.Lock()
-        self.waiting: queue.Queue = queue.Queue()
+        self.waiting: queue.Queue[QueuedEval | None] = queue.Queue()  # None: stop
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="buxiban-evals", daemon=True)
@@ -60,7 +67,7 @@ class EvalQueue:
             task = {"run": run_id, "status": "queued", "test_file": test_label, "shots": shots, "forgetting": forgetting,
                     "limit": limit, "created": int(time.time()), "finished": None, "error": None, "log": []}
             self.tasks[key] = task
-        self.waiting.put((run_dir, command, task))
+        self.waiting.put(QueuedEval(run_dir, command, task))
         return self.status(run_dir)
 
     def status(self, run_dir: Path) -> dict | None:
@@ -79,9 +86,10 @@ class EvalQueue:
             item = self.waiting.get()
             if item is None:
                 return
-            self._run(*item)
+            self._run(item)
 
-    def _run(self, run_dir: Path, command: list[str], task: dict) -> None:
+    def _run(self, queued: QueuedEval) -> None:
+        run_dir, command, task = queued
         log_path = run_dir / "eval" / "eval.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -92,8 +100,7 @@ class EvalQueue:
             task["status"] = "running"
         with log_path.open("wb") as output:
             # progress and errors go to stderr; the summary table on stdout is what eval.json holds
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=output, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with(os.getpid()), env=env)
+            self.process = start_child(command, stdout=subprocess.DEVNULL, stderr=output, env=env)
             code = self.process.wait()
         self.process = None
         if self.stopping.is_set():
@@ -103,7 +110,7 @@ class EvalQueue:
         written = result.is_file() and result.stat().st_mtime >= started
         with self.lock:
             task.update(status="succeeded" if written else "failed", finished=int(time.time()),
-                        error=None if written else _failure_reason(log_path, code), log=_tail(log_path))
+                        error=None if written else failure_reason(log_path, code), log=_tail(log_path))
 
 
 def _tail(path: Path) -> list[str]:
