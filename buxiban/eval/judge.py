@@ -19,8 +19,6 @@ Score from 1 to 5:
 1 = wrong, off-topic, empty, or a refusal where the reference answers
 Reply with JSON only: {"score": <1-5>, "reason": "<one short sentence>"}"""
 
-PASS_SCORE = 4
-
 
 def judge_prompt(question: str, reference: str, answer: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": RUBRIC},

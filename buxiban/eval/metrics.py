@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections import Counter
 from typing import Any
 
-_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
-_CJK = r"\u3400-\u9fff\uf900-\ufaff"
-_CJK_OR_RUN = re.compile(rf"[{_CJK}]|[^{_CJK}]+")
+from ..text import CJK_CHARACTERS, normalize
 
-
-def normalize(text: str) -> str:
-    """Case, width, punctuation and spacing do not change what an answer says."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_PUNCTUATION.sub(" ", text).split())
+_CJK_OR_RUN = re.compile(rf"[{CJK_CHARACTERS}]|[^{CJK_CHARACTERS}]+")
 
 
 def as_json(text: str) -> Any:

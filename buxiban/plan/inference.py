@@ -23,10 +23,6 @@ def per_request_usd(input_tokens: float, output_tokens: float, prices: dict[str,
     return dollars(input_tokens, prices["input"]) + dollars(output_tokens, prices["output"])
 
 
-def monthly_hosted(daily_requests: int, input_tokens: float, output_tokens: float, prices: dict[str, float]) -> float:
-    return DAYS_PER_MONTH * daily_requests * per_request_usd(input_tokens, output_tokens, prices)
-
-
 def servers_needed(daily_requests: int, requests_per_second: float | None) -> int:
     """Machines to keep up with the average load (peaks need headroom on top: see the output)."""
     if not requests_per_second:

@@ -59,11 +59,6 @@ class ModelShape:
     def kv_width(self) -> int:
         return self.kv_heads * self.head_dim
 
-    @property
-    def linear_inputs(self) -> int:
-        """Σ input width over a block's seven projections (q, k, v, o, gate, up, down)."""
-        return 6 * self.hidden + self.q_width + self.intermediate
-
 
 @dataclass(frozen=True)
 class Counts:
