@@ -92,6 +92,7 @@ class TrainConfig:
 class RunConfig:
     model: str = EMBEDDED_MODEL
     trust_remote_code: bool = False
+    template: str = "auto"  # the chat template: auto, a family name (models/templates.py) or a .jinja file
     method: str = "sft"  # the objective: sft, or dpo on preference pairs
     adapter: str = "lora"  # what is trained: lora, dora, qlora, full, freeze
     output_dir: str = "runs/latest"

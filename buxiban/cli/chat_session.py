@@ -26,7 +26,7 @@ class ChatSession:
 
     @classmethod
     def open(cls, run: str | None = None, model: str = "embedded", system: str | None = None,
-             max_new_tokens: int = 256, adapter: str | None = None) -> "ChatSession":
+             max_new_tokens: int = 256, adapter: str | None = None, template: str = "auto") -> "ChatSession":
         if adapter:  # a registered name stands for its run directory
             from ..adapters.registry import Registry
 
@@ -39,7 +39,7 @@ class ChatSession:
             return cls(loaded, tokenizer, f"run {run} ({manifest.base_model.name} + adapter)", system, max_new_tokens)
         from ..models.load import load
 
-        loaded, tokenizer, source = load(model)
+        loaded, tokenizer, source = load(model, template=template)
         return cls(loaded, tokenizer, f"base model {source.name}", system, max_new_tokens)
 
     def reset(self) -> None:

@@ -62,12 +62,13 @@ def add_data_commands(commands) -> None:
 def _model_arguments(parser) -> None:
     parser.add_argument("--model", default="embedded", help="whose tokenizer and chat template to use (default: embedded)")
     parser.add_argument("--max-length", type=int, default=512, help="token budget per example (default 512)")
+    parser.add_argument("--template", default="auto", help="chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file")
 
 
-def _tokenizer(spec: str):
+def _tokenizer(spec: str, template: str = "auto"):
     from ..models.load import load_tokenizer, resolve
 
-    return load_tokenizer(resolve(spec))
+    return load_tokenizer(resolve(spec), template=template)
 
 
 def cmd_check(args) -> int:
@@ -75,7 +76,7 @@ def cmd_check(args) -> int:
 
     tokenizer, note = None, ""
     try:
-        tokenizer = _tokenizer(args.model)
+        tokenizer = _tokenizer(args.model, args.template)
     except ModelLoadError as exc:  # the format checks need no model: report them anyway
         note = f"token statistics skipped: {exc}"
     report = check_file(args.file, tokenizer, args.max_length, test_file=args.test, near_threshold=args.near_threshold)
@@ -136,7 +137,7 @@ def cmd_show(args) -> int:
     from ..data.show import show_examples
 
     color = not args.no_color and sys.stdout.isatty()
-    for block in show_examples(args.file, _tokenizer(args.model), args.n, color):
+    for block in show_examples(args.file, _tokenizer(args.model, args.template), args.n, color):
         print(block + "\n")
     return 0
 

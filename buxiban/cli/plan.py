@@ -11,6 +11,7 @@ def add_plan_commands(commands) -> None:
     plan.add_argument("train", help="training data, OpenAI chat JSONL")
     plan.add_argument("--test", help="held-out conversations: measures the base model zero-shot and few-shot")
     plan.add_argument("--model", help="base model (default: the config's, else embedded)")
+    plan.add_argument("--template", help="chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file")
     plan.add_argument("--method", choices=("lora", "qlora", "full", "freeze"), help="what training would update (default lora)")
     plan.add_argument("--config", help="a training YAML (e.g. examples/yunshan/lora.yaml): batch, length, epochs, precision")
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -34,6 +35,8 @@ def cmd_plan(args) -> int:
     from ..plan.build import PlanOptions, build_plan
     from ..plan.report import format_plan
 
+    if args.template:
+        args.overrides.append(f"template={args.template}")
     options = PlanOptions(train=args.train, test=args.test, model=args.model, method=args.method, config=args.config,
                           overrides=args.overrides, target=args.target, epochs=args.epochs, shots=args.shots,
                           limit=args.limit, hosted_model=args.hosted_model, price_file=args.price_file,

@@ -13,6 +13,7 @@ API_KEY_ENV = "BUXIBAN_API_KEY"
 def add_serve_commands(commands) -> None:
     serve = commands.add_parser("serve", help="OpenAI-compatible API: chat with adapters, upload files, run fine-tuning jobs")
     serve.add_argument("--model", default="embedded", help="base model spec (default: embedded)")
+    serve.add_argument("--template", default="auto", help="the base model's chat template: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file; adapters trained with another are refused")
     serve.add_argument("--home", help="where files, jobs and the adapter registry live (default: $BUXIBAN_HOME "
                                       "or ~/.local/share/buxiban)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; any other needs a key)")
@@ -49,7 +50,7 @@ def settings_from_args(args):
     if args.queue_size < 1:
         raise ServeError(f"--queue-size is {args.queue_size}; use at least 1")
     limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
-    return ServeSettings(model=args.model, home=args.home, host=args.host, port=args.port, api_key=args.api_key,
+    return ServeSettings(model=args.model, template=args.template, home=args.home, host=args.host, port=args.port, api_key=args.api_key,
                          limits=limits, queue_size=args.queue_size, adapters=adapters, train_overrides=args.train_set,
                          threads=args.threads, runs=args.runs, rag=rag)
 

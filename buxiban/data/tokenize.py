@@ -4,10 +4,21 @@ The trained span of assistant turn i is the text between the generation-prompt r
 messages[:i] and the render of messages[:i+1], trailing whitespace removed. That is exactly what
 the model must produce after the prompt the server will give it: the answer and its end-of-turn
 token (so the model learns to stop), and nothing of the template's role headers or the user's text.
+
+Text is tokenized in pieces cut at every trained span's start and end, and a served prompt is cut
+at the same places (its assistant turns' spans), so the prompt a server sends is the training prefix
+token for token even where a tokenizer would merge characters across a turn's edge.
+
+Thinking templates (Qwen3, DeepSeek R1, GLM, ...) render with `enable_thinking=False`: an answer
+without reasoning is trained and served after the template's own empty reasoning block, which is
+part of the prompt, so no `<think></think>` scaffolding is trained. Templates that re-render earlier
+assistant turns once a later user turn follows (they drop earlier reasoning) train the turns whose
+render is stable, the last one always; the others stay in the conversation as context, counted.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -15,12 +26,15 @@ from ..errors import DataError, Problem
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips
 ENCODE_BATCH = 512
+TEMPLATE_OPTIONS = {"enable_thinking": False}  # every render, training and serving alike
+EMPTY_REASONING = re.compile(r"\s*<think>\s*</think>")
 
 
 @dataclass
 class Encoded:
     input_ids: list[int]
     labels: list[int]  # IGNORE_INDEX where no loss is taken
+    context_turns: int = 0  # assistant turns kept as context because the template re-renders them
 
     @property
     def trained_tokens(self) -> int:
@@ -56,7 +70,8 @@ class _FastTemplate:
         self.specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
     def __call__(self, messages, add_generation_prompt: bool) -> str:
-        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self.specials)
+        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self.specials,
+                                    **TEMPLATE_OPTIONS)
 
 
 def _renderer(tokenizer):
@@ -65,7 +80,8 @@ def _renderer(tokenizer):
         return cached
 
     def slow(messages, add_generation_prompt):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             **TEMPLATE_OPTIONS)
 
     chosen = slow
     try:
@@ -83,29 +99,73 @@ def _renderer(tokenizer):
     return chosen
 
 
-def render(tokenizer, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
+def template_name(tokenizer) -> str:
+    chosen = getattr(tokenizer, "buxiban_template", None)
+    return repr(chosen.name) if chosen is not None else "of the model"
+
+
+def render(tokenizer, messages: list[dict[str, Any]], add_generation_prompt: bool = False, where: str = "") -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise DataError("the tokenizer has no chat template", [Problem(
             str(getattr(tokenizer, "name_or_path", "tokenizer")), "has no chat_template",
             fix="use an instruct/chat model, or add a chat_template to its tokenizer_config.json")])
-    return _renderer(tokenizer)(template_messages(messages), add_generation_prompt)
+    try:
+        return _renderer(tokenizer)(template_messages(messages), add_generation_prompt)
+    except Exception as exc:  # jinja's TemplateError from raise_exception(), or a template's own bug
+        name = template_name(tokenizer)
+        roles = ", ".join(m["role"] for m in messages)
+        raise DataError(f"the chat template {name} cannot render this conversation", [Problem(
+            where or str(getattr(tokenizer, "name_or_path", "tokenizer")),
+            f"template {name} refuses a conversation of roles [{roles}]: {str(exc)[:300]}",
+            fix="reshape the data as the template requires (many refuse a system message or two turns of one role "
+                "in a row), or choose another template with template: / --template")]) from exc
 
 
-def trained_char_spans(tokenizer, messages: list[dict[str, Any]], where: str = "") -> tuple[str, list[tuple[int, int]]]:
-    """The full render and the character spans the loss is computed on."""
-    full = render(tokenizer, messages)
-    spans = []
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant" or not message.get("weight", 1):
-            continue
-        prompt = render(tokenizer, messages[:index], add_generation_prompt=True)
-        through = render(tokenizer, messages[: index + 1]).rstrip()
+def trained_char_spans(tokenizer, messages: list[dict[str, Any]], where: str = "") -> tuple[str, list[tuple[int, int]], int]:
+    """The full render, the character spans the loss is computed on, and how many assistant turns
+    stay context only because the template renders them differently once later turns follow."""
+    full = render(tokenizer, messages, where=where)
+    spans, context = [], 0
+    wanted = [i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
+    for index in wanted:
+        prompt = render(tokenizer, messages[:index], add_generation_prompt=True, where=where)
+        through = render(tokenizer, messages[: index + 1], where=where).rstrip()
         if not (full.startswith(prompt) and full.startswith(through) and len(through) > len(prompt)):
-            raise DataError("the chat template does not render conversations incrementally", [Problem(
-                where or "conversation", "the template renders earlier turns differently once later ones follow",
+            if index != wanted[-1]:
+                context += 1
+                continue
+            raise DataError(f"the chat template {template_name(tokenizer)} does not render conversations incrementally", [Problem(
+                where or "conversation", "the template renders this turn differently once it is complete",
                 field=f"messages[{index}]", fix="use a template whose renders of a prefix are prefixes of the full render")])
+        if through[len(prompt):].strip() == messages[index]["content"].strip():
+            raise DataError(f"the chat template {template_name(tokenizer)} marks no end of an assistant turn", [Problem(
+                where or "conversation", "the template renders an answer with nothing after it, so a model trained "
+                "with it never learns to stop", field=f"messages[{index}]",
+                fix="choose a template that ends each assistant turn with an end-of-turn token (template:)")])
+        if EMPTY_REASONING.match(through[len(prompt):]):
+            raise DataError(f"the chat template {template_name(tokenizer)} trains an empty reasoning block", [Problem(
+                where or "conversation", "the template writes an empty <think></think> into every answer while its "
+                "generation prompt leaves it out, so the model would learn to emit it", field=f"messages[{index}]",
+                fix="choose the family's non-thinking template (template: chatml for Qwen/Kimi-style models) or a "
+                    "template file whose generation prompt holds the empty block")])
+        if spans and len(prompt) < spans[-1][1]:  # overlaps an earlier span: a template this odd trains the last turn only
+            context += len(spans)
+            spans = []
         spans.append((len(prompt), len(through)))
-    return full, spans
+    return full, spans, context
+
+
+def _pieces(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """The text cut at every span's start and end: (piece, trained)."""
+    pieces, at = [], 0
+    for start, end in spans:
+        if start > at:
+            pieces.append((text[at:start], False))
+        pieces.append((text[start:end], True))
+        at = end
+    if at < len(text):
+        pieces.append((text[at:], False))
+    return pieces
 
 
 def encode_many(tokenizer, conversations: Sequence[list[dict[str, Any]]], wheres: Sequence[str] = ()) -> list[Encoded]:
@@ -115,22 +175,17 @@ def encode_many(tokenizer, conversations: Sequence[list[dict[str, Any]]], wheres
         chunk = conversations[start:start + ENCODE_BATCH]
         rendered = [trained_char_spans(tokenizer, messages, wheres[start + i] if wheres else "")
                     for i, messages in enumerate(chunk)]
-        encodings = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
-        for (_, spans), ids, offsets in zip(rendered, encodings["input_ids"], encodings["offset_mapping"]):
-            out.append(Encoded(list(ids), _labels(ids, offsets, spans)))
+        pieces = [_pieces(text, spans) for text, spans, _ in rendered]
+        flat = [piece for conversation in pieces for piece, _ in conversation]
+        ids_of = iter(tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else iter(())
+        for conversation, (_, _, context) in zip(pieces, rendered):
+            ids, labels = [], []
+            for _, trained in conversation:
+                piece_ids = list(next(ids_of))
+                ids += piece_ids
+                labels += piece_ids if trained else [IGNORE_INDEX] * len(piece_ids)
+            out.append(Encoded(ids, labels, context))
     return out
-
-
-def _labels(ids: Sequence[int], offsets, spans: list[tuple[int, int]]) -> list[int]:
-    """A token is trained when it starts inside a trained span."""
-    labels = [IGNORE_INDEX] * len(ids)
-    span_index = 0
-    for position, (start, _end) in enumerate(offsets):
-        while span_index < len(spans) and start >= spans[span_index][1]:
-            span_index += 1
-        if span_index < len(spans) and spans[span_index][0] <= start:
-            labels[position] = ids[position]
-    return labels
 
 
 def encode_conversation(tokenizer, messages: list[dict[str, Any]], where: str = "") -> Encoded:
@@ -138,6 +193,17 @@ def encode_conversation(tokenizer, messages: list[dict[str, Any]], where: str = 
 
 
 def encode_prompt(tokenizer, messages: list[dict[str, Any]]) -> list[int]:
-    """What generation starts from: every message given, then the assistant header."""
+    """What generation starts from: every message given, then the assistant header; cut where
+    training cut the same conversation, so earlier answers tokenize as they were trained."""
     text = render(tokenizer, messages, add_generation_prompt=True)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    spans: list[tuple[int, int]] = []
+    if any(m["role"] == "assistant" for m in messages):
+        try:
+            full, spans, _ = trained_char_spans(tokenizer, messages)
+            spans = spans if text.startswith(full) else []
+        except DataError:  # a conversation training would refuse: plain tokenization
+            spans = []
+    ids: list[int] = []
+    for piece, _ in _pieces(text, spans):
+        ids += tokenizer(piece, add_special_tokens=False)["input_ids"]
+    return ids

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from .metrics import as_json, normalize
+from ..text import normalize
+from .metrics import as_json
 
 PROBE_SYSTEM = "You are a helpful assistant."
 

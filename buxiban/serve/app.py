@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServeSettings:
     model: str = "embedded"
+    template: str = "auto"  # the base model's chat template (models/templates.py)
     home: Path | None = None  # None: buxiban_home(), shared with `buxiban adapters` and `buxiban chat`
     host: str = "127.0.0.1"
     port: int = 8000
@@ -83,9 +84,10 @@ def open_state(settings: ServeSettings) -> ServeState:
         import torch
 
         torch.set_num_threads(settings.threads)
-    pool = ModelPool(settings.model, registry, settings.queue_size)
-    worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, pool.parameters,
-                       settings.train_overrides)
+    pool = ModelPool(settings.model, registry, settings.queue_size, settings.template)
+    # jobs train with the template the server renders with, so their adapters are servable here
+    overrides = [f"template={settings.template}", *settings.train_overrides]
+    worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, pool.parameters, overrides)
     return ServeState(settings, store, registry, pool, worker, int(time.time()), EvalQueue(settings.threads))
 
 

@@ -49,7 +49,8 @@ def resume_point(config: RunConfig, out: Path, resume: str, force: bool, log: Ca
         raise RunDirError(f"{path} is not a complete checkpoint; use --resume auto to pick the newest complete one")
     run_dir = path.parent.parent
     saved = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
-    before, after = flatten(saved), flatten(config.to_dict())
+    # a key added to the config since the run started counts as its default
+    before, after = {**flatten(RunConfig().to_dict()), **flatten(saved)}, flatten(config.to_dict())
     changes = [f"  {key}: {before.get(key)!r} → {after.get(key)!r}" for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) and key not in RESUME_MAY_CHANGE]
     old_hashes = read_manifest(run_dir).data_hashes

@@ -132,7 +132,8 @@ class TrainRun:
                 "status": "running", "method": config.method, "adapter": config.adapter,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "base_model": self.source.identity(),
                 "trust_remote_code": config.trust_remote_code, "data_hashes": data_hashes(config),
-                "parameters": {"trainable": trainable, "total": total}, **(extra_manifest or {})})
+                "parameters": {"trainable": trainable, "total": total},
+                "template": self.tokenizer.buxiban_template.record(), **(extra_manifest or {})})
         self.record = RunRecord(self.out, manifest, self.world.is_main)
         metrics = None
         if self.world.is_main:
@@ -284,7 +285,7 @@ def start_run(config: RunConfig, resume: str | None = None, force: bool = False,
     source = resolve(config.model, config.trust_remote_code)
     if resume_path is not None:
         check_same_base(out, source, force)
-    tokenizer = load_tokenizer(source, config.trust_remote_code)
+    tokenizer = load_tokenizer(source, config.trust_remote_code, config.template)
     return TrainRun(config, out, world, device, autocast_dtype(config.train.precision, device), source, tokenizer,
                     quiet_log, resume_path, quiet=not progress)
 

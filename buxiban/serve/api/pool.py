@@ -44,7 +44,7 @@ def model_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "base"
 
 
-def load_base_safely(spec: str):
+def load_base_safely(spec: str, template: str = "auto"):
     """The base model from safetensors only (a pickle-based .bin can run code when loaded), and
     never remote code."""
     from transformers import AutoModelForCausalLM
@@ -56,7 +56,7 @@ def load_base_safely(spec: str):
     if not any(Path(source.path).glob("*.safetensors")):
         raise ModelLoadError(f"{source.path} has no .safetensors weights; the server loads no pickled weights "
                              "(convert them with transformers: model.save_pretrained(dir, safe_serialization=True))")
-    tokenizer = load_tokenizer(source, trust_remote_code=False)
+    tokenizer = load_tokenizer(source, trust_remote_code=False, template=template)
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, use_safetensors=True, trust_remote_code=False)
     except Exception as exc:
@@ -70,11 +70,11 @@ def load_base_safely(spec: str):
 
 
 class ModelPool:
-    def __init__(self, spec: str, registry: Registry, queue_size: int = 16):
+    def __init__(self, spec: str, registry: Registry, queue_size: int = 16, template: str = "auto"):
         from ...eval.generate import stop_token_ids
 
         self.registry = registry
-        self.base, self.tokenizer, self.source = load_base_safely(spec)
+        self.base, self.tokenizer, self.source = load_base_safely(spec, template)
         self.base_id = model_name(self.source.name)
         self.parameters = sum(p.numel() for p in self.base.parameters())  # tied weights counted once
         self.aliases = {self.base_id, spec, self.source.name}
@@ -114,6 +114,11 @@ class ModelPool:
                     f"it is a {entry.manifest.adapter} run; merge it first (`buxiban adapters merge`)")
         if entry.manifest.base_model.fingerprint != self.source.fingerprint:
             return f"it was trained on {entry.base_model}, not on this server's base model {self.source.name}"
+        trained_with = (entry.manifest.template or {}).get("sha256")
+        if trained_with and trained_with != self.tokenizer.buxiban_template.sha256:
+            return (f"it was trained with the chat template {entry.manifest.template.get('name')!r}, and this server "
+                    f"renders prompts with {self.tokenizer.buxiban_template.name!r}; start it with "
+                    f"--template {entry.manifest.template.get('name')} (or the run's template file)")
         if not (entry.run_dir / "adapter" / "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickle
             return f"{entry.run_dir / 'adapter'} holds no adapter_model.safetensors"
         return None
