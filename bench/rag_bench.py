@@ -26,17 +26,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TOPICS = ["pricing", "deposit", "battery", "repairs", "delivery", "insurance", "returns", "accounts", "safety",
-          "swap points", "students", "companies", "helmets", "cargo", "commuting", "app", "invoices", "privacy"]
-WORDS = ("bike plan month customer battery swap point support app payment invoice deposit refund repair technician "
-         "delivery helmet cargo commuter city district station rider account discount referral notice policy cover "
-         "theft damage range charge hours weekend holiday team ticket priority service area contract term").split()
+TOPICS = [
+    "pricing",
+    "deposit",
+    "battery",
+    "repairs",
+    "delivery",
+    "insurance",
+    "returns",
+    "accounts",
+    "safety",
+    "swap points",
+    "students",
+    "companies",
+    "helmets",
+    "cargo",
+    "commuting",
+    "app",
+    "invoices",
+    "privacy",
+]
+WORDS = (
+    "bike plan month customer battery swap point support app payment invoice deposit refund repair technician "
+    "delivery helmet cargo commuter city district station rider account discount referral notice policy cover "
+    "theft damage range charge hours weekend holiday team ticket priority service area contract term"
+).split()
 VERBS = "includes covers starts ends needs lets shows costs takes gives keeps opens closes".split()
 
 
 def sentence(rng: random.Random) -> str:
     words = rng.sample(WORDS, rng.randint(5, 10))
-    figure = rng.choice(["", f" NT${rng.randint(1, 40) * 50}", f" {rng.randint(2, 30)} days", f" {rng.randint(5, 95)}%"])
+    figure = rng.choice(
+        ["", f" NT${rng.randint(1, 40) * 50}", f" {rng.randint(2, 30)} days", f" {rng.randint(5, 95)}%"]
+    )
     return f"The {words[0]} {rng.choice(VERBS)} {' '.join(words[1:])}{figure}."
 
 
@@ -65,7 +87,9 @@ def write_corpus(folder: Path, documents: int, seed: int = 0) -> int:
             body = "".join(f"<h2>{h}</h2>" + "".join(f"<p>{p}</p>" for p in ps) for h, ps in sections)
             (folder / f"doc{number:04d}.html").write_text(
                 f"<html><head><title>{title}</title><style>p{{margin:0}}</style></head><body><h1>{title}</h1>"
-                f"{body}<script>track({number})</script></body></html>", encoding="utf-8")
+                f"{body}<script>track({number})</script></body></html>",
+                encoding="utf-8",
+            )
         else:
             body = f"{title}\n\n" + "\n\n".join(f"{h}\n\n" + "\n\n".join(ps) for h, ps in sections)
             (folder / f"doc{number:04d}.txt").write_text(body, encoding="utf-8")
@@ -97,8 +121,10 @@ def main() -> None:
         incremental = build_index(docs, index_path, bm25=True)
         index = RagIndex(index_path)
         rng = random.Random(1)
-        questions = [f"How does the {rng.choice(WORDS)} {rng.choice(VERBS)} the {rng.choice(WORDS)}?"
-                     for _ in range(args.queries)]
+        questions = [
+            f"How does the {rng.choice(WORDS)} {rng.choice(VERBS)} the {rng.choice(WORDS)}?"
+            for _ in range(args.queries)
+        ]
         index.search("warm-up question", 5)
         timings = {}
         for mode, hybrid in (("dense", False), ("hybrid", True)):
@@ -108,17 +134,27 @@ def main() -> None:
                 index.search(question, 5, hybrid=hybrid)
                 samples.append((time.perf_counter() - started) * 1000)
             samples.sort()
-            timings[mode] = {"median_ms": round(statistics.median(samples), 2),
-                             "p95_ms": round(samples[int(0.95 * (len(samples) - 1))], 2), "max_ms": round(samples[-1], 2)}
+            timings[mode] = {
+                "median_ms": round(statistics.median(samples), 2),
+                "p95_ms": round(samples[int(0.95 * (len(samples) - 1))], 2),
+                "max_ms": round(samples[-1], 2),
+            }
         index_bytes = index_path.stat().st_size
     result = {
-        "documents": args.docs, "words": words, "chunks": full.chunks, "threads": threads,
-        "index_seconds": round(full.seconds, 1), "index_chunks_per_second": round(full.chunks / full.seconds, 1),
-        "reindex_one_changed_seconds": round(incremental.seconds, 2), "reindex_chunks_embedded": incremental.chunks_embedded,
-        "query": timings, "index_megabytes": round(index_bytes / 2**20, 1),
+        "documents": args.docs,
+        "words": words,
+        "chunks": full.chunks,
+        "threads": threads,
+        "index_seconds": round(full.seconds, 1),
+        "index_chunks_per_second": round(full.chunks / full.seconds, 1),
+        "reindex_one_changed_seconds": round(incremental.seconds, 2),
+        "reindex_chunks_embedded": incremental.chunks_embedded,
+        "query": timings,
+        "index_megabytes": round(index_bytes / 2**20, 1),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

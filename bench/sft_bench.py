@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -82,7 +81,7 @@ def train_set_loss(model, tokenizer, workdir: Path) -> float:
     total = count = 0.0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for start in range(0, len(examples), 16):
-            summed, n = summed_token_loss(model, **collate(examples[start:start + 16], tokenizer.pad_token_id))
+            summed, n = summed_token_loss(model, **collate(examples[start : start + 16], tokenizer.pad_token_id))
             total += summed.item()
             count += n
     return total / count
@@ -98,24 +97,47 @@ def run_buxiban(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
 
     data = workdir / "final_turn.jsonl"
     final_turn_only(DATA, data)
-    adapter = {"buxiban-lora": "lora", "buxiban-lora-ckpt": "lora", "buxiban-lora-padded": "lora",
-               "buxiban-lora-selective": "lora", "buxiban-full": "full",
-               "buxiban-freeze": "freeze"}[mode]
+    adapter = {
+        "buxiban-lora": "lora",
+        "buxiban-lora-ckpt": "lora",
+        "buxiban-lora-padded": "lora",
+        "buxiban-lora-selective": "lora",
+        "buxiban-full": "full",
+        "buxiban-freeze": "freeze",
+    }[mode]
     out = workdir / mode
-    config = load_config(None, [f"data.train={data}", f"output_dir={out}", "data.validation_fraction=0",
-                                f"data.max_length={MAX_LENGTH}", f"adapter={adapter}", "freeze.layers=4",
-                                f"train.max_steps={steps}", f"train.batch_size={EXAMPLES_PER_STEP}",
-                                f"train.learning_rate={LR if adapter != 'full' else 5e-5}", "train.lr_schedule=constant",
-                                "train.warmup_ratio=0", "train.checkpoint_every=100000", "train.precision=bf16",
-                                f"train.gradient_checkpointing={CHECKPOINTING.get(mode.rsplit('-', 1)[-1], 'false')}",
-                                f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}", *extra])
+    config = load_config(
+        None,
+        [
+            f"data.train={data}",
+            f"output_dir={out}",
+            "data.validation_fraction=0",
+            f"data.max_length={MAX_LENGTH}",
+            f"adapter={adapter}",
+            "freeze.layers=4",
+            f"train.max_steps={steps}",
+            f"train.batch_size={EXAMPLES_PER_STEP}",
+            f"train.learning_rate={LR if adapter != 'full' else 5e-5}",
+            "train.lr_schedule=constant",
+            "train.warmup_ratio=0",
+            "train.checkpoint_every=100000",
+            "train.precision=bf16",
+            f"train.gradient_checkpointing={CHECKPOINTING.get(mode.rsplit('-', 1)[-1], 'false')}",
+            f"train.padding_free={'false' if mode.endswith('-padded') else 'true'}",
+            *extra,
+        ],
+    )
     result = train_sft(config, progress=False, log=lambda _: None)
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
     from buxiban.runs.load import load_trained
 
     model, tokenizer, _ = load_trained(out)
-    return {"seconds": result.seconds, "tokens": result.tokens_per_second * result.seconds, "losses": losses,
-            "train_set_loss": train_set_loss(model, tokenizer, workdir)}
+    return {
+        "seconds": result.seconds,
+        "tokens": result.tokens_per_second * result.seconds,
+        "losses": losses,
+        "train_set_loss": train_set_loss(model, tokenizer, workdir),
+    }
 
 
 def buxiban_order(steps: int, workdir: Path) -> list[int]:
@@ -156,18 +178,39 @@ def run_trl(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
     packed = mode == "trl-packed"
     mean_tokens = 95  # measured by `buxiban data check`: p50 97, mean about 90
     rows_per_step = max(1, round(EXAMPLES_PER_STEP * mean_tokens / MAX_LENGTH)) if packed else EXAMPLES_PER_STEP
-    args = SFTConfig(output_dir=str(workdir / mode), max_steps=steps, per_device_train_batch_size=rows_per_step,
-                     learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-                     bf16=True, use_cpu=True, logging_steps=1, save_strategy="no", report_to=[], seed=42,
-                     max_length=MAX_LENGTH, packing=packed, dataloader_num_workers=0, disable_tqdm=True)
+    args = SFTConfig(
+        output_dir=str(workdir / mode),
+        max_steps=steps,
+        per_device_train_batch_size=rows_per_step,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        bf16=True,
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=42,
+        max_length=MAX_LENGTH,
+        packing=packed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     peft_config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
     rows = prompt_completion(DATA)
     trainer_class = SFTTrainer
     if not packed:  # one random order is as good as another: buxiban's lets the losses compare step by step
         rows, trainer_class = [rows[i] for i in buxiban_order(steps, workdir)], InGivenOrder
         torch.manual_seed(42)  # buxiban seeds before LoRA's initialisation too
-    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                            processing_class=tokenizer, peft_config=peft_config)
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     counted = {"tokens": 0}
     collate = trainer.data_collator
 
@@ -182,8 +225,12 @@ def run_trl(mode: str, steps: int, workdir: Path, extra: list[str]) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"seconds": seconds, "tokens": counted["tokens"], "losses": losses,
-            "train_set_loss": train_set_loss(trainer.model, tokenizer, workdir)}
+    return {
+        "seconds": seconds,
+        "tokens": counted["tokens"],
+        "losses": losses,
+        "train_set_loss": train_set_loss(trainer.model, tokenizer, workdir),
+    }
 
 
 def flops_per_token(mode: str) -> float:
@@ -229,12 +276,19 @@ def mode_env(mode: str) -> dict[str, str]:
 def summarize(mode: str, raw: dict, peak: float) -> dict:
     tokens_per_s = raw["tokens"] / raw["seconds"]
     achieved = tokens_per_s * flops_per_token(mode)
-    return {"mode": mode, "tokens_per_s": round(tokens_per_s, 1), "train_seconds": round(raw["seconds"], 1),
-            "real_tokens": int(raw["tokens"]), "peak_rss_mib": raw["peak_rss_mib"],
-            "final_loss_last10": round(sum(raw["losses"][-10:]) / len(raw["losses"][-10:]), 4),
-            "train_set_loss_after": round(raw["train_set_loss"], 4),
-            "steps": len(raw["losses"]), "step_losses": [round(x, 4) for x in raw["losses"]],
-            "achieved_tflops": round(achieved / 1e12, 3), "mfu": round(achieved / peak, 4)}
+    return {
+        "mode": mode,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "train_seconds": round(raw["seconds"], 1),
+        "real_tokens": int(raw["tokens"]),
+        "peak_rss_mib": raw["peak_rss_mib"],
+        "final_loss_last10": round(sum(raw["losses"][-10:]) / len(raw["losses"][-10:]), 4),
+        "train_set_loss_after": round(raw["train_set_loss"], 4),
+        "steps": len(raw["losses"]),
+        "step_losses": [round(x, 4) for x in raw["losses"]],
+        "achieved_tflops": round(achieved / 1e12, 3),
+        "mfu": round(achieved / peak, 4),
+    }
 
 
 def same_order_losses(results: list[dict]) -> dict:
@@ -247,10 +301,12 @@ def same_order_losses(results: list[dict]) -> dict:
     if not ours or not theirs or len(ours["step_losses"]) != len(theirs["step_losses"]):
         return {}
     per_step = [abs(a - b) / b for a, b in zip(ours["step_losses"], theirs["step_losses"])]
-    return {"loss_last10_rel_diff": round(abs(ours["final_loss_last10"] / theirs["final_loss_last10"] - 1), 4),
-            "train_set_loss_rel_diff": round(abs(ours["train_set_loss_after"] / theirs["train_set_loss_after"] - 1), 4),
-            "step_loss_rel_diff_max": round(max(per_step), 4),
-            "step_loss_rel_diff_mean": round(sum(per_step) / len(per_step), 4)}
+    return {
+        "loss_last10_rel_diff": round(abs(ours["final_loss_last10"] / theirs["final_loss_last10"] - 1), 4),
+        "train_set_loss_rel_diff": round(abs(ours["train_set_loss_after"] / theirs["train_set_loss_after"] - 1), 4),
+        "step_loss_rel_diff_max": round(max(per_step), 4),
+        "step_loss_rel_diff_mean": round(sum(per_step) / len(per_step), 4),
+    }
 
 
 def main() -> None:
@@ -259,10 +315,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--modes", help="comma-separated modes instead of the default set, e.g. "
-                                        "buxiban-lora,buxiban-lora-padded (what padding-free batches gain)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override for the buxiban runs (repeatable), e.g. train.micro_batch_tokens=512")
+    parser.add_argument(
+        "--modes",
+        help="comma-separated modes instead of the default set, e.g. "
+        "buxiban-lora,buxiban-lora-padded (what padding-free batches gain)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the buxiban runs (repeatable), e.g. train.micro_batch_tokens=512",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -285,30 +349,60 @@ def main() -> None:
         for mode in order:
             with tempfile.NamedTemporaryFile(suffix=".json") as handle:
                 print(f"[bench] {mode} ({args.steps} steps)", flush=True)
-                subprocess.run([sys.executable, __file__, "--one", mode.removesuffix("+jemalloc"), "--steps", str(args.steps),
-                                "--result", handle.name, *(f"--set={o}" for o in args.set)], check=True,
-                               env=mode_env(mode))
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        mode.removesuffix("+jemalloc"),
+                        "--steps",
+                        str(args.steps),
+                        "--result",
+                        handle.name,
+                        *(f"--set={o}" for o in args.set),
+                    ],
+                    check=True,
+                    env=mode_env(mode),
+                )
                 summary = summarize(mode, json.loads(Path(handle.name).read_text()), peak)
                 results.append(summary)
                 print(f"[bench]   {json.dumps(summary)}", flush=True)
     best = {}
     for row in results:
         best.setdefault(row["mode"], []).append(row)
-    table = {mode: {k: (sum(r[k] for r in rows) / len(rows)) if isinstance(rows[0][k], (int, float)) else rows[0][k]
-                    for k in rows[0]} for mode, rows in best.items()}
+    table = {
+        mode: {
+            k: (sum(r[k] for r in rows) / len(rows)) if isinstance(rows[0][k], (int, float)) else rows[0][k]
+            for k in rows[0]
+        }
+        for mode, rows in best.items()
+    }
     lora = table.get("buxiban-lora", {}).get("tokens_per_s")
-    ratios = {f"{ours} / {m}": round(table[ours]["tokens_per_s"] / table[m]["tokens_per_s"], 2)
-              for ours in ("buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt") if ours in table
-              for m in table if m.startswith("trl")}
+    ratios = {
+        f"{ours} / {m}": round(table[ours]["tokens_per_s"] / table[m]["tokens_per_s"], 2)
+        for ours in ("buxiban-lora", "buxiban-lora-selective", "buxiban-lora-ckpt")
+        if ours in table
+        for m in table
+        if m.startswith("trl")
+    }
     for other in ("buxiban-full", "buxiban-freeze"):
         if other in table and lora:
             ratios[f"{other} / buxiban-lora"] = round(table[other]["tokens_per_s"] / lora, 2)
     report_loss_check = same_order_losses(results)
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "peak_bf16_tflops_measured": round(peak / 1e12, 3)},
-              "steps": args.steps, "buxiban_overrides": args.set, "examples_per_step": EXAMPLES_PER_STEP,
-              "runs": results, "mean": table, "ratios": ratios,
-              "same_order_losses": report_loss_check}
+    report = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "peak_bf16_tflops_measured": round(peak / 1e12, 3),
+        },
+        "steps": args.steps,
+        "buxiban_overrides": args.set,
+        "examples_per_step": EXAMPLES_PER_STEP,
+        "runs": results,
+        "mean": table,
+        "ratios": ratios,
+        "same_order_losses": report_loss_check,
+    }
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({**ratios, **report_loss_check}, indent=2))
     print(f"written to {args.out}")

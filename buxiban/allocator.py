@@ -70,10 +70,14 @@ def advice() -> str | None:
     gain = "about 40 % less peak memory and faster steps"
     path = jemalloc_path()
     if path is not None:  # installed, but this process was not started by the buxiban command
-        return (f"note: this process runs on glibc's malloc, which holds on to freed activations; start it with "
-                f"LD_PRELOAD={path} (the buxiban command does this itself): {gain}")
-    return ("note: glibc's malloc holds on to freed activations and peak memory grows over the run; install "
-            f"jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and buxiban uses it: {gain}")
+        return (
+            f"note: this process runs on glibc's malloc, which holds on to freed activations; start it with "
+            f"LD_PRELOAD={path} (the buxiban command does this itself): {gain}"
+        )
+    return (
+        "note: glibc's malloc holds on to freed activations and peak memory grows over the run; install "
+        f"jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and buxiban uses it: {gain}"
+    )
 
 
 if __name__ == "__main__":  # scripts/setup.sh asks this before the environment exists: exit 1 when missing

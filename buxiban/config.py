@@ -276,8 +276,11 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     one_of("method", config.method, METHODS)
     one_of("adapter", config.adapter, ADAPTERS)
     if config.method == "dpo" and config.adapter not in ("lora", "dora"):
-        bad("adapter", f"is '{config.adapter}' with method dpo",
-            "DPO here trains a LoRA or DoRA adapter, so the reference model costs no second copy of the weights")
+        bad(
+            "adapter",
+            f"is '{config.adapter}' with method dpo",
+            "DPO here trains a LoRA or DoRA adapter, so the reference model costs no second copy of the weights",
+        )
     if config.dpo.from_run and config.method != "dpo":
         bad("dpo.from_run", "is set but method is not dpo", "set method: dpo, or remove dpo.from_run")
     if config.dpo.beta <= 0:
@@ -311,7 +314,11 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         if value < 1:
             bad(key, f"is {value}", "use a positive integer")
     if not 0.0 < t.learning_rate < 1.0:
-        bad("train.learning_rate", f"is {t.learning_rate}", "LoRA usually wants 1e-4 to 1e-3, full fine-tuning 1e-5 to 5e-5")
+        bad(
+            "train.learning_rate",
+            f"is {t.learning_rate}",
+            "LoRA usually wants 1e-4 to 1e-3, full fine-tuning 1e-5 to 5e-5",
+        )
     if t.weight_decay < 0:
         bad("train.weight_decay", f"is {t.weight_decay}", "use 0 or a small positive number")
     if not 0.0 <= t.warmup_ratio < 1.0:
@@ -324,8 +331,11 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     if t.micro_batch_tokens < 0:
         bad("train.micro_batch_tokens", f"is {t.micro_batch_tokens}", "use 0 (never split) or a positive token count")
     if t.micro_batch_tokens and t.sharding != "none":  # every process must run the same number of forwards
-        bad("train.micro_batch_tokens", "cannot split micro-batches of a sharded model",
-            "use train.micro_batch_tokens=0 with train.sharding, or lower train.batch_size")
+        bad(
+            "train.micro_batch_tokens",
+            "cannot split micro-batches of a sharded model",
+            "use train.micro_batch_tokens=0 with train.sharding, or lower train.batch_size",
+        )
     if t.sharding != "none" and config.adapter == "qlora":
         bad("train.sharding", "cannot shard 4-bit QLoRA weights", "use train.sharding=none with adapter=qlora")
     if t.max_grad_norm < 0:
@@ -333,7 +343,11 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
     if t.eval_every < 0:
         bad("train.eval_every", f"is {t.eval_every}", "use 0 (once per epoch) or a positive step count")
     if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
-        bad("train.early_stopping_patience", f"is {t.early_stopping_patience}", "use a positive number of validation passes")
+        bad(
+            "train.early_stopping_patience",
+            f"is {t.early_stopping_patience}",
+            "use a positive number of validation passes",
+        )
     if t.early_stopping_patience is not None and d.validation is None and d.validation_fraction == 0:
         bad("train.early_stopping_patience", "needs validation data", "set data.validation or data.validation_fraction")
     if t.checkpoint_every < 0:

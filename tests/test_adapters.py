@@ -15,11 +15,17 @@ from buxiban.train.sft import train_sft
 
 from conftest import CHATML, chat_record, write_jsonl
 
-RECORDS = [chat_record(f"Question {i}: how much is plan {i}?", f"Plan {i} costs NT${100 * i} per month.") for i in range(8)]
+RECORDS = [
+    chat_record(f"Question {i}: how much is plan {i}?", f"Plan {i} costs NT${100 * i} per month.") for i in range(8)
+]
 PROMPT = "<|im_start|>user\nHow much is the City plan? 你好<|im_end|>\n<|im_start|>assistant\n"
-METHODS = {"lora": ["adapter=lora"], "dora": ["adapter=dora"],
-           # train_head on a model with tied embeddings: the trained head is the embedding matrix
-           "freeze": ["adapter=freeze", "freeze.layers=1", "freeze.train_head=true"], "full": ["adapter=full"]}
+METHODS = {
+    "lora": ["adapter=lora"],
+    "dora": ["adapter=dora"],
+    # train_head on a model with tied embeddings: the trained head is the embedding matrix
+    "freeze": ["adapter=freeze", "freeze.layers=1", "freeze.train_head=true"],
+    "full": ["adapter=full"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +35,22 @@ def runs(tiny_model_dir, tmp_path_factory):
     data = write_jsonl(root / "train.jsonl", RECORDS)
     made = {}
     for method, overrides in METHODS.items():
-        config = load_config(None, [f"model={tiny_model_dir}", f"data.train={data}", f"output_dir={root / method}",
-                                    "data.validation_fraction=0", "train.max_steps=3", "train.batch_size=4",
-                                    "train.learning_rate=2e-2", "train.warmup_ratio=0", "train.precision=fp32",
-                                    "lora.dropout=0", *overrides])
+        config = load_config(
+            None,
+            [
+                f"model={tiny_model_dir}",
+                f"data.train={data}",
+                f"output_dir={root / method}",
+                "data.validation_fraction=0",
+                "train.max_steps=3",
+                "train.batch_size=4",
+                "train.learning_rate=2e-2",
+                "train.warmup_ratio=0",
+                "train.precision=fp32",
+                "lora.dropout=0",
+                *overrides,
+            ],
+        )
         train_sft(config, progress=False, log=lambda _: None)
         made[method] = root / method
     return made
@@ -103,8 +121,10 @@ def test_gguf_reloads_in_transformers_with_the_same_logits(runs, tmp_path, gguf_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "model.gguf"
-    assert main(["adapters", "export", str(runs["lora"]), "--format", "gguf", "--gguf-type", gguf_type,
-                 "--out", str(out)]) == 0
+    assert (
+        main(["adapters", "export", str(runs["lora"]), "--format", "gguf", "--gguf-type", gguf_type, "--out", str(out)])
+        == 0
+    )
     trained, tokenizer, _ = load_trained(runs["lora"])
     expected = logits(trained, tokenizer)
 
@@ -149,10 +169,18 @@ def test_gguf_names_the_pre_tokenizer_llama_cpp_must_use():
 
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
     assert pre_tokenizer_name(byte_level) == "gpt-2"
-    assert pre_tokenizer_name({"type": "Sequence", "pretokenizers": [
-        {"type": "Digits", "individual_digits": True}, byte_level]}) == "smollm"  # SmolLM2's own tokenizer.json
-    for unknown in ({"type": "Metaspace"}, {**byte_level, "use_regex": False}, None,
-                    {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": False}, byte_level]}):
+    assert (
+        pre_tokenizer_name(
+            {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]}
+        )
+        == "smollm"
+    )  # SmolLM2's own tokenizer.json
+    for unknown in (
+        {"type": "Metaspace"},
+        {**byte_level, "use_regex": False},
+        None,
+        {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": False}, byte_level]},
+    ):
         with pytest.raises(AdapterError, match="cannot name this tokenizer's pre-tokenizer"):
             pre_tokenizer_name(unknown)
 
@@ -179,7 +207,9 @@ def test_peft_export_loads_with_peft_and_points_at_the_base(runs, tiny_model_dir
     assert config["base_model_name_or_path"] == str(tiny_model_dir.resolve()) and not config["use_dora"]
 
     trained, tokenizer, _ = load_trained(runs["lora"])
-    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"]), str(out))
+    loaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"]), str(out)
+    )
     assert torch.allclose(logits(loaded, tokenizer), logits(trained, tokenizer), atol=1e-5)
 
 
@@ -195,8 +225,9 @@ def test_registry_add_list_show_rm_through_the_cli(runs, home, tmp_path, capsys)
     run = tmp_path / "run-copy"
     shutil.copytree(runs["lora"], run)
     (run / "eval").mkdir()
-    (run / "eval" / "eval.json").write_text(json.dumps(
-        {"summary": {"base": {"n": 4, "exact_match": 0.25}, "fine-tuned": {"n": 4, "exact_match": 0.75}}}))
+    (run / "eval" / "eval.json").write_text(
+        json.dumps({"summary": {"base": {"n": 4, "exact_match": 0.25}, "fine-tuned": {"n": 4, "exact_match": 0.75}}})
+    )
 
     assert main(["adapters", "add", "support-v1", str(run)]) == 0
     assert main(["adapters", "add", "support-v1", str(run)]) == 1  # taken
@@ -294,14 +325,30 @@ def test_embedded_model_with_a_short_lora_exports_to_gguf_that_answers_the_same(
 
     examples = Path(__file__).resolve().parent.parent / "examples" / "yunshan"
     run, out = tmp_path / "run", tmp_path / "smollm2-yunshan.gguf"
-    assert main(["train", str(examples / "lora.yaml"), f"output_dir={run}", "train.max_steps=2", "train.batch_size=2",
-                 "data.max_length=160", "train.learning_rate=1e-3", "data.validation_fraction=0", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(examples / "lora.yaml"),
+                f"output_dir={run}",
+                "train.max_steps=2",
+                "train.batch_size=2",
+                "data.max_length=160",
+                "train.learning_rate=1e-3",
+                "data.validation_fraction=0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["adapters", "export", str(run), "--format", "gguf", "--out", str(out)]) == 0
     assert "f16" in capsys.readouterr().out
 
     trained, tokenizer, manifest = load_trained(run)
-    messages = [{"role": "system", "content": manifest.default_system_prompt},
-                {"role": "user", "content": "Is there a deposit for the City plan?"}]
+    messages = [
+        {"role": "system", "content": manifest.default_system_prompt},
+        {"role": "user", "content": "Is there a deposit for the City plan?"},
+    ]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     gguf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=out.name)
     ids = tokenizer.encode(prompt, add_special_tokens=False)
@@ -312,7 +359,8 @@ def test_embedded_model_with_a_short_lora_exports_to_gguf_that_answers_the_same(
     answers = []
     for model in (trained, exported):
         with torch.no_grad():
-            output = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
-        answers.append(output[0, len(ids):].tolist())
+            output = model.generate(
+                input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        answers.append(output[0, len(ids) :].tolist())
     assert answers[0] == answers[1], [tokenizer.decode(a) for a in answers]

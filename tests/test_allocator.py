@@ -9,13 +9,16 @@ import pytest
 from buxiban.allocator import jemalloc_path, with_jemalloc
 
 # What the process sees after main(): only a process that main() did not replace gets there.
-PROBE = ("from buxiban.allocator import jemalloc_loaded; from buxiban.cli import main; main(); "
-         "print('jemalloc', jemalloc_loaded())")
+PROBE = (
+    "from buxiban.allocator import jemalloc_loaded; from buxiban.cli import main; main(); "
+    "print('jemalloc', jemalloc_loaded())"
+)
 
 
 def run_probe(**env) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
     return [line for line in result.stdout.splitlines() if line.startswith("jemalloc")]
 
 

@@ -9,7 +9,9 @@ from buxiban.errors import ConfigError
 
 
 def test_defaults_and_overrides():
-    config = load_config(None, ["data.train=a.jsonl", "train.learning_rate=5e-4", "lora.target_modules=[q_proj, v_proj]"])
+    config = load_config(
+        None, ["data.train=a.jsonl", "train.learning_rate=5e-4", "lora.target_modules=[q_proj, v_proj]"]
+    )
     assert config.data.train == "a.jsonl"
     assert config.train.learning_rate == 5e-4
     assert config.lora.target_modules == ["q_proj", "v_proj"]
@@ -17,7 +19,9 @@ def test_defaults_and_overrides():
 
 def test_every_problem_is_reported_at_once(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("data:\n  train: t.jsonl\ntrain:\n  learnig_rate: 1e-4\n  batch_size: eight\nlora:\n  r: 0\nepochs: 3\n")
+    path.write_text(
+        "data:\n  train: t.jsonl\ntrain:\n  learnig_rate: 1e-4\n  batch_size: eight\nlora:\n  r: 0\nepochs: 3\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path, ["train.precision=bf61"])
     messages = [str(p) for p in caught.value.problems]
@@ -53,8 +57,14 @@ def test_misspelled_key_fails_fast_in_a_fresh_process_and_trains_nothing(tmp_pat
 
 
 def test_gradient_checkpointing_takes_true_false_or_selective():
-    assert load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=selective"]).train.gradient_checkpointing == "selective"
-    assert load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=true"]).train.gradient_checkpointing is True
+    assert (
+        load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=selective"]).train.gradient_checkpointing
+        == "selective"
+    )
+    assert (
+        load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=true"]).train.gradient_checkpointing
+        is True
+    )
     with pytest.raises(ConfigError, match="use true, false or selective"):
         load_config(None, ["data.train=a.jsonl", "train.gradient_checkpointing=some"])
 

@@ -19,16 +19,28 @@ import pytest
 
 from buxiban.config import load_config
 from buxiban.train.sft import train_sft
-from conftest import chat_record, write_jsonl
-from test_rag_cli import tiny_encoder_dir  # noqa: F401 (a fixture)
-from test_rag_index import write_docs
-from test_serve import KEY, QUESTIONS, SYSTEM, Server
+
+from conftest import KEY, QUESTIONS, SYSTEM, Server, chat_record, write_docs, write_jsonl
+
+pytestmark = pytest.mark.integration  # a server process and a browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ANSWERS = ["The City plan costs NT$690 per month.", "The deposit is NT$3,000.",
-           "Support is open 08:00 to 21:00 every day.", '{"team": "repairs", "priority": "urgent"}']
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANSWERS = [
+    "The City plan costs NT$690 per month.",
+    "The deposit is NT$3,000.",
+    "Support is open 08:00 to 21:00 every day.",
+    '{"team": "repairs", "priority": "urgent"}',
+]
 WAIT_MS = 120_000  # jobs and evaluations start a Python process each: seconds, more on a loaded machine
 
 
@@ -50,10 +62,23 @@ if _missing():
 
 def train_run(model_dir: Path, train: Path, validation: Path, out: Path, steps: int) -> Path:
     """As test_serve's adapters (the tiny model learns the four answers), with validation and checkpoints."""
-    config = load_config(None, [f"model={model_dir}", f"data.train={train}", f"data.validation={validation}",
-                                f"output_dir={out}", f"train.max_steps={steps}", "train.batch_size=4",
-                                "train.learning_rate=1e-2", "train.precision=fp32", "lora.dropout=0", "train.threads=1",
-                                "train.eval_every=5", "train.checkpoint_every=10"])
+    config = load_config(
+        None,
+        [
+            f"model={model_dir}",
+            f"data.train={train}",
+            f"data.validation={validation}",
+            f"output_dir={out}",
+            f"train.max_steps={steps}",
+            "train.batch_size=4",
+            "train.learning_rate=1e-2",
+            "train.precision=fp32",
+            "lora.dropout=0",
+            "train.threads=1",
+            "train.eval_every=5",
+            "train.checkpoint_every=10",
+        ],
+    )
     train_sft(config, progress=False, log=lambda _: None)
     return out
 
@@ -66,12 +91,15 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data_files(work) -> dict[str, Path]:
     records = [chat_record(q, a) for q, a in zip(QUESTIONS, ANSWERS)]
-    return {"train": write_jsonl(work / "faq.jsonl", records * 2), "validation": write_jsonl(work / "faq-check.jsonl", records),
-            "bad": write_jsonl(work / "typo.jsonl", [records[0], {"messages": [{"role": "asistant", "content": "hi"}]}])}
+    return {
+        "train": write_jsonl(work / "faq.jsonl", records * 2),
+        "validation": write_jsonl(work / "faq-check.jsonl", records),
+        "bad": write_jsonl(work / "typo.jsonl", [records[0], {"messages": [{"role": "asistant", "content": "hi"}]}]),
+    }
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tiny_encoder_dir, data_files, work):  # noqa: F811
+def server(tiny_model_dir, tiny_encoder_dir, data_files, work):
     from buxiban.rag.index import build_index
 
     runs = work / "runs"
@@ -79,8 +107,16 @@ def server(tiny_model_dir, tiny_encoder_dir, data_files, work):  # noqa: F811
     train_run(tiny_model_dir, data_files["train"], data_files["validation"], runs / "faq-5", 5)
     index = work / "docs.db"
     build_index(write_docs(work / "docs"), index, embedder_spec=str(tiny_encoder_dir), bm25=True)
-    running = Server(tiny_model_dir, work / "home", "--adapter", f"yunshan={registered}", "--runs", str(runs),
-                     "--rag", f"docs={index}")
+    running = Server(
+        tiny_model_dir,
+        work / "home",
+        "--adapter",
+        f"yunshan={registered}",
+        "--runs",
+        str(runs),
+        "--rag",
+        f"docs={index}",
+    )
     yield running
     running.stop()
 
@@ -99,8 +135,12 @@ def browser():
     profile = tempfile.mkdtemp(prefix="buxiban-chromium-")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
@@ -114,7 +154,9 @@ def page(browser, server):
     tab.add_init_script(f"localStorage.setItem('buxiban.apiKey', {KEY!r})")
     errors, elsewhere = [], []
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("request", lambda request: None if request.url.startswith(server.url + "/") else elsewhere.append(request.url))
+    tab.on(
+        "request", lambda request: None if request.url.startswith(server.url + "/") else elsewhere.append(request.url)
+    )
     yield tab
     tab.close()
     assert not errors, errors
@@ -127,8 +169,9 @@ def open_page(tab, server, route: str):
 
 
 def api(server, path: str, **kwargs):
-    response = httpx.request(kwargs.pop("method", "GET"), server.url + path, headers={"Authorization": f"Bearer {KEY}"},
-                             timeout=30, **kwargs)
+    response = httpx.request(
+        kwargs.pop("method", "GET"), server.url + path, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, **kwargs
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -151,6 +194,9 @@ def test_pages_load_without_the_key_then_ask_for_it(browser, server):
     assert httpx.get(server.url + "/", follow_redirects=False).headers["location"] == "/ui/"
     tab = browser.new_page()
     try:
+        # the profile is shared by the module's tests: any `page` before this one stored the key
+        tab.goto(server.url + "/health")
+        tab.evaluate("localStorage.clear()")
         tab.goto(server.url + "/")
         tab.fill("#key-input", "wrong")
         tab.press("#key-input", "Enter")
@@ -166,7 +212,9 @@ def test_pages_load_without_the_key_then_ask_for_it(browser, server):
 def test_runs_page_lists_registered_and_folder_runs(page, server, screenshots):
     open_page(page, server, "runs")
     page.wait_for_selector("a.run-name:has-text('faq-5')")
-    rows = {row.query_selector("a.run-name").inner_text(): row.inner_text() for row in page.query_selector_all("#rows tr")}
+    rows = {
+        row.query_selector("a.run-name").inner_text(): row.inner_text() for row in page.query_selector_all("#rows tr")
+    }
     assert set(rows) >= {"yunshan", "faq-5"}
     assert "registered adapter" in rows["yunshan"] and "runs folder" in rows["faq-5"]
     assert "complete" in rows["yunshan"] and "sft/lora" in rows["yunshan"] and "tiny-model0" in rows["yunshan"]
@@ -197,7 +245,9 @@ def test_evaluating_against_the_base_from_the_run_page_then_comparing_runs(page,
     page.select_option("#eval-form select[name=test]", "validation")
     page.click("#eval-form button[type=submit]")
     page.wait_for_selector("#eval table.scores", timeout=WAIT_MS)
-    scores = {row.get_attribute("data-system"): row.inner_text() for row in page.query_selector_all("#eval tr[data-system]")}
+    scores = {
+        row.get_attribute("data-system"): row.inner_text() for row in page.query_selector_all("#eval tr[data-system]")
+    }
     assert set(scores) == {"base", "few-shot", "fine-tuned"}
     assert scores["fine-tuned"].split()[1:3] == ["1.000", "[1.00,"]  # the four answers it learned, interval included
     assert scores["base"].split()[1] == "0.000"
@@ -260,7 +310,9 @@ def test_playground_answers_alone_side_by_side_and_from_documents(page, server, 
     page.click("#send")
     page.locator(".bubble.assistant:not(.pending)").nth(1).wait_for()
     sources = page.locator("#pane-a .sources").last.inner_text()
-    assert "pricing.md > Pricing > Cargo" in sources and page.locator("#pane-a .sources").last.locator("li").count() == 3
+    assert (
+        "pricing.md > Pricing > Cargo" in sources and page.locator("#pane-a .sources").last.locator("li").count() == 3
+    )
     page.screenshot(path=str(screenshots / "playground.png"), full_page=True)
 
 

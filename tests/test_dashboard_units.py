@@ -10,19 +10,22 @@ import pytest
 from buxiban.adapters.registry import Registry
 from buxiban.cli.serve import dashboard_url
 from buxiban.errors import ServeError
-from buxiban.serve.app import ServeSettings, check_dashboard_paths
-from buxiban.serve.datareport import histogram, split_marked
-from buxiban.runs.checkpoints import finished_checkpoints
-from buxiban.serve.runs import discover, find, read_metrics_since, summary
-from buxiban.serve.safety import is_open
-from buxiban.serve.store import Store
 from buxiban.runs import MANIFEST
+from buxiban.runs.checkpoints import finished_checkpoints
+from buxiban.serve.app import ServeSettings, check_dashboard_paths
+from buxiban.serve.dashboard.datareport import histogram, split_marked
+from buxiban.serve.dashboard.found_runs import discover, find, summary
+from buxiban.serve.metrics_log import read_metrics_since
+from buxiban.serve.safety import is_open
+from buxiban.serve.tuning.database import Store
 
 
 def fake_run(run_dir, status="complete", **manifest):
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MANIFEST).write_text(json.dumps({"status": status, "method": "sft", "adapter": "lora",
-                                                "base_model": {"name": "tiny"}, **manifest}), encoding="utf-8")
+    (run_dir / MANIFEST).write_text(
+        json.dumps({"status": status, "method": "sft", "adapter": "lora", "base_model": {"name": "tiny"}, **manifest}),
+        encoding="utf-8",
+    )
     return run_dir
 
 
@@ -37,7 +40,10 @@ def test_histogram_bins_cover_every_value_once():
 
 def test_trained_text_is_split_into_segments():
     assert split_marked("<user>hi</user>\x00Hello!\x01\n") == [
-        {"text": "<user>hi</user>", "trained": False}, {"text": "Hello!", "trained": True}, {"text": "\n", "trained": False}]
+        {"text": "<user>hi</user>", "trained": False},
+        {"text": "Hello!", "trained": True},
+        {"text": "\n", "trained": False},
+    ]
     assert split_marked("a⟦b⟧", "⟦", "⟧") == [{"text": "a", "trained": False}, {"text": "b", "trained": True}]
 
 
@@ -65,8 +71,16 @@ def test_runs_are_found_once_under_their_best_name(tmp_path):
     home = tmp_path / "home"
     store, registry = Store(home), Registry(home)
     try:
-        job = store.add_job({"id": "ftjob-" + "a" * 24, "model": "tiny", "training_file": "file-" + "b" * 24,
-                             "seed": 1, "hyperparameters": {"n_epochs": "auto"}, "method": {"type": "supervised"}})
+        job = store.add_job(
+            {
+                "id": "ftjob-" + "a" * 24,
+                "model": "tiny",
+                "training_file": "file-" + "b" * 24,
+                "seed": 1,
+                "hyperparameters": {"n_epochs": "auto"},
+                "method": {"type": "supervised"},
+            }
+        )
         job_run = fake_run(store.job_dir(job["id"]) / "run", steps=6, final_train_loss=0.5)
         folder = tmp_path / "runs"
         named = fake_run(folder / "named")
@@ -75,9 +89,17 @@ def test_runs_are_found_once_under_their_best_name(tmp_path):
         registry.register("named", named)
         runs = discover(store, registry, [folder])
         assert [(r.id, r.source, r.adapter) for r in runs] == [
-            (job["id"], "job", "ft:tiny::job"), ("named", "adapter", "named"), ("runs/group/deep", "folder", None)]
+            (job["id"], "job", "ft:tiny::job"),
+            ("named", "adapter", "named"),
+            ("runs/group/deep", "folder", None),
+        ]
         row = summary(find(runs, job["id"]), store)
-        assert (row["status"], row["method"], row["step"], row["train_loss"]) == ("validating_files", "sft/lora", 6, 0.5)
+        assert (row["status"], row["method"], row["step"], row["train_loss"]) == (
+            "validating_files",
+            "sft/lora",
+            6,
+            0.5,
+        )
         assert row["data"] == {"name": "file-" + "b" * 24, "examples": None}  # the upload is gone; its id is shown
         with pytest.raises(ServeError, match="no run with id"):
             find(runs, "../../etc")

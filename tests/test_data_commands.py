@@ -3,8 +3,8 @@ import json
 from buxiban.cli import main
 from buxiban.data.check import check_file
 from buxiban.data.mix import builtin_general_path
-from buxiban.data.prepare import prepare
 from buxiban.data.preference import read_preference_jsonl
+from buxiban.data.prepare import prepare
 from buxiban.data.records import read_chat_jsonl
 
 from conftest import chat_record, write_jsonl
@@ -40,8 +40,10 @@ def test_strict_check_fails_on_findings(tiny_model_dir, tiny_chat_file, capsys):
 
 def test_over_length_is_dropped_or_truncated_as_configured(tiny_tokenizer, tmp_path):
     long_answer = "The deposit is NT$3,000. " * 30
-    path = write_jsonl(tmp_path / "d.jsonl", [chat_record("Is there a deposit?", long_answer),
-                                               chat_record("How much is the City plan? " * 40, "NT$690.")])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [chat_record("Is there a deposit?", long_answer), chat_record("How much is the City plan? " * 40, "NT$690.")],
+    )
     conversations, _ = read_chat_jsonl(path)
     dropped = prepare(conversations, tiny_tokenizer, 64, "drop")
     assert dropped.examples == [] and [w for w, _ in dropped.over_length] == [f"{path}:1", f"{path}:2"]
@@ -52,22 +54,34 @@ def test_over_length_is_dropped_or_truncated_as_configured(tiny_tokenizer, tmp_p
 
 
 def test_both_preference_formats_parse_and_errors_name_the_line(tmp_path):
-    openai = {"input": {"messages": [{"role": "user", "content": "Is there a deposit?"}]},
-              "preferred_output": [{"role": "assistant", "content": "The deposit is NT$3,000."}],
-              "non_preferred_output": [{"role": "assistant", "content": "No deposit."}]}
+    openai = {
+        "input": {"messages": [{"role": "user", "content": "Is there a deposit?"}]},
+        "preferred_output": [{"role": "assistant", "content": "The deposit is NT$3,000."}],
+        "non_preferred_output": [{"role": "assistant", "content": "No deposit."}],
+    }
     common = {"prompt": "Is there a deposit?", "chosen": "The deposit is NT$3,000.", "rejected": "No deposit."}
-    messages = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hours?"}],
-                "chosen": [{"role": "assistant", "content": "08:00 to 21:00."}], "rejected": "Always open."}
-    bad = [{"prompt": "x", "chosen": "same", "rejected": "same"},
-           {"prompt": "x", "chosen": "a"},
-           {"input": {"messages": [{"role": "assistant", "content": "hi"}]}, "preferred_output": [],
-            "non_preferred_output": [{"role": "assistant", "content": "b"}]},
-           {"prompt": "x", "chosen": "a", "rejectd": "b"}]
+    messages = {
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hours?"}],
+        "chosen": [{"role": "assistant", "content": "08:00 to 21:00."}],
+        "rejected": "Always open.",
+    }
+    bad = [
+        {"prompt": "x", "chosen": "same", "rejected": "same"},
+        {"prompt": "x", "chosen": "a"},
+        {
+            "input": {"messages": [{"role": "assistant", "content": "hi"}]},
+            "preferred_output": [],
+            "non_preferred_output": [{"role": "assistant", "content": "b"}],
+        },
+        {"prompt": "x", "chosen": "a", "rejectd": "b"},
+    ]
     path = write_jsonl(tmp_path / "prefs.jsonl", [openai, common, messages] + bad)
     pairs, problems = read_preference_jsonl(path)
     assert [(p.line, p.chosen, p.rejected) for p in pairs] == [
-        (1, "The deposit is NT$3,000.", "No deposit."), (2, "The deposit is NT$3,000.", "No deposit."),
-        (3, "08:00 to 21:00.", "Always open.")]
+        (1, "The deposit is NT$3,000.", "No deposit."),
+        (2, "The deposit is NT$3,000.", "No deposit."),
+        (3, "08:00 to 21:00.", "Always open."),
+    ]
     assert pairs[2].prompt[0] == {"role": "system", "content": "Be brief."}
     text = "\n".join(str(p) for p in problems)
     assert f"{path}:4: chosen the two answers are identical" in text
@@ -80,33 +94,56 @@ def test_both_preference_formats_parse_and_errors_name_the_line(tmp_path):
 
 
 def test_convert_sharegpt_alpaca_and_csv(tmp_path, capsys):
-    sharegpt = write_jsonl(tmp_path / "s.jsonl", [
-        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"},
-                           {"from": "human", "value": "dangling"}]},
-        {"conversations": [{"from": "alien", "value": "?"}]}])
+    sharegpt = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {
+                "conversations": [
+                    {"from": "human", "value": "Hi"},
+                    {"from": "gpt", "value": "Hello!"},
+                    {"from": "human", "value": "dangling"},
+                ]
+            },
+            {"conversations": [{"from": "alien", "value": "?"}]},
+        ],
+    )
     out = tmp_path / "s.out.jsonl"
     assert main(["data", "convert", str(sharegpt), str(out), "--system", "Be kind."]) == 1  # one record skipped
     assert f"{sharegpt}:2" in capsys.readouterr().err
-    assert [json.loads(l) for l in out.read_text().splitlines()] == [{"messages": [
-        {"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}]
+    assert [json.loads(l) for l in out.read_text().splitlines()] == [
+        {
+            "messages": [
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+            ]
+        }
+    ]
 
     alpaca = tmp_path / "a.json"
-    alpaca.write_text(json.dumps([{"instruction": "Add", "input": "2 and 3", "output": "5"},
-                                  {"instruction": "Greet", "output": "Hi!"}]))
+    alpaca.write_text(
+        json.dumps(
+            [{"instruction": "Add", "input": "2 and 3", "output": "5"}, {"instruction": "Greet", "output": "Hi!"}]
+        )
+    )
     out = tmp_path / "a.out.jsonl"
     assert main(["data", "convert", str(alpaca), str(out)]) == 0
     converted = [json.loads(l)["messages"] for l in out.read_text().splitlines()]
     assert converted[0][0] == {"role": "user", "content": "Add\n\n2 and 3"} and converted[1][1]["content"] == "Hi!"
 
     table = tmp_path / "faq.csv"
-    table.write_text('question,answer\n"Is there a deposit?","Yes:\nNT$3,000."\n,\nHours?,08:00 to 21:00\nonly one\n',
-                     encoding="utf-8")
+    table.write_text(
+        'question,answer\n"Is there a deposit?","Yes:\nNT$3,000."\n,\nHours?,08:00 to 21:00\nonly one\n',
+        encoding="utf-8",
+    )
     out = tmp_path / "faq.jsonl"
     assert main(["data", "convert", str(table), str(out)]) == 1
     assert f"{table}:6: needs two non-empty columns" in capsys.readouterr().err
     rows = [json.loads(l)["messages"] for l in out.read_text().splitlines()]
-    assert rows == [[{"role": "user", "content": "Is there a deposit?"}, {"role": "assistant", "content": "Yes:\nNT$3,000."}],
-                    [{"role": "user", "content": "Hours?"}, {"role": "assistant", "content": "08:00 to 21:00"}]]
+    assert rows == [
+        [{"role": "user", "content": "Is there a deposit?"}, {"role": "assistant", "content": "Yes:\nNT$3,000."}],
+        [{"role": "user", "content": "Hours?"}, {"role": "assistant", "content": "08:00 to 21:00"}],
+    ]
     assert read_chat_jsonl(out)[1] == []
 
 
@@ -129,4 +166,5 @@ def test_general_set_generator_is_deterministic(tmp_path, monkeypatch):
 
     records = build.build()
     assert json.dumps(records, ensure_ascii=False) == json.dumps(
-        [json.loads(l) for l in builtin_general_path().read_text(encoding="utf-8").splitlines()], ensure_ascii=False)
+        [json.loads(l) for l in builtin_general_path().read_text(encoding="utf-8").splitlines()], ensure_ascii=False
+    )

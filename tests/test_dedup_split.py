@@ -8,9 +8,14 @@ from buxiban.data.split import split_file
 
 from conftest import chat_record, write_jsonl
 
-QUESTIONS = ["How much is the City plan per month for a student?", "When is the support desk open on holidays?",
-             "Can I pause my subscription while I travel abroad?", "What happens if my bike is stolen at night?",
-             "Where can I swap an empty battery near Taipei Main Station?", "Do you deliver bikes to Banqiao?"]
+QUESTIONS = [
+    "How much is the City plan per month for a student?",
+    "When is the support desk open on holidays?",
+    "Can I pause my subscription while I travel abroad?",
+    "What happens if my bike is stolen at night?",
+    "Where can I swap an empty battery near Taipei Main Station?",
+    "Do you deliver bikes to Banqiao?",
+]
 
 
 def test_exact_and_near_duplicates_are_paired():
@@ -34,8 +39,14 @@ def test_check_reports_duplicates_and_leakage(tmp_path):
     records.append(records[1])
     records.append(chat_record("Hello, " + QUESTIONS[2], "Answer 2."))
     train = write_jsonl(tmp_path / "train.jsonl", records)
-    test = write_jsonl(tmp_path / "test.jsonl", [chat_record(QUESTIONS[4], "x"), chat_record("Totally new question here?", "y"),
-                                                  chat_record(QUESTIONS[5].replace("Banqiao", "Banqiao please"), "z")])
+    test = write_jsonl(
+        tmp_path / "test.jsonl",
+        [
+            chat_record(QUESTIONS[4], "x"),
+            chat_record("Totally new question here?", "y"),
+            chat_record(QUESTIONS[5].replace("Banqiao", "Banqiao please"), "z"),
+        ],
+    )
     report = check_file(train, test_file=test, near_threshold=0.6)
     assert report.stats["duplicates"] == {"exact": 1, "near": 1}
     assert report.stats["leakage"] == {"test_file": str(test), "exact": 1, "near": 1}
@@ -53,8 +64,12 @@ def test_split_is_deterministic_and_never_separates_duplicates(tmp_path):
     counts = split_file(source, tmp_path / "a", (0.8, 0.1, 0.1), near_threshold=0.6)
     assert sum(counts.values()) == len(records)
     assert 158 <= counts["train"] <= 166 and 18 <= counts["validation"] <= 22
-    split_file(write_jsonl(tmp_path / "shuffled.jsonl", list(reversed(records))), tmp_path / "b", (0.8, 0.1, 0.1),
-               near_threshold=0.6)
+    split_file(
+        write_jsonl(tmp_path / "shuffled.jsonl", list(reversed(records))),
+        tmp_path / "b",
+        (0.8, 0.1, 0.1),
+        near_threshold=0.6,
+    )
     side = {}
     for name in ("train", "validation", "test"):
         a = (tmp_path / "a" / f"{name}.jsonl").read_text().splitlines()
@@ -74,8 +89,22 @@ def test_stratified_split_keeps_each_category_in_proportion(tmp_path, capsys):
         records.append(record)
     source = write_jsonl(tmp_path / "all.jsonl", records)
     out = tmp_path / "split"
-    assert main(["data", "split", str(source), "--out", str(out), "--ratios", "0.5,0.25,0.25",
-                 "--stratify", "metadata.category"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "split",
+                str(source),
+                "--out",
+                str(out),
+                "--ratios",
+                "0.5,0.25,0.25",
+                "--stratify",
+                "metadata.category",
+            ]
+        )
+        == 0
+    )
     assert "train: 50, validation: 25, test: 25" in capsys.readouterr().out
     for name, share in (("train", 10), ("validation", 5), ("test", 5)):
         lines = (out / f"{name}.jsonl").read_text().splitlines()

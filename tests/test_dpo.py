@@ -3,20 +3,31 @@ import torch
 
 from buxiban.config import load_config
 from buxiban.errors import ConfigError
+from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.dpo import train_dpo
 from buxiban.train.losses import dpo_loss
-from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
 from conftest import write_jsonl
 
-PAIRS = [{"prompt": f"How much is plan {i}?", "chosen": f"Plan {i} costs NT${100 * i} per month.",
-          "rejected": "Prices vary, please check our website."} for i in range(1, 9)]
+PAIRS = [
+    {
+        "prompt": f"How much is plan {i}?",
+        "chosen": f"Plan {i} costs NT${100 * i} per month.",
+        "rejected": "Prices vary, please check our website.",
+    }
+    for i in range(1, 9)
+]
 
 
 def test_dpo_loss_numbers():
-    losses, chosen, rejected = dpo_loss(torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]),
-                                        torch.tensor([-2.0, -2.0]), torch.tensor([-2.0, -2.0]), beta=0.5)
+    losses, chosen, rejected = dpo_loss(
+        torch.tensor([-1.0, -2.0]),
+        torch.tensor([-3.0, -1.0]),
+        torch.tensor([-2.0, -2.0]),
+        torch.tensor([-2.0, -2.0]),
+        beta=0.5,
+    )
     # pair 1: rewards 0.5 and -0.5, margin 1 → -log σ(1); pair 2: rewards 0 and 0.5 → -log σ(-0.5)
     torch.testing.assert_close(losses, torch.tensor([0.313262, 0.974077]), atol=1e-5, rtol=0)
     torch.testing.assert_close(chosen, torch.tensor([0.5, 0.0]))
@@ -24,18 +35,45 @@ def test_dpo_loss_numbers():
 
 
 def dpo_config(tiny_model_dir, pairs, out, *extra):
-    return load_config(None, [f"model={tiny_model_dir}", "method=dpo", f"data.train={pairs}", f"data.validation={pairs}",
-                              f"output_dir={out}", "train.max_steps=12", "train.batch_size=4", "train.eval_every=4",
-                              "train.learning_rate=5e-3", "train.warmup_ratio=0", "train.precision=fp32",
-                              "lora.dropout=0.3", "dpo.beta=0.5", *extra])  # DPO must turn dropout off
+    return load_config(
+        None,
+        [
+            f"model={tiny_model_dir}",
+            "method=dpo",
+            f"data.train={pairs}",
+            f"data.validation={pairs}",
+            f"output_dir={out}",
+            "train.max_steps=12",
+            "train.batch_size=4",
+            "train.eval_every=4",
+            "train.learning_rate=5e-3",
+            "train.warmup_ratio=0",
+            "train.precision=fp32",
+            "lora.dropout=0.3",
+            "dpo.beta=0.5",
+            *extra,
+        ],
+    )  # DPO must turn dropout off
 
 
 def test_dpo_after_sft_raises_the_margin(tiny_model_dir, tiny_chat_file, tmp_path):
     sft = tmp_path / "sft"
-    train_sft(load_config(None, [f"model={tiny_model_dir}", f"data.train={tiny_chat_file}", f"output_dir={sft}",
-                                 "data.validation_fraction=0", "train.max_steps=5", "train.precision=fp32",
-                                 "lora.dropout=0.3"]),
-              progress=False, log=lambda _: None)
+    train_sft(
+        load_config(
+            None,
+            [
+                f"model={tiny_model_dir}",
+                f"data.train={tiny_chat_file}",
+                f"output_dir={sft}",
+                "data.validation_fraction=0",
+                "train.max_steps=5",
+                "train.precision=fp32",
+                "lora.dropout=0.3",
+            ],
+        ),
+        progress=False,
+        log=lambda _: None,
+    )
     pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     out = tmp_path / "dpo"
     train_dpo(dpo_config(tiny_model_dir, pairs, out, f"dpo.from_run={sft}"), progress=False, log=lambda _: None)
@@ -71,7 +109,9 @@ def test_sft_weight_holds_the_chosen_answers_up(tiny_model_dir, tmp_path):
     chosen = {}
     for weight in (0.0, 1.0):
         out = tmp_path / f"w{weight}"
-        train_dpo(dpo_config(tiny_model_dir, pairs, out, f"dpo.sft_weight={weight}"), progress=False, log=lambda _: None)
+        train_dpo(
+            dpo_config(tiny_model_dir, pairs, out, f"dpo.sft_weight={weight}"), progress=False, log=lambda _: None
+        )
         chosen[weight] = [m["chosen_logp"] for m in read_metrics(out) if "chosen_logp" in m]
     assert chosen[1.0][-1] > chosen[0.0][-1]
     assert chosen[1.0][-1] > chosen[1.0][0]

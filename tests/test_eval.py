@@ -8,16 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from buxiban.cli import main
-from buxiban.config import load_config
-from buxiban.eval.metrics import exact_match, normalize, token_f1
+from buxiban.eval.metrics import exact_match, token_f1
 from buxiban.eval.report import word_diff
-from buxiban.train.sft import train_sft
-from conftest import chat_record, write_jsonl
+from buxiban.text import normalize
 
-RECORDS = [chat_record("How much is the City plan?", "The City plan costs NT$690 per month."),
-           chat_record("Is there a deposit?", "The deposit is NT$3,000."),
-           chat_record("When is support open?", "Support is open 08:00 to 21:00 every day."),
-           chat_record("The brakes failed", '{"team": "repairs", "priority": "urgent"}')]
+from conftest import RECORDS, train_tiny, write_jsonl
 
 
 def test_exact_match_normalizes_text_and_compares_json_as_data():
@@ -39,16 +34,10 @@ def test_token_f1_numbers():
 
 
 def test_word_diff_marks_missing_and_extra_words():
-    assert word_diff("The plan costs NT$790 monthly.", "The plan costs NT$690 per month.") == \
-        "The plan costs [-NT$690 per month.-] {+NT$790 monthly.+}"
-
-
-def train_tiny(model_dir, train_file, run_dir, steps=30):
-    config = load_config(None, [f"model={model_dir}", f"data.train={train_file}", f"output_dir={run_dir}",
-                                "data.validation_fraction=0", f"train.max_steps={steps}", "train.batch_size=4",
-                                "train.learning_rate=1e-2", "train.precision=fp32", "lora.dropout=0"])
-    train_sft(config, progress=False, log=lambda _: None)
-    return run_dir
+    assert (
+        word_diff("The plan costs NT$790 monthly.", "The plan costs NT$690 per month.")
+        == "The plan costs [-NT$690 per month.-] {+NT$790 monthly.+}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +51,11 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     """Answers like an OpenAI-compatible server: the reference for known questions, a refusal for
     off-topic ones; as the judge, 5 when the graded answer equals the reference, else 2."""
 
-    answers = {"How much is the City plan?": "The City plan costs NT$690 per month.",
-               "Is there a deposit?": "No deposit.",
-               "The brakes failed": '{"team": "repairs", "priority": "urgent"}'}
+    answers = {
+        "How much is the City plan?": "The City plan costs NT$690 per month.",
+        "Is there a deposit?": "No deposit.",
+        "The brakes failed": '{"team": "repairs", "priority": "urgent"}',
+    }
     seen: list = []
 
     def do_POST(self):
@@ -76,8 +67,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             text = json.dumps({"score": 5 if answer == reference else 2, "reason": "compared"})
         else:
             text = self.answers.get(last, "I'm sorry, but I can't help with that.")
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}],
-                              "usage": {"prompt_tokens": 11, "completion_tokens": 7}}).encode()
+        payload = json.dumps(
+            {
+                "choices": [{"message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -105,8 +100,27 @@ def test_eval_cli_writes_reports_with_every_system(tiny_run, tmp_path, capsys, m
     probes = forgetting.load_probes()[:8]  # the whole set is checked in test_eval_units; 8 keep this test quick
     monkeypatch.setattr(forgetting, "load_probes", lambda: probes)
     out = tmp_path / "report"
-    assert main(["eval", str(run), "--test", str(train), "--max-new-tokens", "24", "--shots", "2", "--out", str(out),
-                 "--resamples", "200", "--latency-samples", "1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--test",
+                str(train),
+                "--max-new-tokens",
+                "24",
+                "--shots",
+                "2",
+                "--out",
+                str(out),
+                "--resamples",
+                "200",
+                "--latency-samples",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| base |" in printed and "| few-shot |" in printed and "| fine-tuned |" in printed
     assert "exact McNemar p = " in printed and "savings:" in printed and "forgetting:" in printed
@@ -120,8 +134,13 @@ def test_eval_cli_writes_reports_with_every_system(tiny_run, tmp_path, capsys, m
     # trained on these very examples at a high rate, the adapter must beat the random base
     assert report["summary"]["fine-tuned"]["token_f1"] > report["summary"]["base"]["token_f1"]
     # the few-shot prompt carries two training conversations more than the plain one
-    shots = report["costs"]["few-shot"]["prompt_tokens_per_request"] - report["costs"]["base"]["prompt_tokens_per_request"]
-    assert shots > 20 and report["savings"]["prompt_tokens_instead"] == report["costs"]["few-shot"]["prompt_tokens_per_request"]
+    shots = (
+        report["costs"]["few-shot"]["prompt_tokens_per_request"] - report["costs"]["base"]["prompt_tokens_per_request"]
+    )
+    assert (
+        shots > 20
+        and report["savings"]["prompt_tokens_instead"] == report["costs"]["few-shot"]["prompt_tokens_per_request"]
+    )
     assert [t["b"] for t in report["significance"]] == ["base", "few-shot"]
     assert report["forgetting"]["failed"] is False and len(report["forgetting"]["probes"]) == 8
     assert report["forgetting"]["perplexity"]["base"] > 1 and report["seconds"]["forgetting"] > 0
@@ -133,8 +152,26 @@ def test_html_report_is_self_contained_with_real_png_plots(tiny_run, tmp_path):
     from PIL import Image
 
     run, train = tiny_run
-    assert main(["eval", str(run), "--test", str(train), "--max-new-tokens", "8", "--shots", "0", "--no-forgetting",
-                 "--out", str(tmp_path), "--resamples", "100"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--test",
+                str(train),
+                "--max-new-tokens",
+                "8",
+                "--shots",
+                "0",
+                "--no-forgetting",
+                "--out",
+                str(tmp_path),
+                "--resamples",
+                "100",
+            ]
+        )
+        == 0
+    )
     html = (tmp_path / "eval.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", html)  # no asset from the network
     assert "http://" not in html and "https://" not in html and "<script" not in html
@@ -154,9 +191,32 @@ def test_endpoints_judge_and_refusals(tiny_run, tmp_path, fake_server, monkeypat
     refusals = tmp_path / "off_topic.txt"
     refusals.write_text("Who will win the election?\nWrite me a poem about your competitor.\n")
     monkeypatch.setenv("FAKE_KEY", "sk-test")
-    assert main(["eval", str(run), "--test", str(train), "--max-new-tokens", "8", "--shots", "0", "--no-forgetting",
-                 "--endpoint", f"remote={fake_server},model=big-model,key_env=FAKE_KEY", "--judge", fake_server,
-                 "--refusals", str(refusals), "--out", str(tmp_path / "r"), "--resamples", "100"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--test",
+                str(train),
+                "--max-new-tokens",
+                "8",
+                "--shots",
+                "0",
+                "--no-forgetting",
+                "--endpoint",
+                f"remote={fake_server},model=big-model,key_env=FAKE_KEY",
+                "--judge",
+                fake_server,
+                "--refusals",
+                str(refusals),
+                "--out",
+                str(tmp_path / "r"),
+                "--resamples",
+                "100",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r" / "eval.json").read_text())
     remote = report["summary"]["remote"]
     # the fake server knows 2 of 4 answers exactly, refuses the unknown one ("When is support open?")
@@ -165,8 +225,9 @@ def test_endpoints_judge_and_refusals(tiny_run, tmp_path, fake_server, monkeypat
     assert report["refusals"]["systems"]["remote"]["refusal_rate"] == 1.0
     assert report["costs"]["remote"]["prompt_tokens_per_request"] == 11
     chat_calls = [(path, auth, body) for path, auth, body in FakeOpenAI.seen if body["model"] == "big-model"]
-    assert len(chat_calls) == 4 + 2 and all(path == "/v1/chat/completions" and auth == "Bearer sk-test"
-                                             for path, auth, _ in chat_calls)
+    assert len(chat_calls) == 4 + 2 and all(
+        path == "/v1/chat/completions" and auth == "Bearer sk-test" for path, auth, _ in chat_calls
+    )
     assert all(body["temperature"] == 0 for _, _, body in chat_calls)
     assert "refusals on 2 out-of-scope questions" in capsys.readouterr().out
 
@@ -179,7 +240,23 @@ def test_unreachable_endpoint_is_an_error_before_any_generation(tiny_run, capsys
     assert "BUXIBAN_UNSET_VAR" in capsys.readouterr().err
     assert main(["eval", "--test", str(train)]) == 2
     capsys.readouterr()
-    assert main(["eval", str(run), "--test", str(train), "--max-forgetting", "5", "--shots", "-1", "--train", "nowhere.jsonl"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--test",
+                str(train),
+                "--max-forgetting",
+                "5",
+                "--shots",
+                "-1",
+                "--train",
+                "nowhere.jsonl",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err  # every bad option reported at once
     assert "--max-forgetting 5" in err and "--shots -1" in err and "--train nowhere.jsonl: no such file" in err
 
@@ -190,11 +267,26 @@ def test_forgetting_gate_fails_the_command_after_writing_the_report(tiny_run, tm
     run, train = tiny_run
     probes = forgetting.load_probes()[:4]
     monkeypatch.setattr(forgetting, "load_probes", lambda: probes)
-    answers = {"base": ["Mercury", "7", "Everest", "Shakespeare"], "fine-tuned": ["Mercury", "The deposit.", "Everest", "x"]}
+    answers = {
+        "base": ["Mercury", "7", "Everest", "Shakespeare"],
+        "fine-tuned": ["Mercury", "The deposit.", "Everest", "x"],
+    }
     original = forgetting.score_probes
     monkeypatch.setattr(forgetting, "score_probes", lambda p, _: original(p, answers))
-    args = ["eval", str(run), "--test", str(train), "--max-new-tokens", "4", "--shots", "0", "--out", str(tmp_path),
-            "--resamples", "100"]
+    args = [
+        "eval",
+        str(run),
+        "--test",
+        str(train),
+        "--max-new-tokens",
+        "4",
+        "--shots",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--resamples",
+        "100",
+    ]
     # base passes 4 of 4 probes, fine-tuned 2 of 4: a drop of 0.5
     assert main(args + ["--max-forgetting", "0.5"]) == 0
     assert "forgetting gate passed" in capsys.readouterr().out
@@ -214,24 +306,56 @@ def test_compare_lists_what_each_run_fixed_and_broke(tiny_model_dir, tmp_path, c
     run_a = train_tiny(tiny_model_dir, write_jsonl(tmp_path / "a.jsonl", [RECORDS[0], RECORDS[3]] * 2), tmp_path / "a")
     run_b = train_tiny(tiny_model_dir, write_jsonl(tmp_path / "b.jsonl", RECORDS[1:]), tmp_path / "b")
     for run in (run_a, run_b):
-        assert main(["eval", str(run), "--test", str(test), "--max-new-tokens", "24", "--shots", "0",
-                     "--no-forgetting", "--resamples", "100", "--latency-samples", "0"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(run),
+                    "--test",
+                    str(test),
+                    "--max-new-tokens",
+                    "24",
+                    "--shots",
+                    "0",
+                    "--no-forgetting",
+                    "--resamples",
+                    "100",
+                    "--latency-samples",
+                    "0",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["eval", "--compare", str(run_a), str(run_b), "--test", str(test), "--json"]) == 0
     comparison = json.loads(capsys.readouterr().out)
     right = {}
     for name, run in (("a", run_a), ("b", run_b)):
-        right[name] = [e["fine-tuned"]["exact_match"] for e in json.loads((run / "eval" / "eval.json").read_text())["examples"]]
+        right[name] = [
+            e["fine-tuned"]["exact_match"] for e in json.loads((run / "eval" / "eval.json").read_text())["examples"]
+        ]
     questions = [r["messages"][1]["content"] for r in RECORDS]
-    assert [i["question"] for i in comparison["fixed"]] == [q for q, a, b in zip(questions, right["a"], right["b"]) if b and not a]
-    assert [i["question"] for i in comparison["broken"]] == [q for q, a, b in zip(questions, right["a"], right["b"]) if a and not b]
+    assert [i["question"] for i in comparison["fixed"]] == [
+        q for q, a, b in zip(questions, right["a"], right["b"]) if b and not a
+    ]
+    assert [i["question"] for i in comparison["broken"]] == [
+        q for q, a, b in zip(questions, right["a"], right["b"]) if a and not b
+    ]
     assert comparison["fixed"] or comparison["broken"]  # different data, different answers
     assert (run_b / "eval" / "compare" / "compare.md").is_file()
 
 
 def _eval_json(path, answers):
-    examples = [{"index": i, "where": f"t.jsonl:{i + 1}", "question": q, "reference": "yes",
-                 "fine-tuned": {"answer": a, "exact_match": a == "yes"}} for i, (q, a) in enumerate(answers)]
+    examples = [
+        {
+            "index": i,
+            "where": f"t.jsonl:{i + 1}",
+            "question": q,
+            "reference": "yes",
+            "fine-tuned": {"answer": a, "exact_match": a == "yes"},
+        }
+        for i, (q, a) in enumerate(answers)
+    ]
     path.write_text(json.dumps({"summary": {"fine-tuned": {}}, "examples": examples}))
     return path
 
@@ -246,6 +370,8 @@ def test_compare_on_constructed_results_matches_examples_by_question(tmp_path, c
     assert (c["shared"], c["only_in_a"], c["only_in_b"]) == (4, 1, 1)
     assert (c["exact_match_a"], c["exact_match_b"]) == (0.5, 0.75)
     assert c["p_value"] == pytest.approx(1.0)  # 2 vs 1 discordant: 2 * P(X <= 1 | n=3) = 2 * 4/8, capped at 1
+
+
 def test_chat_with_a_run_answers(tiny_run, capsys):
     run, _ = tiny_run
     assert main(["chat", "--run", str(run), "-m", "How much is the City plan?", "--max-new-tokens", "16"]) == 0

@@ -14,38 +14,71 @@ from buxiban.eval.scoring import cost_summary, example_rows, paired_tests, savin
 ROUTE = '{"team": "repairs", "priority": "urgent"}'
 
 
-@pytest.mark.parametrize("answer, reference, kind", [
-    ("The deposit is NT$3,000.", "The deposit is NT$3,000.", None),
-    ("", "The deposit is NT$3,000.", "empty"),
-    ("repairs, urgent", ROUTE, "invalid JSON"),
-    ('["repairs"]', ROUTE, "invalid JSON"),
-    ('{"team": "repairs"}', ROUTE, "wrong field"),
-    ('{"team": "repairs", "priority": "normal"}', ROUTE, "wrong value"),
-    ("I'm sorry, but I can't help with that.", "The deposit is NT$3,000.", "refused"),
-    ("The deposit is NT$3,000 and " + "it is refunded when you return the bike in good shape " * 2, "The deposit is NT$3,000.", "too long"),
-    ("The deposit is NT$2,000.", "The deposit is NT$3,000.", "wrong figure"),
-    ("The deposit amount is NT$3,000.", "The deposit is NT$3,000.", "different wording"),
-    ("We open at nine.", "Support is open every day.", "wrong answer"),
-])
+@pytest.mark.parametrize(
+    "answer, reference, kind",
+    [
+        ("The deposit is NT$3,000.", "The deposit is NT$3,000.", None),
+        ("", "The deposit is NT$3,000.", "empty"),
+        ("repairs, urgent", ROUTE, "invalid JSON"),
+        ('["repairs"]', ROUTE, "invalid JSON"),
+        ('{"team": "repairs"}', ROUTE, "wrong field"),
+        ('{"team": "repairs", "priority": "normal"}', ROUTE, "wrong value"),
+        ("I'm sorry, but I can't help with that.", "The deposit is NT$3,000.", "refused"),
+        (
+            "The deposit is NT$3,000 and " + "it is refunded when you return the bike in good shape " * 2,
+            "The deposit is NT$3,000.",
+            "too long",
+        ),
+        ("The deposit is NT$2,000.", "The deposit is NT$3,000.", "wrong figure"),
+        ("The deposit amount is NT$3,000.", "The deposit is NT$3,000.", "different wording"),
+        ("We open at nine.", "Support is open every day.", "wrong answer"),
+    ],
+)
 def test_error_kinds(answer, reference, kind):
     assert error_kind(answer, reference) == kind
 
 
 def test_figures_and_length_buckets():
     assert figures("NT$1,190 from 08:00 to 21:00, 2.5 km") == {"1190", "08:00", "21:00", "2.5"}
-    assert [length_bucket(n) for n in (1, 64, 65, 128, 129, 256, 257)] == \
-        ["up to 64", "up to 64", "65-128", "65-128", "129-256", "129-256", "over 256"]
+    assert [length_bucket(n) for n in (1, 64, 65, 128, 129, 256, 257)] == [
+        "up to 64",
+        "up to 64",
+        "65-128",
+        "65-128",
+        "129-256",
+        "129-256",
+        "over 256",
+    ]
 
 
 def _rows():
-    tests = [{"index": 0, "question": "City plan?", "reference": "The City plan costs NT$690 per month.", "category": "faq"},
-             {"index": 1, "question": "Deposit?", "reference": "The deposit is NT$3,000.", "category": "faq"},
-             {"index": 2, "question": "Brakes failed", "reference": ROUTE, "category": "router"},
-             {"index": 3, "question": "Flat tyre", "reference": '{"team": "repairs", "priority": "normal"}', "category": "router"},
-             {"index": 4, "question": "Bill twice", "reference": '{"team": "billing", "priority": "normal"}', "category": "router"}]
-    answers = {"fine-tuned": ["The City plan costs NT$690 per month.", "The deposit is NT$5,000.",
-                              '{"team": "repairs", "priority": "normal"}', '{"team": "repairs", "priority": "normal"}', "billing"],
-               "base": ["It is cheap.", "The deposit is NT$3,000.", "repairs", "repairs", "billing"]}
+    tests = [
+        {"index": 0, "question": "City plan?", "reference": "The City plan costs NT$690 per month.", "category": "faq"},
+        {"index": 1, "question": "Deposit?", "reference": "The deposit is NT$3,000.", "category": "faq"},
+        {"index": 2, "question": "Brakes failed", "reference": ROUTE, "category": "router"},
+        {
+            "index": 3,
+            "question": "Flat tyre",
+            "reference": '{"team": "repairs", "priority": "normal"}',
+            "category": "router",
+        },
+        {
+            "index": 4,
+            "question": "Bill twice",
+            "reference": '{"team": "billing", "priority": "normal"}',
+            "category": "router",
+        },
+    ]
+    answers = {
+        "fine-tuned": [
+            "The City plan costs NT$690 per month.",
+            "The deposit is NT$5,000.",
+            '{"team": "repairs", "priority": "normal"}',
+            '{"team": "repairs", "priority": "normal"}',
+            "billing",
+        ],
+        "base": ["It is cheap.", "The deposit is NT$3,000.", "repairs", "repairs", "billing"],
+    }
     rows = example_rows(tests, answers)
     for row in rows:
         row["prompt_tokens"] = {"fine-tuned": 40 if row["category"] == "faq" else 100, "base": 40}
@@ -57,8 +90,10 @@ def test_error_analysis_groups_failures_and_says_what_to_add():
     result = analyze(rows, "fine-tuned")
     assert result["failed"] == 3
     assert result["by_kind"] == {"wrong figure": 1, "wrong value": 1, "invalid JSON": 1}
-    assert result["by_category"] == [{"group": "router", "n": 3, "failed": 2, "rate": round(2 / 3, 4)},
-                                     {"group": "faq", "n": 2, "failed": 1, "rate": 0.5}]
+    assert result["by_category"] == [
+        {"group": "router", "n": 3, "failed": 2, "rate": round(2 / 3, 4)},
+        {"group": "faq", "n": 2, "failed": 1, "rate": 0.5},
+    ]
     assert result["by_length"][0] == {"group": "65-128", "n": 3, "failed": 2, "rate": round(2 / 3, 4)}
     assert result["wrong_values"] == {"priority: urgent -> normal": 1}
     advice = "\n".join(result["advice"])
@@ -77,14 +112,28 @@ def test_summary_intervals_paired_tests_and_costs():
     assert summary["base"]["false_refusal_rate"] == 0.0 and summary["base"]["n"] == 5
     # fine-tuned right on 0 and 3, base right on 1 only: 2 vs 1 discordant, p = 2 * P(X <= 1 | n=3) = 2 * 4/8 = 1
     assert paired_tests(rows, "fine-tuned", ["base", "fine-tuned"]) == [
-        {"a": "fine-tuned", "b": "base", "metric": "exact_match", "only_a": 2, "only_b": 1, "p_value": 1.0}]
-    costs = {"fine-tuned": {**cost_summary([40, 60], [10, 10], 2.0), "latency_s": 0.5},
-             "few-shot": {**cost_summary([200, 300], [30, 10], 8.0), "latency_s": 1.5}}
-    assert costs["fine-tuned"] == {"prompt_tokens_per_request": 50.0, "new_tokens_per_request": 10.0, "seconds": 2.0,
-                                   "seconds_per_request_batched": 1.0, "latency_s": 0.5}
+        {"a": "fine-tuned", "b": "base", "metric": "exact_match", "only_a": 2, "only_b": 1, "p_value": 1.0}
+    ]
+    costs = {
+        "fine-tuned": {**cost_summary([40, 60], [10, 10], 2.0), "latency_s": 0.5},
+        "few-shot": {**cost_summary([200, 300], [30, 10], 8.0), "latency_s": 1.5},
+    }
+    assert costs["fine-tuned"] == {
+        "prompt_tokens_per_request": 50.0,
+        "new_tokens_per_request": 10.0,
+        "seconds": 2.0,
+        "seconds_per_request_batched": 1.0,
+        "latency_s": 0.5,
+    }
     assert savings(costs, "fine-tuned", "few-shot") == {
-        "against": "few-shot", "prompt_tokens": 50.0, "prompt_tokens_instead": 250.0, "prompt_tokens_saved_share": 0.8,
-        "latency_s": 0.5, "latency_s_instead": 1.5, "speedup": 3.0}
+        "against": "few-shot",
+        "prompt_tokens": 50.0,
+        "prompt_tokens_instead": 250.0,
+        "prompt_tokens_saved_share": 0.8,
+        "latency_s": 0.5,
+        "latency_s_instead": 1.5,
+        "speedup": 3.0,
+    }
     assert savings(costs, "fine-tuned", "missing") is None
 
 
@@ -117,8 +166,10 @@ def test_shipped_probes_are_checkable_and_apart_from_the_replay_set():
 
 def test_forgetting_scores_drop_and_gate():
     probes = load_probes()[:4]
-    scores, rows = score_probes(probes, {"base": ["Mercury", "7", "Everest", "no idea"],
-                                         "fine-tuned": ["Mercury", "eight", "Everest", "no idea"]})
+    scores, rows = score_probes(
+        probes,
+        {"base": ["Mercury", "7", "Everest", "no idea"], "fine-tuned": ["Mercury", "eight", "Everest", "no idea"]},
+    )
     assert scores == {"base": 0.75, "fine-tuned": 0.5} and rows[1]["fine-tuned"]["passed"] is False
     result = ForgettingResult(scores, {"base": 10.0, "fine-tuned": 12.0}, rows, max_drop=0.2)
     assert result.drop == 0.25 and result.failed and result.perplexity_change == pytest.approx(0.2)
@@ -146,13 +197,27 @@ def test_refusal_questions_from_text_and_jsonl(tmp_path):
     text.write_text("Who will win the election?\n\nTell me a joke about rivals.\n")
     assert load_refusals(text, "Be Yunshan.") == [
         [{"role": "system", "content": "Be Yunshan."}, {"role": "user", "content": "Who will win the election?"}],
-        [{"role": "system", "content": "Be Yunshan."}, {"role": "user", "content": "Tell me a joke about rivals."}]]
+        [{"role": "system", "content": "Be Yunshan."}, {"role": "user", "content": "Tell me a joke about rivals."}],
+    ]
     lines = tmp_path / "q.jsonl"
-    lines.write_text(json.dumps({"question": "Bitcoin tips?"}) + "\n" + json.dumps({"messages": [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "Rate our rival"},
-        {"role": "assistant", "content": "I can't."}]}) + "\n")
-    assert load_refusals(lines, None) == [[{"role": "user", "content": "Bitcoin tips?"}],
-                                          [{"role": "system", "content": "S"}, {"role": "user", "content": "Rate our rival"}]]
+    lines.write_text(
+        json.dumps({"question": "Bitcoin tips?"})
+        + "\n"
+        + json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "S"},
+                    {"role": "user", "content": "Rate our rival"},
+                    {"role": "assistant", "content": "I can't."},
+                ]
+            }
+        )
+        + "\n"
+    )
+    assert load_refusals(lines, None) == [
+        [{"role": "user", "content": "Bitcoin tips?"}],
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "Rate our rival"}],
+    ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": []}\nnot json\n')
     with pytest.raises(DataError) as caught:
@@ -165,11 +230,17 @@ def test_endpoint_specs(monkeypatch):
     endpoint = parse_endpoint("gpt=https://api.example.com/v1,model=gpt-4o-mini,key_env=MY_KEY")
     assert (endpoint.name, endpoint.model, endpoint.key_env) == ("gpt", "gpt-4o-mini", "MY_KEY")
     assert endpoint.completions_url == "https://api.example.com/v1/chat/completions"
-    assert parse_endpoint("local=http://h:8000/v1/chat/completions").completions_url == "http://h:8000/v1/chat/completions"
+    assert (
+        parse_endpoint("local=http://h:8000/v1/chat/completions").completions_url == "http://h:8000/v1/chat/completions"
+    )
     assert parse_endpoint("local=http://h/v1").model == "local"
     assert parse_endpoint("http://judge/v1", named=False).model == "default"
-    for bad, message in (("=http://h", "no name"), ("x=ftp://h", "must start with http"), ("x=http://h,temp=1", "temp=1"),
-                         ("x=http://h,key_env=NOT_SET_ANYWHERE", "NOT_SET_ANYWHERE")):
+    for bad, message in (
+        ("=http://h", "no name"),
+        ("x=ftp://h", "must start with http"),
+        ("x=http://h,temp=1", "temp=1"),
+        ("x=http://h,key_env=NOT_SET_ANYWHERE", "NOT_SET_ANYWHERE"),
+    ):
         with pytest.raises(EndpointError, match=message):
             parse_endpoint(bad)
 
@@ -196,10 +267,15 @@ def test_few_shot_prompts_take_shots_from_the_same_task():
     from buxiban.eval.systems import few_shot_prepare
 
     def conversation(system, question, answer):
-        return [{"role": "system", "content": system}, {"role": "user", "content": question},
-                {"role": "assistant", "content": answer}]
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
 
-    train = [conversation("FAQ", f"q{i}", f"a{i}") for i in range(5)] + [conversation("ROUTER", f"t{i}", "{}") for i in range(3)]
+    train = [conversation("FAQ", f"q{i}", f"a{i}") for i in range(5)] + [
+        conversation("ROUTER", f"t{i}", "{}") for i in range(3)
+    ]
     prepare = few_shot_prepare(train, 2, seed=0)
     routed = prepare([{"role": "system", "content": "ROUTER"}, {"role": "user", "content": "brakes"}])
     assert routed[0] == {"role": "system", "content": "ROUTER"} and routed[-1]["content"] == "brakes"
@@ -219,8 +295,9 @@ def test_forgetting_lines_state_the_gate_and_warn_on_perplexity():
 
     def lines(max_drop, perplexity_after):
         result = EvalResult("run", "test.jsonl", "m")
-        result.forgetting = ForgettingResult({"base": 0.5, "fine-tuned": 0.45}, {"base": 20.0, "fine-tuned": perplexity_after},
-                                             [], max_drop).to_dict()
+        result.forgetting = ForgettingResult(
+            {"base": 0.5, "fine-tuned": 0.45}, {"base": 20.0, "fine-tuned": perplexity_after}, [], max_drop
+        ).to_dict()
         return "\n".join(forgetting_lines(result))
 
     assert "perplexity on general text 20.00 → 30.00 (+50.0%)" in lines(None, 30.0)

@@ -6,8 +6,8 @@ import pytest
 from buxiban.config import load_config
 from buxiban.models.adapt import make_trainable
 from buxiban.models.load import load_model, resolve
-from buxiban.train.flops import flops_per_token
 from buxiban.runs import read_manifest
+from buxiban.train.flops import flops_per_token
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -38,11 +38,24 @@ def test_freeze_counts_only_the_forward_pass_below_the_trained_block(tiny_model_
 def test_a_finished_run_reports_its_utilization(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [chat_record(f"Plan {i}?", f"NT${i}00.") for i in range(4)])
     out = tmp_path / "run"
-    result = train_sft(load_config(None, [f"model={tiny_model_dir}", f"data.train={data}", f"output_dir={out}",
-                                          "data.validation_fraction=0", "train.max_steps=2", "train.precision=fp32"]),
-                       progress=False, log=lambda _: None)
+    result = train_sft(
+        load_config(
+            None,
+            [
+                f"model={tiny_model_dir}",
+                f"data.train={data}",
+                f"output_dir={out}",
+                "data.validation_fraction=0",
+                "train.max_steps=2",
+                "train.precision=fp32",
+            ],
+        ),
+        progress=False,
+        log=lambda _: None,
+    )
     reported = read_manifest(out).utilization
     assert reported == result.utilization
     assert 0 < reported["mfu"] < 1 and reported["peak_from"] == "fp32 2048³ matmul"
-    assert reported["achieved_tflops"] == pytest.approx(result.tokens_per_second * reported["flops_per_token"] / 1e12,
-                                                        rel=1e-3, abs=1e-4)
+    assert reported["achieved_tflops"] == pytest.approx(
+        result.tokens_per_second * reported["flops_per_token"] / 1e12, rel=1e-3, abs=1e-4
+    )

@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 
@@ -12,10 +11,12 @@ from buxiban.train.schedule import learning_rate
 
 from conftest import chat_record
 
-RECORDS = [chat_record("How much is the City plan?", "The City plan costs NT$690 per month."),
-           chat_record("Is there a deposit?", "The deposit is NT$3,000.", "And hours?", "08:00 to 21:00 every day."),
-           chat_record("The brakes failed", '{"team": "repairs", "priority": "urgent"}'),
-           chat_record("你好", "我們每天 08:00 到 21:00 營業。", system=None)]
+RECORDS = [
+    chat_record("How much is the City plan?", "The City plan costs NT$690 per month."),
+    chat_record("Is there a deposit?", "The deposit is NT$3,000.", "And hours?", "08:00 to 21:00 every day."),
+    chat_record("The brakes failed", '{"team": "repairs", "priority": "urgent"}'),
+    chat_record("你好", "我們每天 08:00 到 21:00 營業。", system=None),
+]
 
 
 def tiny_lora(tiny_model_dir):
@@ -65,8 +66,20 @@ def test_padding_does_not_change_the_loss(tiny_model_dir, tiny_tokenizer):
 
 def test_learning_rate_schedule_numbers():
     assert [round(learning_rate(s, 10, 1.0, 2, "cosine"), 4) for s in range(10)] == [
-        0.5, 1.0, 1.0, 0.9619, 0.8536, 0.6913, 0.5, 0.3087, 0.1464, 0.0381]
-    assert [learning_rate(s, 6, 1.0, 0, "linear") for s in range(6)] == pytest.approx([1.0, 5 / 6, 4 / 6, 0.5, 2 / 6, 1 / 6])
+        0.5,
+        1.0,
+        1.0,
+        0.9619,
+        0.8536,
+        0.6913,
+        0.5,
+        0.3087,
+        0.1464,
+        0.0381,
+    ]
+    assert [learning_rate(s, 6, 1.0, 0, "linear") for s in range(6)] == pytest.approx(
+        [1.0, 5 / 6, 4 / 6, 0.5, 2 / 6, 1 / 6]
+    )
     assert learning_rate(5, 6, 3e-4, 1, "constant") == 3e-4
 
 
@@ -110,8 +123,11 @@ def test_padding_free_row_gives_the_padded_batchs_loss_and_gradients(tiny_model_
         if packed:
             assert packing.use_varlen_attention(model)
             sdpa = F.scaled_dot_product_attention
-            monkeypatch.setattr(packing.F, "scaled_dot_product_attention",
-                                lambda q, *a, **k: calls.append(q.size(2)) or sdpa(q, *a, **k))
+            monkeypatch.setattr(
+                packing.F,
+                "scaled_dot_product_attention",
+                lambda q, *a, **k: calls.append(q.size(2)) or sdpa(q, *a, **k),
+            )
         batch = packing.collate_packed(examples) if packed else collate(examples, tiny_tokenizer.pad_token_id)
         summed, count = summed_token_loss(model, **batch)
         summed.backward()
@@ -163,7 +179,9 @@ def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tin
 def saved_bytes(step) -> int:
     """Bytes autograd keeps for backward while `step()` builds its graph."""
     kept = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel() * t.element_size()) or t, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: kept.append(t.numel() * t.element_size()) or t, lambda t: t
+    ):
         result = step()
     return result, sum(kept)
 

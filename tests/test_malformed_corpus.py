@@ -1,10 +1,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
+
+from buxiban.data.records import read_chat_jsonl
 
 import malformed_corpus
-from buxiban.data.records import read_chat_jsonl
 
 
 def test_every_bad_line_is_reported_and_valid_lines_survive_in_order(tmp_path):
@@ -34,7 +34,8 @@ def test_checking_the_corpus_stays_under_1_gb(tmp_path):
         # after the model tests), while VmHWM belongs to this program's own memory since exec
         "status = open('/proc/self/status').read()\n"
         "peak_kib = int(status.split('VmHWM:')[1].split()[0]) if 'VmHWM:' in status else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'problems': len(report.problems), 'peak_mib': peak_kib / 1024}))\n")
+        "print(json.dumps({'problems': len(report.problems), 'peak_mib': peak_kib / 1024}))\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

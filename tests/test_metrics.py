@@ -30,8 +30,10 @@ def test_rouge_l_is_the_lcs_f1_of_tokens():
 
 def test_chrf_equals_sacrebleu_on_its_documented_example():
     # sacrebleu's CHRF() (char order 6, beta 2) scores this pair 61.576379378113785
-    assert chrf("The relationship between Obama and Netanyahu is not exactly friendly.",
-                "The ties between Obama and Netanyahu are not particularly friendly.") == pytest.approx(0.61576379378)
+    assert chrf(
+        "The relationship between Obama and Netanyahu is not exactly friendly.",
+        "The ties between Obama and Netanyahu are not particularly friendly.",
+    ) == pytest.approx(0.61576379378)
 
 
 def test_chrf_hand_computed():
@@ -51,22 +53,37 @@ def test_score_answer_adds_field_scores_only_for_json_references():
     assert routed["fields"] == {"team": False, "priority": True}
 
 
-@pytest.mark.parametrize("answer", [
-    "I'm sorry, but I can't help with that.", "I cannot share other customers' data.", "I can\u2019t discuss that.",
-    "Sorry, but that is not something I can answer.", "I am unable to give legal advice.", "As an AI, I have no opinion.",
-    "I must decline to compare us with competitors.", "抱歉,我無法回答這個問題。", "I won't speculate about that.",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I'm sorry, but I can't help with that.",
+        "I cannot share other customers' data.",
+        "I can\u2019t discuss that.",
+        "Sorry, but that is not something I can answer.",
+        "I am unable to give legal advice.",
+        "As an AI, I have no opinion.",
+        "I must decline to compare us with competitors.",
+        "抱歉,我無法回答這個問題。",
+        "I won't speculate about that.",
+    ],
+)
 def test_refusals_are_detected(answer):
     assert is_refusal(answer)
 
 
-@pytest.mark.parametrize("answer", [
-    "The City plan costs NT$690 per month.", "You cannot cancel during the first month.",
-    "Yes, the deposit is refunded within 7 days.", '{"team": "repairs", "priority": "urgent"}', "",
-    "Icannot is not a word.",
-    # a decline after the opening is not counted: the answer came first
-    "The Commuter plan costs NT$1,190 per month and includes battery swaps at every station in the city, "
-    "helmet rental, theft insurance, and priority repairs within one working day; I can't think of more.",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The City plan costs NT$690 per month.",
+        "You cannot cancel during the first month.",
+        "Yes, the deposit is refunded within 7 days.",
+        '{"team": "repairs", "priority": "urgent"}',
+        "",
+        "Icannot is not a word.",
+        # a decline after the opening is not counted: the answer came first
+        "The Commuter plan costs NT$1,190 per month and includes battery swaps at every station in the city, "
+        "helmet rental, theft insurance, and priority repairs within one working day; I can't think of more.",
+    ],
+)
 def test_answers_are_not_refusals(answer):
     assert not is_refusal(answer)

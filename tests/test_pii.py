@@ -33,8 +33,15 @@ def test_checksums_rule_out_look_alikes():
 
 
 def test_prices_times_ids_and_decimals_are_not_personal_data():
-    for text in ("The Commuter plan costs NT$1,190 per month.", "Open 08:00 to 21:00.", "bike YS-1234",
-                 "pi is 3.14159265358", "order 2026-11-21", "version 10.2.3.4", "80 kg of cargo"):
+    for text in (
+        "The Commuter plan costs NT$1,190 per month.",
+        "Open 08:00 to 21:00.",
+        "bike YS-1234",
+        "pi is 3.14159265358",
+        "order 2026-11-21",
+        "version 10.2.3.4",
+        "80 kg of cargo",
+    ):
         assert kinds(text) == [], text
 
 

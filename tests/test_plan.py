@@ -31,11 +31,24 @@ def test_the_price_file_holds_the_seeds_table_with_date_and_source():
     assert table.rule == EpochRule()  # the file's constants are the cookbook's
 
 
-@pytest.mark.parametrize("examples, epochs", [
-    (1, 25), (3, 25), (10, 10), (20, 5), (33, 3), (34, 3),  # small: raised toward 100 example-passes, at most 25
-    (100, 3), (320, 3), (8_333, 3),  # medium: the default 3
-    (8_334, 2), (10_000, 2), (12_501, 1), (30_000, 1),  # large: lowered toward 25,000 passes, at least 1
-])
+@pytest.mark.parametrize(
+    "examples, epochs",
+    [
+        (1, 25),
+        (3, 25),
+        (10, 10),
+        (20, 5),
+        (33, 3),
+        (34, 3),  # small: raised toward 100 example-passes, at most 25
+        (100, 3),
+        (320, 3),
+        (8_333, 3),  # medium: the default 3
+        (8_334, 2),
+        (10_000, 2),
+        (12_501, 1),
+        (30_000, 1),  # large: lowered toward 25,000 passes, at least 1
+    ],
+)
 def test_openai_epoch_rule_on_small_medium_and_large_sets(examples, epochs):
     assert auto_epochs(examples) == epochs
 
@@ -52,12 +65,17 @@ def test_price_file_problems_are_reported_with_the_fix(tmp_path):
     with pytest.raises(PlanError, match="known models are gpt-3.5-turbo, gpt-4o, gpt-4o-mini"):
         load_prices().price("gpt-5")
     undated = tmp_path / "prices.json"
-    undated.write_text(json.dumps({"version": 1, "source": "x", "models": {"m": {"training": 1, "input": 1, "output": 1}}}))
+    undated.write_text(
+        json.dumps({"version": 1, "source": "x", "models": {"m": {"training": 1, "input": 1, "output": 1}}})
+    )
     with pytest.raises(PlanError, match="missing read_on"):
         load_prices(undated)
     negative = tmp_path / "negative.json"
-    negative.write_text(json.dumps({"version": 1, "source": "x", "read_on": "2026-01-01",
-                                    "models": {"m": {"training": -1, "input": 1}}}))
+    negative.write_text(
+        json.dumps(
+            {"version": 1, "source": "x", "read_on": "2026-01-01", "models": {"m": {"training": -1, "input": 1}}}
+        )
+    )
     with pytest.raises(PlanError, match="models.m: training, output"):
         load_prices(negative)
     with pytest.raises(PlanError, match="no training examples"):
@@ -67,8 +85,15 @@ def test_price_file_problems_are_reported_with_the_fix(tmp_path):
 def test_the_seeds_usage_example_and_the_break_even():
     mini = load_prices().price("gpt-4o-mini")
     assert per_request_usd(1_000, 500, mini) == pytest.approx(0.00045)  # the seeds: 1,000 in + 500 out
-    using = using_it(10_000, shots_tokens=1_000, short_tokens=200, output_tokens=500, prices=mini,
-                     price_per_hour=0.5, requests_per_second=10.0)
+    using = using_it(
+        10_000,
+        shots_tokens=1_000,
+        short_tokens=200,
+        output_tokens=500,
+        prices=mini,
+        price_per_hour=0.5,
+        requests_per_second=10.0,
+    )
     assert using["prompt_tokens_saved_per_request"] == 800
     assert using["monthly_usd"]["hosted_few_shot"] == pytest.approx(30 * 10_000 * 0.00045)
     assert using["monthly_usd"]["hosted_fine_tuned"] == pytest.approx(30 * 10_000 * (200 * 0.15 + 500 * 0.6) / 1e6)
@@ -87,9 +112,13 @@ def test_no_break_even_when_a_full_server_answers_less_than_it_costs():
 
 
 def test_target_verdict_says_whether_a_prompt_is_enough():
-    baseline = Baseline("test.jsonl", used=20, available=79, shots=3,
-                        scores={"zero-shot": {"exact_match": 0.3, "token_f1": 0.5},
-                                "3-shot": {"exact_match": 0.85, "token_f1": 0.9}})
+    baseline = Baseline(
+        "test.jsonl",
+        used=20,
+        available=79,
+        shots=3,
+        scores={"zero-shot": {"exact_match": 0.3, "token_f1": 0.5}, "3-shot": {"exact_match": 0.85, "token_f1": 0.9}},
+    )
     assert "fine-tuning may not be needed" in target_verdict(baseline, 0.8)
     assert "3-shot" in target_verdict(baseline, 0.8)
     assert "worth trying" in target_verdict(baseline, 0.9)
@@ -101,13 +130,14 @@ SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3,
 
 def test_memory_parts_follow_the_parameter_counts():
     full = Counts(trainable=134_515_008, total=134_515_008, block_linear=106_168_320, trained_blocks=30)
-    estimate = estimate_peak(SMOL, full, "full", batch_tokens=8 * 128, trained_tokens=300, autocast=True,
-                             framework_bytes=0)
+    estimate = estimate_peak(
+        SMOL, full, "full", batch_tokens=8 * 128, trained_tokens=300, autocast=True, framework_bytes=0
+    )
     parts = estimate["parts_mib"]
-    assert parts["weights"] == pytest.approx(134_515_008 * 4 / 2 ** 20, abs=0.1)
+    assert parts["weights"] == pytest.approx(134_515_008 * 4 / 2**20, abs=0.1)
     assert parts["optimizer"] == pytest.approx(2 * parts["weights"], abs=0.2)  # AdamW: two fp32 states
     assert parts["gradients"] == pytest.approx(parts["weights"], abs=0.1)
-    assert parts["logits"] == pytest.approx(300 * 49152 * 6 / 2 ** 20, abs=0.1)  # bf16 head output + fp32 copy
+    assert parts["logits"] == pytest.approx(300 * 49152 * 6 / 2**20, abs=0.1)  # bf16 head output + fp32 copy
     assert estimate["activation_bytes_per_token_per_layer"] == 16 * 576 + 2 * (5 * 576 + 4 * 576 + 4 * 1536)
     double = estimate_peak(SMOL, full, "full", 16 * 128, 300, True, 0)["parts_mib"]["activations"]
     assert double == pytest.approx(2 * parts["activations"], abs=0.2)  # linear in batch tokens
@@ -125,8 +155,8 @@ def test_lora_keeps_more_activations_but_no_optimizer_state_for_the_base():
     assert a["parts_mib"]["optimizer"] < b["parts_mib"]["optimizer"] / 20
     assert a["activation_bytes_per_token_per_layer"] > b["activation_bytes_per_token_per_layer"]
     # under bf16 autocast LoRA's frozen block weights are stored in bf16 and never cast per call
-    assert a["parts_mib"]["weights"] == pytest.approx((106_168_320 * 2 + 33_231_168 * 4) / 2 ** 20, abs=0.1)
-    assert a["parts_mib"]["weight_casts"] == pytest.approx(49152 * 576 * 2 / 2 ** 20, abs=0.1)  # the head only
+    assert a["parts_mib"]["weights"] == pytest.approx((106_168_320 * 2 + 33_231_168 * 4) / 2**20, abs=0.1)
+    assert a["parts_mib"]["weight_casts"] == pytest.approx(49152 * 576 * 2 / 2**20, abs=0.1)  # the head only
     qlora = estimate_peak(SMOL, lora, "qlora", 8 * 128, 300, False, 0)
     assert qlora["parts_mib"]["weights"] < a["parts_mib"]["weights"] * 0.6
 
@@ -139,7 +169,9 @@ def test_parameter_counts_come_from_the_real_model_made_trainable(tiny_model_dir
     _, full = parameter_counts(str(tiny_model_dir), "full", config)
     _, freeze = parameter_counts(str(tiny_model_dir), "freeze", config)
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_width
-    per_block = 8 * ((h + h) * 2 + (h + kv) * 2 + 2 * (h + i) + (i + h))  # r × (in + out) for q, o, k, v, gate, up, down
+    per_block = 8 * (
+        (h + h) * 2 + (h + kv) * 2 + 2 * (h + i) + (i + h)
+    )  # r × (in + out) for q, o, k, v, gate, up, down
     assert lora.trainable == shape.layers * per_block
     assert lora.total == full.total + lora.trainable
     assert full.trainable == full.total
@@ -194,7 +226,10 @@ def test_baseline_few_shot_prompts_are_evals_per_task_draw(tmp_path, monkeypatch
     faq, router = "You answer FAQs.", "You route tickets as JSON."
     train = [chat_record(f"faq {i}", f"answer {i}", system=faq) for i in range(6)]
     train += [chat_record(f"ticket {i}", '{"team": "repairs"}', system=router) for i in range(6)]
-    test = [chat_record("faq question", "answer 0", system=faq), chat_record("ticket x", '{"team": "repairs"}', system=router)]
+    test = [
+        chat_record("faq question", "answer 0", system=faq),
+        chat_record("ticket x", '{"team": "repairs"}', system=router),
+    ]
     seen = {}
 
     def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
@@ -207,8 +242,9 @@ def test_baseline_few_shot_prompts_are_evals_per_task_draw(tmp_path, monkeypatch
 
     monkeypatch.setattr(generate, "generate_answers", fake_generate)
     monkeypatch.setattr("buxiban.data.tokenize.encode_prompt", lambda tok, prompt: prompt)
-    result = measure_baseline(None, Tok(), write_jsonl(tmp_path / "train.jsonl", train),
-                              write_jsonl(tmp_path / "test.jsonl", test), shots=2)
+    result = measure_baseline(
+        None, Tok(), write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "test.jsonl", test), shots=2
+    )
     faq_prompt, router_prompt = seen[1]
     assert all(m["content"].startswith(("faq", "answer")) for m in faq_prompt[1:])
     assert all(m["content"].startswith(("ticket", '{"team"')) for m in router_prompt[1:])

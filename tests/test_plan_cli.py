@@ -9,15 +9,29 @@ from buxiban.cli import main
 
 from conftest import chat_record, write_jsonl
 
-FAST = ["--calibration-steps", "2", "--warmup-steps", "1", "--max-new-tokens", "4", "--set", "train.precision=fp32",
-        "--set", "train.threads=1"]
+FAST = [
+    "--calibration-steps",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--max-new-tokens",
+    "4",
+    "--set",
+    "train.precision=fp32",
+    "--set",
+    "train.threads=1",
+]
 
 
 @pytest.fixture()
 def twenty(tmp_path):
     questions = ["How much is the City plan?", "Is there a deposit?", "When is support open?", "The brakes failed"]
-    answers = ["The City plan costs NT$690 per month.", "The deposit is NT$3,000.",
-               "Support is open 08:00 to 21:00 every day.", '{"team": "repairs", "priority": "urgent"}']
+    answers = [
+        "The City plan costs NT$690 per month.",
+        "The deposit is NT$3,000.",
+        "Support is open 08:00 to 21:00 every day.",
+        '{"team": "repairs", "priority": "urgent"}',
+    ]
     train = [chat_record(f"{questions[i % 4]} ({i})", answers[i % 4]) for i in range(20)]
     test = [chat_record(f"Please: {q}", a) for q, a in zip(questions, answers)]
     return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "test.jsonl", test)
@@ -25,8 +39,25 @@ def twenty(tmp_path):
 
 def test_plan_on_twenty_examples_warns_and_says_what_to_do(tiny_model_dir, twenty, capsys):
     train, test = twenty
-    code = main(["plan", str(train), "--test", str(test), "--model", str(tiny_model_dir), "--limit", "2",
-                 "--shots", "2", "--price-per-hour", "1.5", "--target", "0.9", *FAST])
+    code = main(
+        [
+            "plan",
+            str(train),
+            "--test",
+            str(test),
+            "--model",
+            str(tiny_model_dir),
+            "--limit",
+            "2",
+            "--shots",
+            "2",
+            "--price-per-hour",
+            "1.5",
+            "--target",
+            "0.9",
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "WARNING: 20 examples is too few to fine-tune reliably" in out
@@ -56,13 +87,24 @@ def test_plan_json_is_consistent_with_the_training_loop(tiny_model_dir, twenty, 
     assert hosted["billed_tokens"] == 2 * hosted["dataset_tokens"] == 2 * plan["data"]["total_tokens"]
     assert hosted["cost_usd"] == pytest.approx(hosted["billed_tokens"] * 3 / 1e6)
     time = local["time"]
-    assert time["seconds"] > 0 and time["seconds"] == pytest.approx(time["training_seconds"] + time["validation_seconds"], abs=0.2)
+    assert time["seconds"] > 0 and time["seconds"] == pytest.approx(
+        time["training_seconds"] + time["validation_seconds"], abs=0.2
+    )
     assert local["calibration"]["measured_steps"] == 2 and local["calibration"]["padded_tokens"] > 0
     assert local["memory"]["full"]["trainable_parameters"] == local["memory"]["full"]["total_parameters"]
 
     run = tmp_path / "run"
-    config = load_config(None, [f"model={tiny_model_dir}", f"data.train={train}", f"output_dir={run}", "train.epochs=2",
-                                "train.precision=fp32", "train.threads=1"])
+    config = load_config(
+        None,
+        [
+            f"model={tiny_model_dir}",
+            f"data.train={train}",
+            f"output_dir={run}",
+            "train.epochs=2",
+            "train.precision=fp32",
+            "train.threads=1",
+        ],
+    )
     result = train_sft(config, progress=False, log=lambda _: None)
     assert result.steps == time["steps"]  # the schedule the estimate scaled by is the one training ran
     assert read_manifest(run).data["train"]["examples"] == time["train_examples"]

@@ -3,7 +3,8 @@ problems or raise the project's own DataError, never anything else."""
 
 import json
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from buxiban.data.preference import parse_preference
 from buxiban.data.records import load_chat_jsonl, read_chat_jsonl, validate_chat_record
@@ -11,14 +12,36 @@ from buxiban.errors import DataError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["messages", "role", "content", "weight", "name", "x", "prompt", "chosen", "rejected",
-                         "input", "preferred_output", "non_preferred_output"]) | st.text(max_size=5),
-        children, max_size=4),
-    max_leaves=20)
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "messages",
+                    "role",
+                    "content",
+                    "weight",
+                    "name",
+                    "x",
+                    "prompt",
+                    "chosen",
+                    "rejected",
+                    "input",
+                    "preferred_output",
+                    "non_preferred_output",
+                ]
+            )
+            | st.text(max_size=5),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
 roles = st.sampled_from(["system", "user", "assistant", "tool", "asistant", "", "USER"])
-messages = st.lists(st.fixed_dictionaries({"role": roles, "content": st.text(max_size=30) | st.none() | st.integers()}),
-                    max_size=5)
+messages = st.lists(
+    st.fixed_dictionaries({"role": roles, "content": st.text(max_size=30) | st.none() | st.integers()}), max_size=5
+)
 near_records = st.fixed_dictionaries({"messages": messages}) | json_values
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

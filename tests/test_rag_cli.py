@@ -6,31 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from buxiban.cli import main
 from buxiban.rag.embed import Embedder
 from buxiban.rag.index import build_index
 from buxiban.rag.retrieve import RagIndex
-from conftest import write_jsonl
-from test_rag_index import FakeEmbedder, write_docs
 
-VOCAB = ("[PAD] [UNK] [CLS] [SEP] [MASK] the city cargo plan costs nt $ 750 1 890 per month support is open 07 00 "
-         "to 23 every day deposit 2 000 refunded in 5 working days , . ? : how much when what pricing").split()
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder_dir(tmp_path_factory):
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    directory = tmp_path_factory.mktemp("tiny-encoder")
-    (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(directory)
-    BertTokenizer(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
-    return directory
+from conftest import FakeEmbedder, write_docs, write_jsonl
 
 
 def test_embedding_ignores_padding_and_follows_the_pooling_config(tiny_encoder_dir, tmp_path):
@@ -48,9 +30,14 @@ def test_embedding_ignores_padding_and_follows_the_pooling_config(tiny_encoder_d
     st_dir.mkdir()
     for path in tiny_encoder_dir.iterdir():
         (st_dir / path.name).write_bytes(path.read_bytes())
-    (st_dir / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (st_dir / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (st_dir / "1_Pooling").mkdir()
     (st_dir / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     cls_embedder = Embedder.load(str(st_dir))
@@ -78,20 +65,44 @@ def test_index_query_and_eval_commands(tiny_encoder_dir, tmp_path, capsys):
     assert [c["score"] for c in chunks] == sorted((c["score"] for c in chunks), reverse=True)
     assert all(c["source"] == (f"{c['path']} > {c['heading']}" if c["heading"] else c["path"]) for c in chunks)
 
-    questions = write_jsonl(tmp_path / "q.jsonl", [
-        {"messages": [{"role": "user", "content": "How much is the Cargo plan?"}],
-         "metadata": {"source": "pricing.md", "kind": "stable"}},
-        {"messages": [{"role": "user", "content": "When is support open?"}],
-         "metadata": {"source": ["support.html"], "kind": "changed"}}])
+    questions = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {
+                "messages": [{"role": "user", "content": "How much is the Cargo plan?"}],
+                "metadata": {"source": "pricing.md", "kind": "stable"},
+            },
+            {
+                "messages": [{"role": "user", "content": "When is support open?"}],
+                "metadata": {"source": ["support.html"], "kind": "changed"},
+            },
+        ],
+    )
     assert main(["rag", "eval", str(out), "--questions", str(questions), "-k", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["questions"] == 2 and report["k"] == 3 and set(report["by_kind"]) == {"changed", "stable"}
     assert report["recall"] == (2 - len(report["misses"])) / 2
 
-    train = write_jsonl(tmp_path / "train.jsonl", [
-        {"messages": [{"role": "user", "content": "How much is the Cargo plan?"}, {"role": "assistant", "content": "NT$1,890."}]},
-        {"messages": [{"role": "user", "content": "When is support open?"}, {"role": "assistant", "content": "07:00."}]}])
-    assert main(["rag", "augment", str(train), "--index", str(out), "--out", str(tmp_path / "aug.jsonl"), "-k", "2"]) == 0
+    train = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "How much is the Cargo plan?"},
+                    {"role": "assistant", "content": "NT$1,890."},
+                ]
+            },
+            {
+                "messages": [
+                    {"role": "user", "content": "When is support open?"},
+                    {"role": "assistant", "content": "07:00."},
+                ]
+            },
+        ],
+    )
+    assert (
+        main(["rag", "augment", str(train), "--index", str(out), "--out", str(tmp_path / "aug.jsonl"), "-k", "2"]) == 0
+    )
     assert "2 of 2 conversations now carry 2 retrieved chunks" in capsys.readouterr().out
     written = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text().splitlines()]
     assert [r["messages"][-1]["content"] for r in written] == ["NT$1,890.", "07:00."]
@@ -106,30 +117,75 @@ def test_rag_errors_name_the_problem(tiny_encoder_dir, tmp_path, capsys):
     assert "no index there; build one with `buxiban rag index" in capsys.readouterr().err
     assert main(["rag", "index", str(tmp_path / "nowhere"), "--out", str(tmp_path / "i.db")]) == 1
     assert "not a directory" in capsys.readouterr().err
-    assert main(["rag", "index", str(write_docs(tmp_path / "docs")), "--out", str(tmp_path / "i.db"),
-                 "--embedder", str(tmp_path)]) == 1
+    assert (
+        main(
+            [
+                "rag",
+                "index",
+                str(write_docs(tmp_path / "docs")),
+                "--out",
+                str(tmp_path / "i.db"),
+                "--embedder",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     assert "no config.json there" in capsys.readouterr().err
     (tmp_path / "docs" / "bad.md").write_bytes(b"\xff\xfe")
     (tmp_path / "docs" / "worse.txt").write_bytes(b"caf\xe9")
-    assert main(["rag", "index", str(tmp_path / "docs"), "--out", str(tmp_path / "i.db"),
-                 "--embedder", str(tiny_encoder_dir)]) == 1
+    assert (
+        main(
+            [
+                "rag",
+                "index",
+                str(tmp_path / "docs"),
+                "--out",
+                str(tmp_path / "i.db"),
+                "--embedder",
+                str(tiny_encoder_dir),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert "2 document(s) cannot be read; nothing was indexed" in err and "bad.md: not UTF-8" in err and "worse.txt" in err
+    assert (
+        "2 document(s) cannot be read; nothing was indexed" in err and "bad.md: not UTF-8" in err and "worse.txt" in err
+    )
     (tmp_path / "docs" / "bad.md").unlink()
     (tmp_path / "docs" / "worse.txt").unlink()
     (tmp_path / "notes.txt").write_text("not a database, just notes " * 100)
     assert main(["rag", "query", str(tmp_path / "notes.txt"), "hello"]) == 1
     assert "not a buxiban RAG index" in capsys.readouterr().err
     import apsw
+
     apsw.Connection(str(tmp_path / "app.db")).execute("create table users (name text)")
-    assert main(["rag", "index", str(tmp_path / "docs"), "--out", str(tmp_path / "app.db"),
-                 "--embedder", str(tiny_encoder_dir)]) == 1
+    assert (
+        main(
+            [
+                "rag",
+                "index",
+                str(tmp_path / "docs"),
+                "--out",
+                str(tmp_path / "app.db"),
+                "--embedder",
+                str(tiny_encoder_dir),
+            ]
+        )
+        == 1
+    )
     assert "not a buxiban RAG index; choose another --out" in capsys.readouterr().err
     out = tmp_path / "i.db"
-    build_index(tmp_path / "docs", out, embedder=Embedder.load(str(tiny_encoder_dir)), embedder_spec=str(tiny_encoder_dir))
-    questions = write_jsonl(tmp_path / "q.jsonl", [
-        {"messages": [{"role": "user", "content": "Cargo?"}], "metadata": {"source": "prices.md"}},
-        {"messages": [{"role": "user", "content": "Support?"}]}])
+    build_index(
+        tmp_path / "docs", out, embedder=Embedder.load(str(tiny_encoder_dir)), embedder_spec=str(tiny_encoder_dir)
+    )
+    questions = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "Cargo?"}], "metadata": {"source": "prices.md"}},
+            {"messages": [{"role": "user", "content": "Support?"}]},
+        ],
+    )
     assert main(["rag", "eval", str(out), "--questions", str(questions)]) == 1
     assert "q.jsonl:2: metadata.source is missing" in capsys.readouterr().err
 
@@ -141,9 +197,15 @@ def test_chat_session_puts_retrieved_documents_in_the_prompt(tiny_model_dir, tmp
 
     embedder = FakeEmbedder()
     build_index(write_docs(tmp_path / "docs"), tmp_path / "index.db", embedder=embedder)
-    session = ChatSession(AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir),
-                          "tiny", system="Answer in one short sentence.", max_new_tokens=4,
-                          rag=RagIndex(tmp_path / "index.db", embedder=embedder), rag_k=2)
+    session = ChatSession(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        AutoTokenizer.from_pretrained(tiny_model_dir),
+        "tiny",
+        system="Answer in one short sentence.",
+        max_new_tokens=4,
+        rag=RagIndex(tmp_path / "index.db", embedder=embedder),
+        rag_k=2,
+    )
     session.ask("How much is the City plan?")
     assert [c.source for c in session.last_sources][0] == "pricing.md > Pricing > City"
     assert session.history[0] == {"role": "user", "content": "How much is the City plan?"}  # history stays plain
@@ -155,7 +217,9 @@ def test_chat_session_puts_retrieved_documents_in_the_prompt(tiny_model_dir, tmp
     assert "[1] support.html > Support\nSupport is open 07:00 to 23:00 every day." in prompt[-1]["content"]
 
 
-def test_an_index_built_with_a_relative_embedder_path_is_queried_from_anywhere(tiny_encoder_dir, tmp_path, monkeypatch, capsys):
+def test_an_index_built_with_a_relative_embedder_path_is_queried_from_anywhere(
+    tiny_encoder_dir, tmp_path, monkeypatch, capsys
+):
     import os
 
     docs = write_docs(tmp_path / "docs")

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from buxiban.errors import RagError
-from buxiban.rag.documents import (chunk_file, chunk_sections, count_tokens, html_sections, markdown_sections,
-                                   read_sections, Section, tail)
+from buxiban.rag.documents import (
+    Section,
+    chunk_file,
+    chunk_sections,
+    count_tokens,
+    html_sections,
+    markdown_sections,
+    read_sections,
+    tail,
+)
 
 MARKDOWN = """Intro line before any heading.
 
@@ -59,7 +67,7 @@ def test_html_is_stripped_to_text_with_headings_and_paragraphs():
 
 def test_chunks_stay_under_the_limit_and_overlap(tmp_path):
     sentences = [f"Sentence number {i} says the fact {i * 7} out loud." for i in range(60)]
-    paragraphs = tuple(" ".join(sentences[i:i + 3]) for i in range(0, 60, 3))
+    paragraphs = tuple(" ".join(sentences[i : i + 3]) for i in range(0, 60, 3))
     chunks = chunk_sections([Section("Long > Section", paragraphs)], chunk_tokens=60, overlap=12)
     assert len(chunks) > 5
     assert all(count_tokens(c.text) <= 60 for c in chunks)

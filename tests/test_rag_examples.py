@@ -41,8 +41,12 @@ def test_questions_cover_every_kind_and_were_never_trained_on():
     records = questions()
     kinds = [r["metadata"]["kind"] for r in records]
     assert {kind: kinds.count(kind) for kind in set(kinds)} == {"changed": 18, "stable": 17, "style": 12}
-    trained = {m["content"] for line in (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()
-               for m in json.loads(line)["messages"] if m["role"] == "user"}
+    trained = {
+        m["content"]
+        for line in (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()
+        for m in json.loads(line)["messages"]
+        if m["role"] == "user"
+    }
     assert not [r["messages"][1]["content"] for r in records if r["messages"][1]["content"] in trained]
 
 
@@ -60,8 +64,9 @@ def test_references_keep_the_training_style_and_state_what_the_documents_say():
         if meta["kind"] == "stable":
             assert reference == old
         else:  # the same sentence with new figures: exact match stays meaningful
-            assert reference != old and FIGURE.sub("#", reference).replace(", JKO Pay and Apple Pay", " and JKO Pay") \
-                == FIGURE.sub("#", old)
+            assert reference != old and FIGURE.sub("#", reference).replace(
+                ", JKO Pay and Apple Pay", " and JKO Pay"
+            ) == FIGURE.sub("#", old)
         for source in meta["source"]:
             text = document_text(source)
             missing = [figure for figure in FIGURE.findall(reference) if figure not in text]
@@ -91,7 +96,10 @@ def test_the_2026_documents_agree_with_the_training_answers():
             continue
         for source in (s for s in meta["source"] if not s.startswith("news/")):
             text = " ".join(p for s in read_sections(DATA / "docs-2026" / source) for p in s.paragraphs)
-            assert all(figure in text for figure in FIGURE.findall(trained_answer[meta["fact"]])), (source, meta["fact"])
+            assert all(figure in text for figure in FIGURE.findall(trained_answer[meta["fact"]])), (
+                source,
+                meta["fact"],
+            )
             assert record["messages"][-1]["content"] not in text, (source, meta["fact"])
     assert not (DATA / "docs-2026" / "news").exists()
 

@@ -5,9 +5,6 @@ the real model is exercised in test_rag_cli.py (a tiny encoder directory) and te
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 import numpy as np
 import pytest
 
@@ -16,39 +13,7 @@ from buxiban.rag.index import build_index
 from buxiban.rag.retrieve import RagIndex, rag_messages, reciprocal_rank_fusion, retrieve
 from buxiban.rag.store import VectorStore
 
-
-class FakeEmbedder:
-    """Unit vectors from hashed words: texts sharing words are similar, and every call is counted."""
-
-    identity = "fake-bag-of-words:1"
-    dimension = 64
-
-    def __init__(self):
-        self.calls = 0
-
-    def embed(self, texts):
-        self.calls += len(texts)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
-
-    def load_weights(self):
-        pass
-
-
-def write_docs(folder):
-    folder.mkdir(exist_ok=True)
-    (folder / "pricing.md").write_text("# Pricing\n\n## City\nThe City plan costs NT$750 per month.\n\n"
-                                       "## Cargo\nThe Cargo plan costs NT$1,890 per month.\n", encoding="utf-8")
-    (folder / "support.html").write_text("<h1>Support</h1><p>Support is open 07:00 to 23:00 every day.</p>",
-                                         encoding="utf-8")
-    (folder / "sub").mkdir(exist_ok=True)
-    (folder / "sub" / "deposit.txt").write_text("The deposit is NT$2,000, refunded in 5 working days.", encoding="utf-8")
-    (folder / ".hidden.md").write_text("# Secret\nnot indexed", encoding="utf-8")
-    (folder / "notes.pdf").write_bytes(b"%PDF")
-    return folder
+from conftest import FakeEmbedder, write_docs
 
 
 def test_reindex_embeds_only_changed_files_and_drops_deleted_ones(tmp_path):
@@ -60,8 +25,10 @@ def test_reindex_embeds_only_changed_files_and_drops_deleted_ones(tmp_path):
     again = build_index(docs, out, embedder=embedder, bm25=True)
     assert (again.unchanged, again.chunks_embedded, embedder.calls) == (3, 0, 4)
 
-    (docs / "support.html").write_text("<h1>Support</h1><p>Support is open 06:00 to 22:00.</p><h2>Repairs</h2>"
-                                       "<p>Within 48 hours.</p>", encoding="utf-8")
+    (docs / "support.html").write_text(
+        "<h1>Support</h1><p>Support is open 06:00 to 22:00.</p><h2>Repairs</h2><p>Within 48 hours.</p>",
+        encoding="utf-8",
+    )
     (docs / "sub" / "deposit.txt").unlink()
     (docs / "new.md").write_text("Helmets are included free.", encoding="utf-8")
     third = build_index(docs, out, embedder=embedder, bm25=True)
@@ -96,8 +63,11 @@ def test_store_round_trip_keeps_text_sources_and_vectors(tmp_path):
     store = VectorStore(out)
     rows = store.db.execute("select id, path, heading, text from chunks order by id").fetchall()
     assert [(path, heading) for _, path, heading, _ in rows] == [
-        ("pricing.md", "Pricing > City"), ("pricing.md", "Pricing > Cargo"), ("sub/deposit.txt", ""),
-        ("support.html", "Support")]
+        ("pricing.md", "Pricing > City"),
+        ("pricing.md", "Pricing > Cargo"),
+        ("sub/deposit.txt", ""),
+        ("support.html", "Support"),
+    ]
     for chunk_id, _, heading, text in rows:
         stored = store.db.execute("select embedding from vectors where rowid = ?", (chunk_id,)).fetchone()[0]
         expected = embedder.embed([f"{heading}\n{text}" if heading else text])[0]
@@ -121,8 +91,11 @@ def test_hybrid_finds_an_exact_code_that_dense_ranks_low(tmp_path):
     docs.mkdir()
     # Dense similarity favours the chunks that repeat the question's common words; only BM25 weighs the rare code.
     for i in range(6):
-        (docs / f"noise{i}.md").write_text(f"# Error codes\nError code guide page {i}: what does the error code on the "
-                                           f"display mean and what does it mean for riding.", encoding="utf-8")
+        (docs / f"noise{i}.md").write_text(
+            f"# Error codes\nError code guide page {i}: what does the error code on the "
+            f"display mean and what does it mean for riding.",
+            encoding="utf-8",
+        )
     (docs / "e42.md").write_text("# Motor\nE42 means the motor overheated; rest for ten minutes.", encoding="utf-8")
     embedder = FakeEmbedder()
     build_index(docs, tmp_path / "index.db", embedder=embedder, bm25=True)
@@ -141,9 +114,12 @@ def test_rag_messages_puts_documents_in_the_last_user_turn_only(tmp_path):
     docs, out, embedder = write_docs(tmp_path / "docs"), tmp_path / "index.db", FakeEmbedder()
     build_index(docs, out, embedder=embedder)
     chunks = retrieve(RagIndex(out, embedder=embedder), "How much is the City plan?", 2)
-    messages = [{"role": "system", "content": "Answer in one short sentence."},
-                {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "How much is the City plan?"}]
+    messages = [
+        {"role": "system", "content": "Answer in one short sentence."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "How much is the City plan?"},
+    ]
     out_messages = rag_messages(messages, chunks)
     assert out_messages[:3] == messages[:3] and messages[3]["content"] == "How much is the City plan?"
     prompt = out_messages[3]["content"]
@@ -163,18 +139,35 @@ def test_augment_puts_documents_before_the_last_answer_and_keeps_targets(tmp_pat
     docs, out, embedder = write_docs(tmp_path / "docs"), tmp_path / "index.db", FakeEmbedder()
     build_index(docs, out, embedder=embedder)
     index = RagIndex(out, embedder=embedder)
-    records = [{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"},
-                             {"role": "assistant", "content": "Hello!"},
-                             {"role": "user", "content": "How much is the Cargo plan?"},
-                             {"role": "assistant", "content": "NT$1,890."}], "metadata": {"category": "faq"}}]
-    records += [{"messages": [{"role": "user", "content": f"When is support open, question {i}?"},
-                              {"role": "assistant", "content": "07:00 to 23:00."}]} for i in range(40)]
+    records = [
+        {
+            "messages": [
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "How much is the Cargo plan?"},
+                {"role": "assistant", "content": "NT$1,890."},
+            ],
+            "metadata": {"category": "faq"},
+        }
+    ]
+    records += [
+        {
+            "messages": [
+                {"role": "user", "content": f"When is support open, question {i}?"},
+                {"role": "assistant", "content": "07:00 to 23:00."},
+            ]
+        }
+        for i in range(40)
+    ]
     augmented, report = augment_records(records, index, k=2)
     first = augmented[0]
     assert first["messages"][:3] == records[0]["messages"][:3] and first["messages"][4] == records[0]["messages"][4]
     assert first["messages"][3]["content"].endswith("Question: How much is the Cargo plan?")
-    assert first["metadata"] == {"category": "faq", "rag_sources": ["pricing.md > Pricing > Cargo",
-                                                                    first["metadata"]["rag_sources"][1]]}
+    assert first["metadata"] == {
+        "category": "faq",
+        "rag_sources": ["pricing.md > Pricing > Cargo", first["metadata"]["rag_sources"][1]],
+    }
     assert (report.records, report.with_documents, sum(report.sources.values())) == (41, 41, 82)
     assert records[0]["messages"][3]["content"] == "How much is the Cargo plan?"  # the input is not modified
 

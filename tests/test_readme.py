@@ -34,8 +34,17 @@ def test_every_buxiban_command_in_the_readme_parses():
 
 
 def test_no_placeholder_is_left_in_the_readme():
-    environment = ("BUXIBAN_CACHE", "BUXIBAN_HOME", "BUXIBAN_API_KEY", "BUXIBAN_SCREENSHOTS", "BUXIBAN_NO_BROWSER",
-                   "BUXIBAN_ALLOCATOR", "MLFLOW_TRACKING_URI", "XDG_CACHE_HOME", "XDG_DATA_HOME")
+    environment = (
+        "BUXIBAN_CACHE",
+        "BUXIBAN_HOME",
+        "BUXIBAN_API_KEY",
+        "BUXIBAN_SCREENSHOTS",
+        "BUXIBAN_NO_BROWSER",
+        "BUXIBAN_ALLOCATOR",
+        "MLFLOW_TRACKING_URI",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+    )
     text = README
     for name in environment:  # real environment variables, documented on purpose
         text = text.replace(name, "")

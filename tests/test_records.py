@@ -13,22 +13,48 @@ MISTAKES = [
     ('{"conversation": []}', "unknown key 'conversation'", "conversation"),
     ('{"messages": "hello"}', "must be a non-empty list", "messages"),
     ('{"messages": [{"content": "Hi"}, {"role": "assistant", "content": "Hello."}]}', "is missing", "messages[0].role"),
-    ('{"messages": [{"role": "user"}, {"role": "assistant", "content": "Hello."}]}', "is missing", "messages[0].content"),
-    ('{"messages": [{"role": "user", "content": "Hi", "mood": "happy"}, {"role": "assistant", "content": "Hello."}]}',
-     "unknown key 'mood'", "messages[0]"),
-    ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "asistant", "content": "Hello."}]}',
-     "did you mean 'assistant'?", "messages[1].role"),
-    ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]}', "is empty",
-     "messages[1].content"),
-    ('{"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]}',
-     "has no assistant message", "messages"),
-    ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, '
-     '{"role": "user", "content": "Bye"}]}', "not the assistant", "messages[2]"),
+    (
+        '{"messages": [{"role": "user"}, {"role": "assistant", "content": "Hello."}]}',
+        "is missing",
+        "messages[0].content",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "Hi", "mood": "happy"}, {"role": "assistant", "content": "Hello."}]}',
+        "unknown key 'mood'",
+        "messages[0]",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "asistant", "content": "Hello."}]}',
+        "did you mean 'assistant'?",
+        "messages[1].role",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]}',
+        "is empty",
+        "messages[1].content",
+    ),
+    (
+        '{"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]}',
+        "has no assistant message",
+        "messages",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, '
+        '{"role": "user", "content": "Bye"}]}',
+        "not the assistant",
+        "messages[2]",
+    ),
     ('{"messages": [{"role": "user", "content": "Hi"}', "is not valid JSON", ""),
-    ('{"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "Hello."}]}',
-     "must be a string", "messages[0].content"),
-    ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello.", "weight": 2}]}',
-     "weight is 0 or 1", "messages[1].weight"),
+    (
+        '{"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "Hello."}]}',
+        "must be a string",
+        "messages[0].content",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello.", "weight": 2}]}',
+        "weight is 0 or 1",
+        "messages[1].weight",
+    ),
 ]
 
 
@@ -85,9 +111,14 @@ def test_bom_crlf_and_chinese_are_fine(tmp_path):
 
 
 def test_text_parts_are_joined_and_weight_kept(tmp_path):
-    record = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
-                           {"role": "assistant", "content": "Draft.", "weight": 0},
-                           {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Final."}]}
+    record = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+            {"role": "assistant", "content": "Draft.", "weight": 0},
+            {"role": "user", "content": "Again"},
+            {"role": "assistant", "content": "Final."},
+        ]
+    }
     conversations, problems = read_chat_jsonl(write_jsonl(tmp_path / "parts.jsonl", [record]))
     assert problems == []
     messages = conversations[0].messages

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from buxiban.config import load_config
 from buxiban.errors import RunDirError
+from buxiban.runs import read_manifest, read_metrics
 from buxiban.runs.checkpoints import COMPLETE
 from buxiban.train.checkpoint import complete_checkpoints
-from buxiban.runs import read_manifest, read_metrics
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -24,21 +24,31 @@ STEPS = 120
 
 
 def write_config(tmp_path, tiny_model_dir, out):
-    records = [chat_record(f"Question {i}: what does plan {i} include in district {i % 5}?",
-                           f"Plan {i} includes {i % 3 + 1} bikes and {i * 7 % 11} battery swaps.") for i in range(24)]
+    records = [
+        chat_record(
+            f"Question {i}: what does plan {i} include in district {i % 5}?",
+            f"Plan {i} includes {i % 3 + 1} bikes and {i * 7 % 11} battery swaps.",
+        )
+        for i in range(24)
+    ]
     data = write_jsonl(tmp_path / "train.jsonl", records)
     config = tmp_path / f"{out.name}.yaml"
     config.write_text(
         f"model: {tiny_model_dir}\noutput_dir: {out}\ndata:\n  train: {data}\n  validation_fraction: 0.2\n"
         f"lora:\n  r: 8\n  dropout: 0.1\ntrain:\n  max_steps: {STEPS}\n  batch_size: 4\n  grad_accum: 2\n"
         "  learning_rate: 3.0e-3\n  precision: fp32\n  threads: 1\n  checkpoint_every: 7\n  keep_checkpoints: 2\n"
-        "  eval_every: 10\n")
+        "  eval_every: 10\n"
+    )
     return config
 
 
 def launch(config, *extra):
-    return subprocess.Popen([sys.executable, "-m", "buxiban.cli", "train", str(config), "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "buxiban.cli", "train", str(config), "--quiet", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def last_step(out) -> int:
@@ -72,6 +82,7 @@ def assert_same_run(reference_out, resumed_out, when: str) -> None:
     assert read_manifest(resumed_out).status == "complete"
 
 
+@pytest.mark.integration
 def test_kill_9_then_resume_is_bit_identical(tmp_path, tiny_model_dir, reference_out):
     killed_out = tmp_path / "killed"
     kill_at = random.Random(os.getpid()).randint(20, STEPS - 20)
@@ -109,12 +120,17 @@ sys.exit(main(["train", sys.argv[1], "--quiet"]))
 """
 
 
+@pytest.mark.integration
 def test_kill_9_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path, tiny_model_dir, reference_out):
     killed_out = tmp_path / "killed"
     config = write_config(tmp_path, tiny_model_dir, killed_out)
     mark = tmp_path / "writing"
-    victim = subprocess.Popen([sys.executable, "-c", PAUSED_IN_CHECKPOINT, str(config), str(mark)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_IN_CHECKPOINT, str(config), str(mark)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while not mark.exists() and victim.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -134,9 +150,21 @@ def test_kill_9_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path,
 
 
 def tiny_run(tiny_model_dir, tiny_chat_file, out, *extra):
-    return load_config(None, [f"model={tiny_model_dir}", f"data.train={tiny_chat_file}", f"output_dir={out}",
-                              "data.validation_fraction=0", "train.max_steps=6", "train.batch_size=2",
-                              "train.checkpoint_every=2", "train.keep_checkpoints=5", "train.precision=fp32", *extra])
+    return load_config(
+        None,
+        [
+            f"model={tiny_model_dir}",
+            f"data.train={tiny_chat_file}",
+            f"output_dir={out}",
+            "data.validation_fraction=0",
+            "train.max_steps=6",
+            "train.batch_size=2",
+            "train.checkpoint_every=2",
+            "train.keep_checkpoints=5",
+            "train.precision=fp32",
+            *extra,
+        ],
+    )
 
 
 def crashed_run(tiny_model_dir, tiny_chat_file, out):
@@ -183,15 +211,30 @@ def test_resuming_with_changed_data_is_refused(tmp_path, tiny_model_dir, tiny_ch
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path, tiny_model_dir, tiny_chat_file):
-    contradicting = write_jsonl(tmp_path / "val.jsonl", [
-        chat_record("How much is the City plan?", "Nobody knows, ask again tomorrow please."),
-        chat_record("Is there a deposit?", "Bananas are yellow and curved.")])
+    contradicting = write_jsonl(
+        tmp_path / "val.jsonl",
+        [
+            chat_record("How much is the City plan?", "Nobody knows, ask again tomorrow please."),
+            chat_record("Is there a deposit?", "Bananas are yellow and curved."),
+        ],
+    )
     out = tmp_path / "run"
     said = []
-    result = train_sft(tiny_run(tiny_model_dir, tiny_chat_file, out, f"data.validation={contradicting}",
-                                "train.max_steps=60", "train.eval_every=2", "train.learning_rate=1e-2",
-                                "train.early_stopping_patience=2", "train.checkpoint_every=100"),
-                       progress=False, log=said.append)
+    result = train_sft(
+        tiny_run(
+            tiny_model_dir,
+            tiny_chat_file,
+            out,
+            f"data.validation={contradicting}",
+            "train.max_steps=60",
+            "train.eval_every=2",
+            "train.learning_rate=1e-2",
+            "train.early_stopping_patience=2",
+            "train.checkpoint_every=100",
+        ),
+        progress=False,
+        log=said.append,
+    )
     manifest = read_manifest(out)
     assert result.steps < 60 and any("early stopping" in line for line in said)
     assert manifest.best_step < result.steps

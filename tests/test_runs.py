@@ -8,12 +8,28 @@ from buxiban.errors import RunDirError
 from buxiban.runs import MANIFEST, Manifest, read_manifest, write_manifest
 from buxiban.runs.checkpoints import COMPLETE, finished_checkpoints
 
-FORMAT_1 = {"format": 1, "status": "complete", "method": "sft", "adapter": "lora", "created": "2026-11-01T10:00:00+0000",
-            "base_model": {"spec": "embedded", "kind": "embedded", "path": "/cache/x", "name": "SmolLM2-135M-Instruct",
-                           "fingerprint": "sha256:abc"},
-            "trust_remote_code": False, "data_hashes": {"data.train": "sha256:d"}, "parameters": {"trainable": 1, "total": 9},
-            "data": {"train": {"path": "train.jsonl", "examples": 4}}, "default_system_prompt": "Be brief.",
-            "steps": 12, "weights": "adapter", "final_train_loss": 0.5}
+FORMAT_1 = {
+    "format": 1,
+    "status": "complete",
+    "method": "sft",
+    "adapter": "lora",
+    "created": "2026-11-01T10:00:00+0000",
+    "base_model": {
+        "spec": "embedded",
+        "kind": "embedded",
+        "path": "/cache/x",
+        "name": "SmolLM2-135M-Instruct",
+        "fingerprint": "sha256:abc",
+    },
+    "trust_remote_code": False,
+    "data_hashes": {"data.train": "sha256:d"},
+    "parameters": {"trainable": 1, "total": 9},
+    "data": {"train": {"path": "train.jsonl", "examples": 4}},
+    "default_system_prompt": "Be brief.",
+    "steps": 12,
+    "weights": "adapter",
+    "final_train_loss": 0.5,
+}
 
 
 def test_a_format_1_run_reads_as_typed_attributes(tmp_path):
@@ -27,7 +43,12 @@ def test_a_format_1_run_reads_as_typed_attributes(tmp_path):
 def test_a_manifest_missing_most_keys_gets_the_defaults_every_reader_assumed(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps({"status": "running"}))
     manifest = read_manifest(tmp_path)
-    assert (manifest.method, manifest.adapter, manifest.weights, manifest.base_model.name) == ("sft", "lora", "adapter", "?")
+    assert (manifest.method, manifest.adapter, manifest.weights, manifest.base_model.name) == (
+        "sft",
+        "lora",
+        "adapter",
+        "?",
+    )
     assert not manifest.complete
 
 
@@ -37,7 +58,11 @@ def test_keys_from_a_newer_buxiban_are_kept_through_a_rewrite(tmp_path):
     manifest.status = "failed"
     write_manifest(tmp_path, manifest)
     again = json.loads((tmp_path / MANIFEST).read_text())
-    assert again["future_field"] == {"x": 1} and again["status"] == "failed" and again["base_model"]["name"] == "SmolLM2-135M-Instruct"
+    assert (
+        again["future_field"] == {"x": 1}
+        and again["status"] == "failed"
+        and again["base_model"]["name"] == "SmolLM2-135M-Instruct"
+    )
     assert Manifest.from_dict(again) == read_manifest(tmp_path)
 
 

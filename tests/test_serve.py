@@ -4,66 +4,18 @@ official `openai` SDK, written the way OpenAI's own docs write it."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from buxiban.config import load_config
 from buxiban.train.sft import train_sft
-from conftest import chat_record, write_jsonl
 
-KEY = "sk-test-buxiban"
-SYSTEM = "You are the assistant of Yunshan Cycles."
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python -m buxiban.cli serve ...` in its own process, so a test can SIGKILL it."""
-
-    def __init__(self, model_dir: Path, home: Path, *extra: str):
-        self.port = free_port()
-        self.home = home
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / f"server-{self.port}.log"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-        env.pop("BUXIBAN_API_KEY", None)
-        command = [sys.executable, "-m", "buxiban.cli", "serve", "--model", str(model_dir), "--home", str(home),
-                   "--port", str(self.port), "--api-key", KEY, "--threads", "1", "--train-set", "train.threads=1", *extra]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise AssertionError("server did not start:\n" + self.log.read_text())
-
-    def client(self):
-        from openai import OpenAI
-
-        return OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0)
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+from conftest import QUESTIONS, SYSTEM, Server, ask, chat_record, write_jsonl
 
 
 def wait_for_job(client, job_id: str, timeout: float = 120):
@@ -77,49 +29,70 @@ def wait_for_job(client, job_id: str, timeout: float = 120):
 
 
 def train_adapter(model_dir: Path, data: Path, out: Path, kind: str = "lora") -> Path:
-    config = load_config(None, [f"model={model_dir}", f"data.train={data}", f"output_dir={out}", f"adapter={kind}",
-                                "data.validation_fraction=0", "train.max_steps=30", "train.batch_size=4",
-                                "train.learning_rate=1e-2", "train.precision=fp32", "lora.dropout=0", "train.threads=1"])
+    config = load_config(
+        None,
+        [
+            f"model={model_dir}",
+            f"data.train={data}",
+            f"output_dir={out}",
+            f"adapter={kind}",
+            "data.validation_fraction=0",
+            "train.max_steps=30",
+            "train.batch_size=4",
+            "train.learning_rate=1e-2",
+            "train.precision=fp32",
+            "lora.dropout=0",
+            "train.threads=1",
+        ],
+    )
     train_sft(config, progress=False, log=lambda _: None)
     return out
-
-
-QUESTIONS = ["How much is the City plan?", "Is there a deposit?", "When is support open?", "The brakes failed"]
 
 
 @pytest.fixture(scope="module")
 def adapter_runs(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     """Two adapters trained on different answers to the same questions."""
     work = tmp_path_factory.mktemp("adapters")
-    prices = write_jsonl(work / "prices.jsonl", [chat_record(q, "The City plan costs NT$690 per month.") for q in QUESTIONS])
-    hours = write_jsonl(work / "hours.jsonl", [chat_record(q, "Support is open 08:00 to 21:00 every day.") for q in QUESTIONS])
-    return {"prices": train_adapter(tiny_model_dir, prices, work / "prices-run"),
-            "hours": train_adapter(tiny_model_dir, hours, work / "hours-run")}
+    prices = write_jsonl(
+        work / "prices.jsonl", [chat_record(q, "The City plan costs NT$690 per month.") for q in QUESTIONS]
+    )
+    hours = write_jsonl(
+        work / "hours.jsonl", [chat_record(q, "Support is open 08:00 to 21:00 every day.") for q in QUESTIONS]
+    )
+    return {
+        "prices": train_adapter(tiny_model_dir, prices, work / "prices-run"),
+        "hours": train_adapter(tiny_model_dir, hours, work / "hours-run"),
+    }
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, adapter_runs, tmp_path_factory):
     work = tmp_path_factory.mktemp("serve")
-    running = Server(tiny_model_dir, work / "home", "--adapter", f"prices={adapter_runs['prices']}",
-                     "--adapter", f"hours={adapter_runs['hours']}")
+    running = Server(
+        tiny_model_dir,
+        work / "home",
+        "--adapter",
+        f"prices={adapter_runs['prices']}",
+        "--adapter",
+        f"hours={adapter_runs['hours']}",
+    )
     yield running
     running.stop()
 
 
-def ask(client, model: str, question: str) -> str:
-    reply = client.chat.completions.create(model=model, temperature=0, max_tokens=16, messages=[
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question}])
-    return reply.choices[0].message.content
-
-
+@pytest.mark.integration
 def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     client = server.client()
     file = client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
     assert file.purpose == "fine-tune" and file.bytes == tiny_chat_file.stat().st_size
     assert client.files.content(file.id).content == tiny_chat_file.read_bytes()
-    job = client.fine_tuning.jobs.create(training_file=file.id, validation_file=file.id, model="tiny-model0",
-                                         suffix="yunshan",
-                                         hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 5})
+    job = client.fine_tuning.jobs.create(
+        training_file=file.id,
+        validation_file=file.id,
+        model="tiny-model0",
+        suffix="yunshan",
+        hyperparameters={"n_epochs": 3, "batch_size": 2, "learning_rate_multiplier": 5},
+    )
     assert job.status == "validating_files"
     job = wait_for_job(client, job.id)
     assert job.status == "succeeded", job.error
@@ -140,27 +113,42 @@ def test_upload_train_chat_and_stream_through_the_sdk(server, tiny_chat_file):
     completion = client.chat.completions.create(
         model=job.fine_tuned_model,
         messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "How much is the City plan?"}],
-        temperature=0, max_tokens=12)
+        temperature=0,
+        max_tokens=12,
+    )
     whole = completion.choices[0].message.content
     assert completion.usage.completion_tokens >= 1 and completion.choices[0].finish_reason in ("stop", "length")
     stream = client.chat.completions.create(
         model=job.fine_tuned_model,
         messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "How much is the City plan?"}],
-        temperature=0, max_tokens=12, stream=True)
+        temperature=0,
+        max_tokens=12,
+        stream=True,
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole  # streamed = whole, greedy
     assert chunks[-1].choices[0].finish_reason == completion.choices[0].finish_reason
 
 
+@pytest.mark.integration
 def test_dpo_job_continues_a_fine_tuned_model(server, tmp_path):
     client = server.client()
-    pairs = [{"input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]},
-              "preferred_output": [{"role": "assistant", "content": "The City plan costs NT$690 per month."}],
-              "non_preferred_output": [{"role": "assistant", "content": "I do not know."}]} for q in QUESTIONS]
+    pairs = [
+        {
+            "input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]},
+            "preferred_output": [{"role": "assistant", "content": "The City plan costs NT$690 per month."}],
+            "non_preferred_output": [{"role": "assistant", "content": "I do not know."}],
+        }
+        for q in QUESTIONS
+    ]
     file = client.files.create(file=open(write_jsonl(tmp_path / "pairs.jsonl", pairs), "rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(training_file=file.id, model="prices", suffix="dpo", method={
-        "type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 2}}})
+    job = client.fine_tuning.jobs.create(
+        training_file=file.id,
+        model="prices",
+        suffix="dpo",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 2}}},
+    )
     job = wait_for_job(client, job.id)
     assert job.status == "succeeded", job.error
     assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
@@ -169,6 +157,7 @@ def test_dpo_job_continues_a_fine_tuned_model(server, tmp_path):
     assert ask(client, job.fine_tuned_model, QUESTIONS[0])
 
 
+@pytest.mark.integration
 def test_two_adapters_answer_differently_in_interleaved_requests(server):
     client = server.client()
     alone = {name: ask(client, name, QUESTIONS[1]) for name in ("prices", "hours", "tiny-model0")}
@@ -189,8 +178,8 @@ def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model
 
     from buxiban.adapters.registry import Registry
     from buxiban.data.tokenize import encode_prompt
-    from buxiban.serve.generation import GenerationRequest, Sampling
-    from buxiban.serve.pool import ModelPool
+    from buxiban.serve.api.generation import GenerationRequest, Sampling
+    from buxiban.serve.api.pool import ModelPool
 
     registry = Registry(tmp_path)
     for name, run in adapter_runs.items():
@@ -200,7 +189,9 @@ def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model
     pool = ModelPool(str(tiny_model_dir), registry, queue_size=8)
     pool.close()
     pool.thread.join(timeout=10)  # the test drives the batching itself
-    prompt = encode_prompt(pool.tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[1]}])
+    prompt = encode_prompt(
+        pool.tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[1]}]
+    )
 
     def request(name):
         events: list[tuple] = []
@@ -225,10 +216,15 @@ def test_a_batch_mixing_adapters_gives_each_row_its_own(adapter_runs, tiny_model
     assert len(set(alone.values())) == 4
 
 
+@pytest.mark.integration
 def test_completions_sampling_stop_and_n(server):
     client = server.client()
-    sampled = [client.chat.completions.create(model="prices", messages=[{"role": "user", "content": "hi"}],
-                                              temperature=1.0, seed=7, max_tokens=10, n=2) for _ in range(2)]
+    sampled = [
+        client.chat.completions.create(
+            model="prices", messages=[{"role": "user", "content": "hi"}], temperature=1.0, seed=7, max_tokens=10, n=2
+        )
+        for _ in range(2)
+    ]
     assert len(sampled[0].choices) == 2
     assert [c.message.content for c in sampled[0].choices] == [c.message.content for c in sampled[1].choices]  # seeded
     text = client.completions.create(model="tiny-model0", prompt="The City plan", max_tokens=8, temperature=0)
@@ -236,25 +232,35 @@ def test_completions_sampling_stop_and_n(server):
     full = ask(client, "prices", QUESTIONS[0])
     assert len(full) > 4
     stop = full[2:4]
-    cut = client.chat.completions.create(model="prices", temperature=0, max_tokens=16, stop=[stop], messages=[
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]}])
-    assert cut.choices[0].message.content == full[:full.index(stop)] and cut.choices[0].finish_reason == "stop"
+    cut = client.chat.completions.create(
+        model="prices",
+        temperature=0,
+        max_tokens=16,
+        stop=[stop],
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]}],
+    )
+    assert cut.choices[0].message.content == full[: full.index(stop)] and cut.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.integration
 def test_cancel_pages_and_method_checks(server, tiny_chat_file):
     from openai import BadRequestError
 
     client = server.client()
     file = client.files.create(file=open(tiny_chat_file, "rb"), purpose="fine-tune")
     with pytest.raises(BadRequestError) as caught:  # DPO needs preference pairs, and says so
-        client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0",
-                                       method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+        client.fine_tuning.jobs.create(
+            training_file=file.id,
+            model="tiny-model0",
+            method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}},
+        )
     assert "preference pairs" in caught.value.body["message"] and caught.value.body["param"] == "training_file"
     with pytest.raises(BadRequestError):
         client.fine_tuning.jobs.create(training_file=file.id, model="gpt-4o-mini")
 
-    job = client.fine_tuning.jobs.create(training_file=file.id, model="tiny-model0",
-                                         hyperparameters={"n_epochs": 25, "batch_size": 1})
+    job = client.fine_tuning.jobs.create(
+        training_file=file.id, model="tiny-model0", hyperparameters={"n_epochs": 25, "batch_size": 1}
+    )
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
     time.sleep(1.5)  # the worker must not resurrect it
@@ -286,24 +292,43 @@ def training_processes(config: Path) -> list[int]:
     return found
 
 
+@pytest.fixture()
+def server_to_kill(tiny_model_dir, tmp_path):
+    """A server of the test's own: the shared one stays up for the other tests, whatever the order."""
+    running = Server(tiny_model_dir, tmp_path / "home")
+    yield running
+    running.stop()
+
+
+@pytest.mark.integration
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
-def test_killing_the_server_mid_job_loses_nothing(server, tiny_model_dir, tmp_path):
-    """Last in the file: it kills the shared server (and starts a successor on the same home)."""
+def test_killing_the_server_mid_job_loses_nothing(server_to_kill, tiny_model_dir, tmp_path):
+    """Kills its own server (and starts a successor on the same home)."""
+    server = server_to_kill
     home, client = server.home, server.client()
-    done = next((j for j in client.fine_tuning.jobs.list() if j.status == "succeeded"), None)
-    if done is None:  # this test run alone: make a finished job to lose
-        small = client.files.create(file=open(write_jsonl(tmp_path / "small.jsonl", [chat_record(q, "Yes.") for q in QUESTIONS]), "rb"),
-                                    purpose="fine-tune")
-        done = wait_for_job(client, client.fine_tuning.jobs.create(
-            training_file=small.id, model="tiny-model0", hyperparameters={"n_epochs": 1, "batch_size": 4}).id)
+    small = client.files.create(
+        file=open(write_jsonl(tmp_path / "small.jsonl", [chat_record(q, "Yes.") for q in QUESTIONS]), "rb"),
+        purpose="fine-tune",
+    )
+    done = wait_for_job(
+        client,
+        client.fine_tuning.jobs.create(  # a finished job to lose
+            training_file=small.id, model="tiny-model0", hyperparameters={"n_epochs": 1, "batch_size": 4}
+        ).id,
+    )
     uploads = {f.id for f in client.files.list()}
     records = [chat_record(f"{q} ({i})", f"Answer number {i}.") for i in range(10) for q in QUESTIONS]
     big = client.files.create(file=open(write_jsonl(tmp_path / "big.jsonl", records), "rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(training_file=big.id, model="tiny-model0",
-                                         hyperparameters={"n_epochs": 4, "batch_size": 2})  # 80 steps, 20 an epoch
+    job = client.fine_tuning.jobs.create(
+        training_file=big.id, model="tiny-model0", hyperparameters={"n_epochs": 4, "batch_size": 2}
+    )  # 80 steps, 20 an epoch
     deadline = time.time() + 90
     while not list(client.fine_tuning.jobs.checkpoints.list(job.id)):
-        assert time.time() < deadline and client.fine_tuning.jobs.retrieve(job.id).status in ("validating_files", "queued", "running")
+        assert time.time() < deadline and client.fine_tuning.jobs.retrieve(job.id).status in (
+            "validating_files",
+            "queued",
+            "running",
+        )
         time.sleep(0.2)
     config = home / "jobs" / job.id / "config.yaml"
     assert training_processes(config)
@@ -324,7 +349,10 @@ def test_killing_the_server_mid_job_loses_nothing(server, tiny_model_dir, tmp_pa
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any("resume" in m for m in messages) and "Resuming fine-tuning from the newest checkpoint" in messages
         assert "resuming from" in (home / "jobs" / job.id / "train.log").read_text()
-        steps = [json.loads(line)["step"] for line in (home / "jobs" / job.id / "run" / "metrics.jsonl").read_text().splitlines()]
+        steps = [
+            json.loads(line)["step"]
+            for line in (home / "jobs" / job.id / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == list(range(1, 81))  # resumed where the checkpoint left off, no step twice or missing
         assert ask(client, finished.fine_tuned_model, "hi") is not None
     finally:

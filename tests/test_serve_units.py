@@ -9,46 +9,68 @@ import pytest
 
 from buxiban.cli import main
 from buxiban.errors import ServeError
-from buxiban.serve import hyper
-from buxiban.serve.generation import BatchSink, GenerationRequest, RowSink, Sampling
-from buxiban.serve.requests import ContextTooLong, sampling
+from buxiban.serve.api.generation import BatchSink, GenerationRequest, RowSink, Sampling
+from buxiban.serve.api.parsing import ContextTooLong, sampling
 from buxiban.serve.safety import check_bind, is_loopback
-from buxiban.serve.store import NotFound, Store, check_file_id, check_job_id
+from buxiban.serve.tuning import hyper
+from buxiban.serve.tuning.database import NotFound, Store, check_file_id, check_job_id
 
 
-@pytest.mark.parametrize("examples, epochs", [(4, 25), (10, 10), (30, 4), (34, 3), (1000, 3), (8333, 3),
-                                              (8400, 2), (30_000, 1)])
+@pytest.mark.parametrize(
+    "examples, epochs", [(4, 25), (10, 10), (30, 3), (34, 3), (1000, 3), (8333, 3), (8400, 2), (30_000, 1)]
+)
 def test_auto_epochs_follow_openais_rule(examples, epochs):
-    # 3 epochs unless that gives fewer than 100 or more than 25,000 example passes; always 1 to 25
+    # the cookbook's rule: 3 epochs unless that gives fewer than 100 or more than 25,000 example
+    # passes, then floor(100 / n) or floor(25,000 / n); always 1 to 25
     assert hyper.auto_epochs(examples) == epochs
+
+
+def test_plan_and_a_job_with_auto_epochs_agree_for_30_examples():
+    from buxiban.plan.hosted import hosted_training, load_prices
+
+    method = hyper.parse_method(None, {"n_epochs": "auto"})
+    billed = hosted_training([100] * 30, "gpt-4o-mini", load_prices())
+    assert hyper.resolve_auto(method, 30)["n_epochs"] == billed.epochs == 3
 
 
 def test_auto_batch_and_learning_rate_resolve_to_numbers():
     method = hyper.parse_method(None, {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": 2})
-    concrete = hyper.resolve(method, 10_000)
+    concrete = hyper.resolve_auto(method, 10_000)
     assert concrete == {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 2.0}
-    assert hyper.resolve(method, 3)["batch_size"] == 1
+    assert hyper.resolve_auto(method, 3)["batch_size"] == 1
     assert hyper.total_steps(10, {"n_epochs": 3, "batch_size": 4}) == 9
     dpo = hyper.parse_method({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}}, None)
-    assert hyper.resolve(dpo, 100)["beta"] == 0.3
-    assert hyper.resolve(method, 50)["batch_size"] == 3 and hyper.resolve(method, 320)["batch_size"] == 8
-    overrides = hyper.run_overrides({"method": dpo, "seed": 1}, hyper.resolve(dpo, 100), "embedded", 135_000_000,
-                                    Path("/j"), None, ["train.threads=1"])
+    assert hyper.resolve_auto(dpo, 100)["beta"] == 0.3
+    assert hyper.resolve_auto(method, 50)["batch_size"] == 3 and hyper.resolve_auto(method, 320)["batch_size"] == 8
+    overrides = hyper.run_overrides(
+        {"method": dpo, "seed": 1},
+        hyper.resolve_auto(dpo, 100),
+        "embedded",
+        135_000_000,
+        Path("/j"),
+        None,
+        ["train.threads=1"],
+    )
     assert "train.learning_rate=2e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
     sft = hyper.parse_method(None, {"learning_rate_multiplier": 0.5})
-    assert "train.learning_rate=0.0005" in hyper.run_overrides({"method": sft, "seed": 1}, hyper.resolve(sft, 100),
-                                                                "embedded", 135_000_000, Path("/j"), None, [])
-    assert "train.learning_rate=0.0001" in hyper.run_overrides({"method": sft, "seed": 1}, hyper.resolve(sft, 100),
-                                                                "big", 7_000_000_000, Path("/j"), None, [])
+    assert "train.learning_rate=0.0005" in hyper.run_overrides(
+        {"method": sft, "seed": 1}, hyper.resolve_auto(sft, 100), "embedded", 135_000_000, Path("/j"), None, []
+    )
+    assert "train.learning_rate=0.0001" in hyper.run_overrides(
+        {"method": sft, "seed": 1}, hyper.resolve_auto(sft, 100), "big", 7_000_000_000, Path("/j"), None, []
+    )
 
 
-@pytest.mark.parametrize("method, hyperparameters, param", [
-    ({"type": "reinforcement"}, None, "method.type"),
-    (None, {"n_epochs": 2.5}, "method.supervised.hyperparameters.n_epochs"),
-    (None, {"batch_size": 0}, "method.supervised.hyperparameters.batch_size"),
-    (None, {"learning_rate": 0.1}, "method.supervised.hyperparameters.learning_rate"),
-    (None, {"learning_rate_multiplier": 10_000}, "method.supervised.hyperparameters.learning_rate_multiplier"),
-])
+@pytest.mark.parametrize(
+    "method, hyperparameters, param",
+    [
+        ({"type": "reinforcement"}, None, "method.type"),
+        (None, {"n_epochs": 2.5}, "method.supervised.hyperparameters.n_epochs"),
+        (None, {"batch_size": 0}, "method.supervised.hyperparameters.batch_size"),
+        (None, {"learning_rate": 0.1}, "method.supervised.hyperparameters.learning_rate"),
+        (None, {"learning_rate_multiplier": 10_000}, "method.supervised.hyperparameters.learning_rate_multiplier"),
+    ],
+)
 def test_bad_hyperparameters_name_the_field(method, hyperparameters, param):
     with pytest.raises(ServeError) as caught:
         hyper.parse_method(method, hyperparameters)
@@ -76,7 +98,9 @@ def run_rows(texts: list[str], stops: tuple[str, ...] = (), max_tokens: int = 10
     import torch
 
     events = [[] for _ in texts]
-    requests = [GenerationRequest(None, [1], Sampling(max_tokens, stop=stops), events[i].append) for i in range(len(texts))]
+    requests = [
+        GenerationRequest(None, [1], Sampling(max_tokens, stop=stops), events[i].append) for i in range(len(texts))
+    ]
     rows = [RowSink(CharTokenizer(), request, 0, [0]) for request in requests]
     sink = BatchSink(rows)
     sink.put(torch.tensor([[1, 2, 3]] * len(texts)))  # the prompt comes first and is not output
@@ -103,8 +127,9 @@ def test_stop_strings_cut_the_text_and_end_the_row():
 
 
 def test_rows_of_a_batch_end_on_their_own():
-    text, reasons, tokens, steps = run_rows(["hi\0", "a much longer answer", "a here", "cut here"],
-                                            stops=("here",), max_tokens=6)
+    text, reasons, tokens, steps = run_rows(
+        ["hi\0", "a much longer answer", "a here", "cut here"], stops=("here",), max_tokens=6
+    )
     assert text == ["hi", "a much", "a ", "cut he"]  # the last ran out of tokens before its stop string completed
     assert reasons == ["stop", "length", "stop", "length"]
     assert tokens == [3, 6, 6, 6]  # the end-of-turn token counts; so do a stop string's tokens
@@ -158,12 +183,14 @@ def test_chat_templates_render_in_a_sandbox(tiny_model_dir):
     from jinja2.exceptions import SecurityError
 
     from buxiban.data.tokenize import encode_prompt
+    from buxiban.errors import DataError
     from buxiban.models.load import load_tokenizer, resolve
 
     tokenizer = load_tokenizer(resolve(str(tiny_model_dir)))
     tokenizer.chat_template = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
-    with pytest.raises(SecurityError):
+    with pytest.raises(DataError) as refused:  # reported like any template failure, the sandbox's refusal inside
         encode_prompt(tokenizer, [{"role": "user", "content": "hi"}])
+    assert isinstance(refused.value.__cause__, SecurityError)
 
 
 def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(tmp_path):
@@ -171,15 +198,20 @@ def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(
 
     from buxiban.adapters.registry import AdapterEntry
     from buxiban.runs import Manifest
-    from buxiban.serve.pool import ModelPool
+    from buxiban.serve.api.pool import ModelPool
 
     pool = SimpleNamespace(source=SimpleNamespace(fingerprint="sha256:base", name="tiny"))
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"")
 
     def problem(**manifest):
-        manifest = {"status": "complete", "weights": "adapter", "adapter": "lora",
-                    "base_model": {"fingerprint": "sha256:base", "name": "tiny"}, **manifest}
+        manifest = {
+            "status": "complete",
+            "weights": "adapter",
+            "adapter": "lora",
+            "base_model": {"fingerprint": "sha256:base", "name": "tiny"},
+            **manifest,
+        }
         return ModelPool.unservable(pool, AdapterEntry("x", tmp_path, 0.0, Manifest.from_dict(manifest)))
 
     assert problem() is None
@@ -195,15 +227,26 @@ def test_runs_that_cannot_share_the_base_are_refused_with_the_way_to_serve_them(
 def test_progress_becomes_events_once_with_an_estimated_finish(tmp_path):
     import json
 
-    from buxiban.serve.jobs import JobWorker
+    from buxiban.serve.tuning.job_worker import JobWorker
 
     store = Store(tmp_path / "home")
-    job = store.add_job({"id": "ftjob-" + "a" * 24, "model": "tiny", "training_file": "file-" + "b" * 24, "seed": 1,
-                         "hyperparameters": {}, "method": {"type": "supervised", "hyperparameters": {}}})
+    job = store.add_job(
+        {
+            "id": "ftjob-" + "a" * 24,
+            "model": "tiny",
+            "training_file": "file-" + "b" * 24,
+            "seed": 1,
+            "hyperparameters": {},
+            "method": {"type": "supervised", "hyperparameters": {}},
+        }
+    )
     job = store.update_job(job["id"], total_steps=10)
     worker = JobWorker(store, None, "tiny", "tiny", {"tiny"}, 1000)
     metrics = tmp_path / "metrics.jsonl"
-    lines = [{"step": 1, "loss": 2.0, "time": 1000.0, "tokens": 10}, {"step": 2, "loss": 1.5, "time": 1002.0, "tokens": 20}]
+    lines = [
+        {"step": 1, "loss": 2.0, "time": 1000.0, "tokens": 10},
+        {"step": 2, "loss": 1.5, "time": 1002.0, "tokens": 20},
+    ]
     metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
     seen = worker.record_progress(job, tmp_path, {"train": 0, "val": 0})
     # a validation line for a step whose training line was already read still becomes an event

@@ -11,9 +11,9 @@ from buxiban.data.records import load_chat_jsonl
 from buxiban.eval.compare import split_prompt
 from buxiban.eval.generate import generate_answers
 from buxiban.eval.metrics import exact_match
-from buxiban.train.dpo import train_dpo
 from buxiban.runs import read_metrics
 from buxiban.runs.load import load_trained
+from buxiban.train.dpo import train_dpo
 from buxiban.train.sft import train_sft
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "yunshan"
@@ -35,8 +35,11 @@ def test_dpo_after_sft_raises_the_margin_and_keeps_exact_match(tmp_path):
     train_sft(load_config(EXAMPLES / "lora.yaml", [f"output_dir={sft}"]), progress=False, log=lambda _: None)
     before = exact_match_rate(sft)
     assert before > 0.8
-    train_dpo(load_config(EXAMPLES / "dpo.yaml", [f"output_dir={dpo}", f"dpo.from_run={sft}"]),
-              progress=False, log=lambda _: None)
+    train_dpo(
+        load_config(EXAMPLES / "dpo.yaml", [f"output_dir={dpo}", f"dpo.from_run={sft}"]),
+        progress=False,
+        log=lambda _: None,
+    )
     validation = [m for m in read_metrics(dpo) if "val_margin" in m]
     assert validation and validation[-1]["val_margin"] > 0.5  # 0 before the first step, by construction
     after = exact_match_rate(dpo)

@@ -26,13 +26,37 @@ def test_check_train_eval_chat_on_the_example_data(tmp_path, capsys):
     assert "tokens counted with the embedded tokenizer" in out and "⟦" in out
 
     run = tmp_path / "run"
-    assert main(["train", str(EXAMPLES / "yunshan" / "lora.yaml"), f"output_dir={run}", "train.max_steps=3",
-                 "train.batch_size=4", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(EXAMPLES / "yunshan" / "lora.yaml"),
+                f"output_dir={run}",
+                "train.max_steps=3",
+                "train.batch_size=4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((run / "buxiban-run.json").read_text())
     assert manifest["status"] == "complete" and manifest["base_model"]["name"] == "SmolLM2-135M-Instruct"
 
-    assert main(["eval", str(run), "--test", str(EXAMPLES / "yunshan" / "test.jsonl"), "--limit", "4",
-                 "--max-new-tokens", "32"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--test",
+                str(EXAMPLES / "yunshan" / "test.jsonl"),
+                "--limit",
+                "4",
+                "--max-new-tokens",
+                "32",
+            ]
+        )
+        == 0
+    )
     report = json.loads((run / "eval" / "eval.json").read_text())
     assert report["summary"]["base"]["n"] == 4
     assert all(e["base"]["answer"] for e in report["examples"])  # the real model says something

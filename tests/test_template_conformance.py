@@ -17,10 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from buxiban.data.tokenize import IGNORE_INDEX, encode_many, encode_prompt
+from buxiban.data.tokenize import IGNORE_INDEX, encode_many, encode_prompt, end_of_turn_ids
 from buxiban.errors import DataError
 from buxiban.eval.generate import stop_token_ids
-from buxiban.models.templates import choose_template, end_of_turn_ids, use_template
+from buxiban.models.templates import choose_template, use_template
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -29,14 +29,30 @@ from model_assets import assets_dir  # noqa: E402
 ASSETS = assets_dir()
 TEMPLATES = sorted((ASSETS / "templates").glob("*.jinja")) if (ASSETS / "templates").is_dir() else []
 # the family tokenizer each template is paired with: the first fragment found in its name wins
-TOKENIZER_OF = [("Qwen3.5", "qwen35"), ("DeepSeek-R1-Distill-Llama", "llama3"), ("DeepSeek-R1-Distill-Qwen", "qwen2"),
-                ("Qwen", "qwen2"), ("QwQ", "qwen2"), ("Llama-3", "llama3"), ("llama-3", "llama3"),
-                ("functionary", "llama3"), ("SmolLM3", "llama3"), ("Phi-3", "phi3"), ("Apriel", "phi3"),
-                ("deepseek", "deepseek"), ("gemma", "gemma3"), ("istral", "llama2"), ("Devstral", "llama2")]
+TOKENIZER_OF = [
+    ("Qwen3.5", "qwen35"),
+    ("DeepSeek-R1-Distill-Llama", "llama3"),
+    ("DeepSeek-R1-Distill-Qwen", "qwen2"),
+    ("Qwen", "qwen2"),
+    ("QwQ", "qwen2"),
+    ("Llama-3", "llama3"),
+    ("llama-3", "llama3"),
+    ("functionary", "llama3"),
+    ("SmolLM3", "llama3"),
+    ("Phi-3", "phi3"),
+    ("Apriel", "phi3"),
+    ("deepseek", "deepseek"),
+    ("gemma", "gemma3"),
+    ("istral", "llama2"),
+    ("Devstral", "llama2"),
+]
 SYSTEM, QUESTION, ANSWER = "Reply in one line.", "What is the deposit for the City plan?", "The deposit is NT$3,000."
 FOLLOW_UP, SECOND = "And the monthly price?", "It costs NT$690 per month."
-SINGLE = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION},
-          {"role": "assistant", "content": ANSWER}]
+SINGLE = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": QUESTION},
+    {"role": "assistant", "content": ANSWER},
+]
 MULTI = SINGLE + [{"role": "user", "content": FOLLOW_UP}, {"role": "assistant", "content": SECOND}]
 
 
@@ -44,7 +60,7 @@ def tokenizer_name(template: Path) -> str:
     return next((tokenizer for fragment, tokenizer in TOKENIZER_OF if fragment in template.stem), "qwen2")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def family_tokenizer(name: str):
     from transformers import AutoTokenizer
 
@@ -89,10 +105,16 @@ def test_template_trains_what_it_serves_or_is_refused_by_name(template):
         for foreign in (SYSTEM, QUESTION, FOLLOW_UP):
             assert all(foreign not in tokenizer.decode(run) for run in runs), f"{foreign!r} is trained"
         assert "<think>" not in last, f"an empty reasoning block is trained: {last!r}"
-        assert last[last.index(answer) + len(answer):].strip(), "nothing after the answer: the model cannot learn to stop"
+        assert last[last.index(answer) + len(answer) :].strip(), (
+            "nothing after the answer: the model cannot learn to stop"
+        )
         labels = encoded.labels
-        first = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX and (i == 0 or labels[i - 1] == IGNORE_INDEX))
-        assert encode_prompt(tokenizer, conversation[:-1]) == encoded.input_ids[:first], "served prompt != trained prefix"
+        first = max(
+            i for i, label in enumerate(labels) if label != IGNORE_INDEX and (i == 0 or labels[i - 1] == IGNORE_INDEX)
+        )
+        assert encode_prompt(tokenizer, conversation[:-1]) == encoded.input_ids[:first], (
+            "served prompt != trained prefix"
+        )
         ends = end_of_turn_ids(tokenizer)
         if ends:  # a special token ends the turn: it is trained, and generation stops on it
             assert set(ends) & set(runs[-1])

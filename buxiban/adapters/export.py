@@ -17,14 +17,24 @@ from typing import Any
 from ..errors import AdapterError
 from ..runs import write_json_atomic
 from .gguf_export import GGUF_TYPES, check_architecture, write_gguf
-from .merge import EXPORT_RECORD, RunRef, base_config, export_record, merged_model, prepare_output, publish_directory, write_merged
+from .merge import (
+    EXPORT_RECORD,
+    RunRef,
+    base_config,
+    export_record,
+    merged_model,
+    prepare_output,
+    publish_directory,
+    write_merged,
+)
 
 FORMATS = ("hf", "peft", "gguf")
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def export(ref: RunRef, fmt: str, out: str | Path, gguf_type: str = "f16", dtype: str = "auto",
-           overwrite: bool = False) -> dict[str, Any]:
+def export(
+    ref: RunRef, fmt: str, out: str | Path, gguf_type: str = "f16", dtype: str = "auto", overwrite: bool = False
+) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise AdapterError(f"--format '{fmt}' is not one of {', '.join(FORMATS)}")
     if fmt == "hf":
@@ -45,9 +55,12 @@ def served_base(ref: RunRef) -> str:
 def check_peft_exportable(ref: RunRef) -> None:
     if ref.weights != "adapter" or ref.adapter == "dora":
         kind = {"model": "a whole fine-tuned model", "trained.safetensors": "trained blocks (freeze)"}.get(
-            ref.weights, "a DoRA adapter")
-        raise AdapterError(f"{ref.run_dir} holds {kind}, and vLLM's --lora-modules serves LoRA adapters only; "
-                           "export a merged model instead: --format hf (vLLM serves that as its own model)")
+            ref.weights, "a DoRA adapter"
+        )
+        raise AdapterError(
+            f"{ref.run_dir} holds {kind}, and vLLM's --lora-modules serves LoRA adapters only; "
+            "export a merged model instead: --format hf (vLLM serves that as its own model)"
+        )
     config = json.loads((ref.run_dir / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("use_dora"):
         raise AdapterError(f"{ref.run_dir} holds a DoRA adapter, which vLLM does not serve; use --format hf")

@@ -31,16 +31,20 @@ NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 def check_architecture(model_type: str | None) -> None:
     """Only the layout this writer knows; anything else would load but compute garbage."""
     if model_type != "llama":
-        raise AdapterError(f"GGUF export supports Llama-architecture models (SmolLM2, Llama, TinyLlama), not "
-                           f"'{model_type}'; use --format hf and llama.cpp's convert_hf_to_gguf.py")
+        raise AdapterError(
+            f"GGUF export supports Llama-architecture models (SmolLM2, Llama, TinyLlama), not "
+            f"'{model_type}'; use --format hf and llama.cpp's convert_hf_to_gguf.py"
+        )
 
 
 def check_llama(config) -> None:
     check_architecture(getattr(config, "model_type", None))
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise AdapterError(f"GGUF export does not handle rope scaling '{rope.get('rope_type', rope.get('type'))}'; "
-                           "use --format hf and llama.cpp's convert_hf_to_gguf.py")
+        raise AdapterError(
+            f"GGUF export does not handle rope scaling '{rope.get('rope_type', rope.get('type'))}'; "
+            "use --format hf and llama.cpp's convert_hf_to_gguf.py"
+        )
 
 
 def rope_theta(config) -> float:
@@ -50,7 +54,9 @@ def rope_theta(config) -> float:
 
 def permute_for_rope(weight, heads: int):
     """HF keeps each head's rotary halves apart; llama.cpp interleaves them (its converter's permute)."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    return (
+        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    )
 
 
 def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
@@ -59,8 +65,10 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise AdapterError("GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2 uses); "
-                           f"this one is {model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}")
+        raise AdapterError(
+            "GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2 uses); "
+            f"this one is {model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
+        )
     pre = pre_tokenizer_name(spec.get("pre_tokenizer"))
     tokens: dict[int, str] = {index: token for token, index in model["vocab"].items()}
     types = {index: NORMAL for index in tokens}
@@ -79,8 +87,10 @@ def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
         "tokens": [tokens.get(i, f"[PAD{i}]") for i in range(vocab_size)],
         "types": [types.get(i, UNUSED) for i in range(vocab_size)],
         "merges": merges,
-        "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
-        "unk": tokenizer.unk_token_id, "pad": tokenizer.pad_token_id,
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "unk": tokenizer.unk_token_id,
+        "pad": tokenizer.pad_token_id,
         "add_bos": tokenizer.bos_token_id is not None and tokenizer.bos_token_id in empty,
         "add_eos": tokenizer.eos_token_id is not None and tokenizer.eos_token_id in empty,
         "chat_template": template,
@@ -94,8 +104,10 @@ def pre_tokenizer_name(pre: dict | None) -> str:
     digits_ok = all(step.get("individual_digits", True) for step in steps if step.get("type") == "Digits")
     if kinds in PRE_TOKENIZERS and byte_level.get("use_regex", True) and digits_ok:
         return PRE_TOKENIZERS[kinds]
-    raise AdapterError(f"GGUF export cannot name this tokenizer's pre-tokenizer ({' + '.join(map(str, kinds)) or 'none'}) "
-                       "for llama.cpp; supported: GPT-2 byte-level, SmolLM; use --format hf and llama.cpp's converter")
+    raise AdapterError(
+        f"GGUF export cannot name this tokenizer's pre-tokenizer ({' + '.join(map(str, kinds)) or 'none'}) "
+        "for llama.cpp; supported: GPT-2 byte-level, SmolLM; use --format hf and llama.cpp's converter"
+    )
 
 
 def add_tokenizer(writer, meta: dict[str, Any]) -> None:
@@ -104,8 +116,12 @@ def add_tokenizer(writer, meta: dict[str, Any]) -> None:
     writer.add_token_list(meta["tokens"])
     writer.add_token_types(meta["types"])
     writer.add_token_merges(meta["merges"])
-    for add, token_id in ((writer.add_bos_token_id, meta["bos"]), (writer.add_eos_token_id, meta["eos"]),
-                          (writer.add_unk_token_id, meta["unk"]), (writer.add_pad_token_id, meta["pad"])):
+    for add, token_id in (
+        (writer.add_bos_token_id, meta["bos"]),
+        (writer.add_eos_token_id, meta["eos"]),
+        (writer.add_unk_token_id, meta["unk"]),
+        (writer.add_pad_token_id, meta["pad"]),
+    ):
         if token_id is not None:
             add(token_id)
     writer.add_add_bos_token(meta["add_bos"])
@@ -169,8 +185,11 @@ def write_gguf(model, tokenizer, path: str | Path, tensor_type: str = "f16", nam
         raise AdapterError(f"--gguf-type '{tensor_type}' is not one of {', '.join(GGUF_TYPES)}")
     check_llama(model.config)
     meta = tokenizer_metadata(tokenizer, model.config.vocab_size)  # validate before writing anything
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "bf16": gguf.LlamaFileType.MOSTLY_BF16}[tensor_type]
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+    }[tensor_type]
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     writer = gguf.GGUFWriter(str(temporary), "llama")

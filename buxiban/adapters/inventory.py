@@ -27,10 +27,18 @@ CONFIG_KEYS = {
 def key_config(run_dir: Path, adapter: str, method: str) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    wanted = ["train"] + (["lora"] if adapter in ("lora", "dora", "qlora") else []) + \
-        (["freeze"] if adapter == "freeze" else []) + (["dpo"] if method == "dpo" else [])
-    picked = {f"{section}.{key}": config[section][key] for section in wanted
-              for key in CONFIG_KEYS[section] if key in (config.get(section) or {})}
+    wanted = (
+        ["train"]
+        + (["lora"] if adapter in ("lora", "dora", "qlora") else [])
+        + (["freeze"] if adapter == "freeze" else [])
+        + (["dpo"] if method == "dpo" else [])
+    )
+    picked = {
+        f"{section}.{key}": config[section][key]
+        for section in wanted
+        for key in CONFIG_KEYS[section]
+        if key in (config.get(section) or {})
+    }
     return {"model": config.get("model"), **picked} if config else {}
 
 
@@ -45,15 +53,30 @@ def describe(ref: RunRef) -> dict[str, Any]:
     """Base model identity, the key config, data hashes, final metrics and eval scores of a run."""
     m = ref.manifest
     return {
-        "name": ref.name, "run_dir": str(ref.run_dir), "status": m.status,
-        "method": m.method, "adapter": ref.adapter, "weights": ref.weights,
+        "name": ref.name,
+        "run_dir": str(ref.run_dir),
+        "status": m.status,
+        "method": m.method,
+        "adapter": ref.adapter,
+        "weights": ref.weights,
         "base_model": asdict(m.base_model),
         "config": key_config(ref.run_dir, ref.adapter, m.method),
         "data_hashes": m.data_hashes,
         "parameters": m.parameters,
-        "metrics": {key: getattr(m, key) for key in ("steps", "final_train_loss", "final_val_loss", "best_val_loss",
-                                                     "best_step", "tokens_per_second", "train_seconds")},
-        "created": m.created, "finished": m.finished,
+        "metrics": {
+            key: getattr(m, key)
+            for key in (
+                "steps",
+                "final_train_loss",
+                "final_val_loss",
+                "best_val_loss",
+                "best_step",
+                "tokens_per_second",
+                "train_seconds",
+            )
+        },
+        "created": m.created,
+        "finished": m.finished,
         "eval": eval_summary(ref.run_dir),
     }
 
@@ -65,15 +88,19 @@ def deletable_run_dir(entry: AdapterEntry, registry: Registry) -> Path:
     if run_dir.is_symlink() or not run_dir.is_dir():
         raise AdapterError(f"{run_dir} is not a directory (missing or a link); forget the name without --delete-files")
     if not is_run_dir(run_dir):
-        raise AdapterError(f"{run_dir} is not a buxiban run directory (no {MANIFEST}); refusing to delete it. "
-                           "Forget the name without --delete-files and delete the files yourself if you mean to")
+        raise AdapterError(
+            f"{run_dir} is not a buxiban run directory (no {MANIFEST}); refusing to delete it. "
+            "Forget the name without --delete-files and delete the files yourself if you mean to"
+        )
     resolved = run_dir.resolve()
     if resolved in (Path.home().resolve(), Path(resolved.anchor), registry.root.resolve()):
         raise AdapterError(f"refusing to delete {resolved}")
     others = [e.name for e in registry.list() if e.name != entry.name and e.run_dir.resolve() == resolved]
     if others:
-        raise AdapterError(f"{run_dir} is also registered as {', '.join(others)}; remove those names first "
-                           "or forget this one without --delete-files")
+        raise AdapterError(
+            f"{run_dir} is also registered as {', '.join(others)}; remove those names first "
+            "or forget this one without --delete-files"
+        )
     return resolved
 
 

@@ -61,11 +61,15 @@ def resolve_run(name_or_run: str, registry: Registry | None = None, require_comp
         entry = registry.get(name_or_run)  # an unknown name fails here, listing the known ones
         ref = RunRef(entry.run_dir, entry.manifest, entry.name)
     else:
-        raise AdapterError(f"'{name_or_run}' is neither a buxiban run directory (no {MANIFEST}) nor a registered "
-                           "adapter name; pass the output_dir of `buxiban train` or a name from `buxiban adapters list`")
+        raise AdapterError(
+            f"'{name_or_run}' is neither a buxiban run directory (no {MANIFEST}) nor a registered "
+            "adapter name; pass the output_dir of `buxiban train` or a name from `buxiban adapters list`"
+        )
     if require_complete and not ref.manifest.complete:
-        raise AdapterError(f"{ref.run_dir} did not finish training (status: {ref.manifest.status}); "
-                           "only complete runs can be merged or exported")
+        raise AdapterError(
+            f"{ref.run_dir} did not finish training (status: {ref.manifest.status}); "
+            "only complete runs can be merged or exported"
+        )
     return ref
 
 
@@ -125,9 +129,16 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 
 def export_record(ref: RunRef, fmt: str, **extra: Any) -> dict[str, Any]:
     """Where an exported artifact came from, so it stays self-describing after it leaves the run."""
-    return {"format": fmt, "run_dir": str(ref.run_dir), "name": ref.name, "adapter": ref.adapter,
-            "base_model": asdict(ref.manifest.base_model), "data_hashes": ref.manifest.data_hashes,
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+    return {
+        "format": fmt,
+        "run_dir": str(ref.run_dir),
+        "name": ref.name,
+        "adapter": ref.adapter,
+        "base_model": asdict(ref.manifest.base_model),
+        "data_hashes": ref.manifest.data_hashes,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
 
 
 def publish_directory(staging: Path, out: Path) -> None:

@@ -35,8 +35,10 @@ def buxiban_home() -> Path:
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise AdapterError(f"invalid adapter name {name!r}: use 1-128 letters, digits, '.', '_', ':' or '-', "
-                           "starting with a letter or digit, and no '..'")
+        raise AdapterError(
+            f"invalid adapter name {name!r}: use 1-128 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit, and no '..'"
+        )
     return name
 
 
@@ -65,9 +67,15 @@ class AdapterEntry:
         return f"{self.manifest.method}/{self.manifest.adapter}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "run_dir": str(self.run_dir), "registered": self.registered,
-                "base_model": self.base_model, "weights": self.weights, "method": self.method,
-                "status": self.manifest.status}
+        return {
+            "name": self.name,
+            "run_dir": str(self.run_dir),
+            "registered": self.registered,
+            "base_model": self.base_model,
+            "weights": self.weights,
+            "method": self.method,
+            "status": self.manifest.status,
+        }
 
 
 class Registry:
@@ -86,8 +94,9 @@ class Registry:
         except RunDirError as exc:
             raise AdapterError(str(exc)) from exc
         if not manifest.complete:
-            raise AdapterError(f"{run_dir} did not finish training (status: {manifest.status}); "
-                               "only complete runs can be registered")
+            raise AdapterError(
+                f"{run_dir} did not finish training (status: {manifest.status}); only complete runs can be registered"
+            )
         pointer = self._pointer(name)
         if pointer.exists() and not replace:
             raise AdapterError(f"an adapter named {name!r} is already registered; pick another name or replace it")

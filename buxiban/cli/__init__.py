@@ -8,16 +8,16 @@ import os
 import sys
 
 from .. import __version__
+from ..allocator import restart_on_jemalloc
+from ..errors import BuxibanError, ProblemsError
 from .adapters import add_adapter_commands
+from .chat import add_chat_commands
 from .data import add_data_commands
-from .plan import add_plan_commands
 from .eval import add_eval_commands
+from .plan import add_plan_commands
 from .rag import add_rag_commands
 from .serve import add_serve_commands
 from .train import add_train_commands
-from .chat import add_chat_commands
-from ..allocator import restart_on_jemalloc
-from ..errors import BuxibanError, ProblemsError
 
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -82,7 +82,9 @@ def quiet_dependencies() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buxiban", description="Fine-tune a chat model into your company's specialist, locally.")
+    parser = argparse.ArgumentParser(
+        prog="buxiban", description="Fine-tune a chat model into your company's specialist, locally."
+    )
     parser.add_argument("--version", action="version", version=f"buxiban {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 

@@ -9,7 +9,9 @@ EXPORT_FORMATS = ("hf", "peft", "gguf")
 
 
 def add_adapter_commands(commands) -> None:
-    adapters = commands.add_parser("adapters", help="name trained runs; merge and export them (HF, PEFT for vLLM, GGUF)")
+    adapters = commands.add_parser(
+        "adapters", help="name trained runs; merge and export them (HF, PEFT for vLLM, GGUF)"
+    )
     sub = adapters.add_subparsers(title="adapters commands", metavar="COMMAND")
 
     listing = sub.add_parser("list", help="every registered adapter: base model, method, weights, run dir, status")
@@ -29,11 +31,14 @@ def add_adapter_commands(commands) -> None:
 
     remove = sub.add_parser("rm", help="forget a name (the run's files stay unless --delete-files)")
     remove.add_argument("name")
-    remove.add_argument("--delete-files", action="store_true",
-                        help="also delete the run directory (only ever a buxiban run directory)")
+    remove.add_argument(
+        "--delete-files", action="store_true", help="also delete the run directory (only ever a buxiban run directory)"
+    )
     remove.set_defaults(handler=cmd_rm)
 
-    merge = sub.add_parser("merge", help="a merged Hugging Face model directory (safetensors) for transformers and vLLM")
+    merge = sub.add_parser(
+        "merge", help="a merged Hugging Face model directory (safetensors) for transformers and vLLM"
+    )
     merge.add_argument("adapter", metavar="NAME_OR_RUN", help="a registered name or a run directory")
     merge.add_argument("--out", required=True, help="directory to write")
     _output_arguments(merge)
@@ -41,19 +46,31 @@ def add_adapter_commands(commands) -> None:
 
     export = sub.add_parser("export", help="export for other servers: merged HF dir, PEFT dir for vLLM, or GGUF")
     export.add_argument("adapter", metavar="NAME_OR_RUN", help="a registered name or a run directory")
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="fmt",
-                        help="hf: merged model dir; peft: LoRA dir for vLLM --lora-modules; gguf: one file for llama.cpp")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=EXPORT_FORMATS,
+        dest="fmt",
+        help="hf: merged model dir; peft: LoRA dir for vLLM --lora-modules; gguf: one file for llama.cpp",
+    )
     export.add_argument("--out", required=True, help="directory (hf, peft) or .gguf file to write")
-    export.add_argument("--gguf-type", choices=("f32", "f16", "bf16"), default="f16",
-                        help="GGUF tensor type (default f16; norms stay f32)")
+    export.add_argument(
+        "--gguf-type",
+        choices=("f32", "f16", "bf16"),
+        default="f16",
+        help="GGUF tensor type (default f16; norms stay f32)",
+    )
     _output_arguments(export)
     export.set_defaults(handler=cmd_export)
 
 
 def _output_arguments(parser) -> None:
-    parser.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
-                        help="dtype of the merged model's weights (merge and --format hf; default auto: the base "
-                             "model's own dtype)")
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "float16", "bfloat16"),
+        default="auto",
+        help="dtype of the merged model's weights (merge and --format hf; default auto: the base model's own dtype)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -88,13 +105,18 @@ def cmd_show(args) -> int:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
     base = info["base_model"]
-    lines = [f"name:        {info['name'] or '(not registered)'}", f"run dir:     {info['run_dir']}",
-             f"status:      {info['status']} (created {info['created']}, finished {info['finished']})",
-             f"method:      {info['method']}/{info['adapter']}, weights in {info['weights']}",
-             f"base model:  {base.get('name')} ({base.get('kind')}: {base.get('spec')})",
-             f"             fingerprint {base.get('fingerprint')}"]
+    lines = [
+        f"name:        {info['name'] or '(not registered)'}",
+        f"run dir:     {info['run_dir']}",
+        f"status:      {info['status']} (created {info['created']}, finished {info['finished']})",
+        f"method:      {info['method']}/{info['adapter']}, weights in {info['weights']}",
+        f"base model:  {base.get('name')} ({base.get('kind')}: {base.get('spec')})",
+        f"             fingerprint {base.get('fingerprint')}",
+    ]
     if info["parameters"]:
-        lines.append(f"parameters:  {info['parameters'].get('trainable'):,} trained of {info['parameters'].get('total'):,}")
+        lines.append(
+            f"parameters:  {info['parameters'].get('trainable'):,} trained of {info['parameters'].get('total'):,}"
+        )
     lines.append("config:")
     lines += [f"  {key}: {value}" for key, value in info["config"].items()]
     lines.append("data hashes:")
@@ -146,12 +168,18 @@ def cmd_export(args) -> int:
         return 0
     out = result["out"]
     if args.fmt == "hf":
-        print(f"merged model ({result['dtype']}) written to {out}\n"
-              f"  load it with AutoModelForCausalLM.from_pretrained('{out}'), or serve it: vllm serve {out}")
+        print(
+            f"merged model ({result['dtype']}) written to {out}\n"
+            f"  load it with AutoModelForCausalLM.from_pretrained('{out}'), or serve it: vllm serve {out}"
+        )
     elif args.fmt == "peft":
-        print(f"LoRA adapter written to {out} (base: {result['served_base']})\n"
-              f"  serve it: vllm serve {result['served_base']} --enable-lora --lora-modules {ref.label}={out}")
+        print(
+            f"LoRA adapter written to {out} (base: {result['served_base']})\n"
+            f"  serve it: vllm serve {result['served_base']} --enable-lora --lora-modules {ref.label}={out}"
+        )
     else:
-        print(f"GGUF ({args.gguf_type}, {result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB) written to {out}\n"
-              f"  run it: llama-cli -m {out}   or in Ollama: a Modelfile with FROM {out}")
+        print(
+            f"GGUF ({args.gguf_type}, {result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB) written to {out}\n"
+            f"  run it: llama-cli -m {out}   or in Ollama: a Modelfile with FROM {out}"
+        )
     return 0

@@ -9,11 +9,19 @@ def add_chat_commands(commands) -> None:
     source.add_argument("--run", help="a run directory written by `buxiban train`")
     source.add_argument("--model", help="a base model spec instead of a run (default: embedded)")
     source.add_argument("--adapter", help="a registered adapter name (see `buxiban adapters list`)")
-    chat.add_argument("--template", default="auto", help="with --model: chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file (a run uses the template it trained with)")
+    chat.add_argument(
+        "--template",
+        default="auto",
+        help="with --model: chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file (a run uses the template it trained with)",
+    )
     chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
     chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")
     chat.add_argument("--max-new-tokens", type=int, default=256)
-    chat.add_argument("--rag", metavar="INDEX", help="put the best chunks of this index (`buxiban rag index`) into each question's prompt")
+    chat.add_argument(
+        "--rag",
+        metavar="INDEX",
+        help="put the best chunks of this index (`buxiban rag index`) into each question's prompt",
+    )
     chat.add_argument("--rag-k", type=int, default=3, help="chunks per question with --rag (default 3)")
     chat.set_defaults(handler=cmd_chat)
 
@@ -26,8 +34,14 @@ def cmd_chat(args) -> int:
         from ..rag.retrieve import open_index
 
         rag = open_index(args.rag)
-    session = ChatSession.open(run=args.run, model=args.model or "embedded", system=args.system,
-                               max_new_tokens=args.max_new_tokens, adapter=args.adapter, template=args.template)
+    session = ChatSession.open(
+        run=args.run,
+        model=args.model or "embedded",
+        system=args.system,
+        max_new_tokens=args.max_new_tokens,
+        adapter=args.adapter,
+        template=args.template,
+    )
     session.rag, session.rag_k = rag, args.rag_k
     if args.message is not None:
         print(session.ask(args.message, stream=False))

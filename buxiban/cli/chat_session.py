@@ -25,8 +25,15 @@ class ChatSession:
     last_sources: list = field(default_factory=list)  # the chunks behind the latest answer
 
     @classmethod
-    def open(cls, run: str | None = None, model: str = "embedded", system: str | None = None,
-             max_new_tokens: int = 256, adapter: str | None = None, template: str = "auto") -> "ChatSession":
+    def open(
+        cls,
+        run: str | None = None,
+        model: str = "embedded",
+        system: str | None = None,
+        max_new_tokens: int = 256,
+        adapter: str | None = None,
+        template: str = "auto",
+    ) -> ChatSession:
         if adapter:  # a registered name stands for its run directory
             from ..adapters.registry import Registry
 
@@ -67,11 +74,19 @@ class ChatSession:
         ids = torch.tensor([encode_prompt(self.tokenizer, self.prompt_messages(text))])
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
         device = next(self.model.parameters()).device
-        output = self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
-                                     max_new_tokens=self.max_new_tokens, do_sample=False, streamer=streamer,
-                                     eos_token_id=stop_token_ids(self.model, self.tokenizer),
-                                     pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-        answer = self.tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        output = self.model.generate(
+            input_ids=ids.to(device),
+            attention_mask=torch.ones_like(ids).to(device),
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            streamer=streamer,
+            eos_token_id=stop_token_ids(self.model, self.tokenizer),
+            pad_token_id=self.tokenizer.pad_token_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        answer = self.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip()
         if stream:
             sys.stdout.flush()
         self.history.append({"role": "assistant", "content": answer})

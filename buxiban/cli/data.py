@@ -18,7 +18,9 @@ def add_data_commands(commands) -> None:
     check.add_argument("file", help="OpenAI chat JSONL, or preference pairs (detected)")
     check.add_argument("--test", help="a held-out file: report test examples that leak from the training file")
     _model_arguments(check)
-    check.add_argument("--near-threshold", type=float, default=0.8, help="similarity that counts as a near-duplicate (default 0.8)")
+    check.add_argument(
+        "--near-threshold", type=float, default=0.8, help="similarity that counts as a near-duplicate (default 0.8)"
+    )
     check.add_argument("--strict", action="store_true", help="exit 1 on findings (duplicates, leakage, PII, …) too")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=cmd_check)
@@ -38,7 +40,9 @@ def add_data_commands(commands) -> None:
     convert = sub.add_parser("convert", help="ShareGPT, Alpaca or two-column CSV into OpenAI chat JSONL")
     convert.add_argument("input")
     convert.add_argument("output")
-    convert.add_argument("--from", dest="fmt", choices=("sharegpt", "alpaca", "csv"), help="input format (default: detected)")
+    convert.add_argument(
+        "--from", dest="fmt", choices=("sharegpt", "alpaca", "csv"), help="input format (default: detected)"
+    )
     convert.add_argument("--system", help="system prompt to put first in every conversation")
     convert.set_defaults(handler=cmd_convert)
 
@@ -46,7 +50,10 @@ def add_data_commands(commands) -> None:
     split.add_argument("file")
     split.add_argument("--out", required=True, help="directory for train.jsonl, validation.jsonl, test.jsonl")
     split.add_argument("--ratios", default="0.8,0.1,0.1", help="train,validation,test (default 0.8,0.1,0.1)")
-    split.add_argument("--stratify", help="keep the share of each value the same in every split: 'system' or a field such as metadata.category")
+    split.add_argument(
+        "--stratify",
+        help="keep the share of each value the same in every split: 'system' or a field such as metadata.category",
+    )
     split.add_argument("--near-threshold", type=float, default=0.8, help="near-duplicates above this stay together")
     split.set_defaults(handler=cmd_split)
 
@@ -60,9 +67,15 @@ def add_data_commands(commands) -> None:
 
 
 def _model_arguments(parser) -> None:
-    parser.add_argument("--model", default="embedded", help="whose tokenizer and chat template to use (default: embedded)")
+    parser.add_argument(
+        "--model", default="embedded", help="whose tokenizer and chat template to use (default: embedded)"
+    )
     parser.add_argument("--max-length", type=int, default=512, help="token budget per example (default 512)")
-    parser.add_argument("--template", default="auto", help="chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file")
+    parser.add_argument(
+        "--template",
+        default="auto",
+        help="chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file",
+    )
 
 
 def _tokenizer(spec: str, template: str = "auto"):
@@ -99,8 +112,10 @@ def cmd_check(args) -> int:
         extra = f", {len(report.findings)} warning(s)" if report.findings else ""
         print(f"{args.file}: OK, no format problems{extra}")
     else:
-        print(f"{args.file}: {len(report.problems)} problem(s); {report.stats.get('examples', 0)} valid example(s)",
-              file=sys.stderr)
+        print(
+            f"{args.file}: {len(report.problems)} problem(s); {report.stats.get('examples', 0)} valid example(s)",
+            file=sys.stderr,
+        )
     return EXIT_PROBLEMS if failed else 0
 
 
@@ -109,16 +124,20 @@ def format_stats(report, model: str) -> str:
     kind = "preference pairs" if report.kind == "preference" else "examples"
     lines = [f"{s['examples']} {kind}", _spread_line("messages per example", s["messages_per_example"])]
     if "tokens_per_example" in s:
-        lines += [f"tokens counted with the {model} tokenizer and chat template:",
-                  _spread_line("tokens per example", s["tokens_per_example"]),
-                  _spread_line("trained tokens per example", s["trained_tokens_per_example"]),
-                  f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})"]
+        lines += [
+            f"tokens counted with the {model} tokenizer and chat template:",
+            _spread_line("tokens per example", s["tokens_per_example"]),
+            _spread_line("trained tokens per example", s["trained_tokens_per_example"]),
+            f"  total: {s['total_tokens']:,} tokens, {s['total_trained_tokens']:,} trained ({s['trained_share']:.0%})",
+        ]
     if "max_length" in s:
         lines.append(f"  over max length {s['max_length']}: {s['over_max_length']}")
     if "duplicates" in s:
         lines.append(f"duplicates: {s['duplicates']['exact']} exact, {s['duplicates']['near']} near")
     if "leakage" in s:
-        lines.append(f"leakage into {s['leakage']['test_file']}: {s['leakage']['exact']} exact, {s['leakage']['near']} near")
+        lines.append(
+            f"leakage into {s['leakage']['test_file']}: {s['leakage']['exact']} exact, {s['leakage']['near']} near"
+        )
     if "personal_data" in s:
         found = ", ".join(f"{n} {k}" for k, n in s["personal_data"].items()) or "none found"
         lines.append(f"personal data: {found}")
@@ -130,7 +149,9 @@ def format_stats(report, model: str) -> str:
 
 
 def _spread_line(name: str, spread: dict) -> str:
-    return f"  {name:<28} min {spread['min']:>5}  p50 {spread['p50']:>5}  p95 {spread['p95']:>5}  max {spread['max']:>5}"
+    return (
+        f"  {name:<28} min {spread['min']:>5}  p50 {spread['p50']:>5}  p95 {spread['p95']:>5}  max {spread['max']:>5}"
+    )
 
 
 def cmd_show(args) -> int:
@@ -176,7 +197,9 @@ def cmd_split(args) -> int:
     try:
         ratios = [float(x) for x in args.ratios.split(",")]
     except ValueError as exc:
-        raise DataError("bad --ratios", [Problem("--ratios", args.ratios, fix="three numbers, e.g. 0.8,0.1,0.1")]) from exc
+        raise DataError(
+            "bad --ratios", [Problem("--ratios", args.ratios, fix="three numbers, e.g. 0.8,0.1,0.1")]
+        ) from exc
     counts = split_file(args.file, args.out, ratios, args.stratify, args.near_threshold)
     print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" (written to {args.out})")
     return 0
@@ -188,6 +211,9 @@ def cmd_mix(args) -> int:
     counts = mix_files(args.train, args.output, args.general, args.ratio, args.seed)
     print(f"{counts['train']} training + {counts['general']} general = {counts['total']} examples in {args.output}")
     if counts["general"] < counts["general_wanted"]:
-        print(f"warning: the ratio asked for {counts['general_wanted']} general examples but only "
-              f"{counts['general_available']} exist; all were used once (pass --general FILE for more)", file=sys.stderr)
+        print(
+            f"warning: the ratio asked for {counts['general_wanted']} general examples but only "
+            f"{counts['general_available']} exist; all were used once (pass --general FILE for more)",
+            file=sys.stderr,
+        )
     return 0

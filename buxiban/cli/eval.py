@@ -13,56 +13,111 @@ EXIT_USAGE = 2
 
 
 def add_eval_commands(commands) -> None:
-    evaluate = commands.add_parser("eval", help="base vs few-shot vs fine-tuned (each with RAG too: --rag) on held-out "
-                                                "conversations; --compare two runs")
+    evaluate = commands.add_parser(
+        "eval",
+        help="base vs few-shot vs fine-tuned (each with RAG too: --rag) on held-out conversations; --compare two runs",
+    )
     evaluate.add_argument("run", nargs="?", help="a run directory written by `buxiban train`")
     evaluate.add_argument("--test", help="held-out OpenAI chat JSONL; the last assistant message is the reference")
     evaluate.add_argument("--out", help="where to write eval.json, eval.md and eval.html (default: RUN/eval)")
     evaluate.add_argument("--limit", type=int, help="only the first N test examples")
-    evaluate.add_argument("--max-new-tokens", type=int, metavar="N",
-                          help="answer length limit (default: twice the longest reference plus 16 tokens, at most 512)")
+    evaluate.add_argument(
+        "--max-new-tokens",
+        type=int,
+        metavar="N",
+        help="answer length limit (default: twice the longest reference plus 16 tokens, at most 512)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
-    evaluate.add_argument("--shots", type=int, default=3, metavar="K",
-                          help="training conversations in the few-shot baseline's prompt (default 3; 0 leaves it out)")
-    evaluate.add_argument("--train", metavar="FILE", help="where the few-shot examples come from (default: the run's training file)")
-    evaluate.add_argument("--endpoint", action="append", default=[], metavar="NAME=URL[,model=M][,key_env=VAR]",
-                          help="an OpenAI-compatible endpoint as one more system (repeatable)")
-    evaluate.add_argument("--rag", metavar="INDEX",
-                          help="an index from `buxiban rag index`: adds base + RAG and fine-tuned + RAG (top chunks in "
-                               "the prompt), retrieval recall@k from metadata.source, and scores per metadata.kind")
-    evaluate.add_argument("--rag-k", type=int, default=3, metavar="K", help="chunks per question with --rag (default 3)")
-    evaluate.add_argument("--judge", metavar="URL[,model=M][,key_env=VAR]",
-                          help="grade every answer with an LLM judge at this OpenAI-compatible endpoint")
-    evaluate.add_argument("--refusals", metavar="FILE",
-                          help="questions the assistant should decline (one per line, or JSONL): refusal rate per system")
-    evaluate.add_argument("--forgetting", action=argparse.BooleanOptionalAction, default=True,
-                          help="general probes and perplexity, base vs fine-tuned (default on; --no-forgetting skips)")
-    evaluate.add_argument("--max-forgetting", type=float, metavar="X",
-                          help="exit 1 (after writing the report) when the probe score drops by more than X, e.g. 0.1")
-    evaluate.add_argument("--latency-samples", type=int, default=3, metavar="N",
-                          help="requests timed one at a time for the savings line (default 3; 0 skips)")
+    evaluate.add_argument(
+        "--shots",
+        type=int,
+        default=3,
+        metavar="K",
+        help="training conversations in the few-shot baseline's prompt (default 3; 0 leaves it out)",
+    )
+    evaluate.add_argument(
+        "--train", metavar="FILE", help="where the few-shot examples come from (default: the run's training file)"
+    )
+    evaluate.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL[,model=M][,key_env=VAR]",
+        help="an OpenAI-compatible endpoint as one more system (repeatable)",
+    )
+    evaluate.add_argument(
+        "--rag",
+        metavar="INDEX",
+        help="an index from `buxiban rag index`: adds base + RAG and fine-tuned + RAG (top chunks in "
+        "the prompt), retrieval recall@k from metadata.source, and scores per metadata.kind",
+    )
+    evaluate.add_argument(
+        "--rag-k", type=int, default=3, metavar="K", help="chunks per question with --rag (default 3)"
+    )
+    evaluate.add_argument(
+        "--judge",
+        metavar="URL[,model=M][,key_env=VAR]",
+        help="grade every answer with an LLM judge at this OpenAI-compatible endpoint",
+    )
+    evaluate.add_argument(
+        "--refusals",
+        metavar="FILE",
+        help="questions the assistant should decline (one per line, or JSONL): refusal rate per system",
+    )
+    evaluate.add_argument(
+        "--forgetting",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="general probes and perplexity, base vs fine-tuned (default on; --no-forgetting skips)",
+    )
+    evaluate.add_argument(
+        "--max-forgetting",
+        type=float,
+        metavar="X",
+        help="exit 1 (after writing the report) when the probe score drops by more than X, e.g. 0.1",
+    )
+    evaluate.add_argument(
+        "--latency-samples",
+        type=int,
+        default=3,
+        metavar="N",
+        help="requests timed one at a time for the savings line (default 3; 0 skips)",
+    )
     evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
     evaluate.add_argument("--seed", type=int, default=0, help="seed for the few-shot draw and the bootstrap")
-    evaluate.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
-                          help="list the test examples RUN_B fixed and broke relative to RUN_A (runs or eval.json files)")
+    evaluate.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="list the test examples RUN_B fixed and broke relative to RUN_A (runs or eval.json files)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
 
 def usage_problems(args) -> list[str]:
     """Every bad option at once, before a model loads."""
-    checks = [(args.train and not Path(args.train).is_file(), f"--train {args.train}: no such file"),
-              (args.max_forgetting is not None and not 0 <= args.max_forgetting <= 1,
-               f"--max-forgetting {args.max_forgetting}: use a drop in probe score between 0 and 1, e.g. 0.1"),
-              (args.shots < 0, f"--shots {args.shots}: use 0 (no few-shot system) or more"),
-              (args.resamples < 100, f"--resamples {args.resamples}: use at least 100 (1000 is the default)"),
-              (args.latency_samples < 0, f"--latency-samples {args.latency_samples}: use 0 (skip) or more"),
-              (args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
-              (args.max_new_tokens is not None and args.max_new_tokens < 1, f"--max-new-tokens {args.max_new_tokens}: use 1 or more"),
-              (args.limit is not None and args.limit < 1, f"--limit {args.limit}: use 1 or more"),
-              (args.rag and not Path(args.rag).is_file(),
-               f"--rag {args.rag}: no such index; build one with `buxiban rag index DOCS --out {args.rag}`"),
-              (args.rag_k < 1, f"--rag-k {args.rag_k}: use 1 or more (3 is the default)")]
+    checks = [
+        (args.train and not Path(args.train).is_file(), f"--train {args.train}: no such file"),
+        (
+            args.max_forgetting is not None and not 0 <= args.max_forgetting <= 1,
+            f"--max-forgetting {args.max_forgetting}: use a drop in probe score between 0 and 1, e.g. 0.1",
+        ),
+        (args.shots < 0, f"--shots {args.shots}: use 0 (no few-shot system) or more"),
+        (args.resamples < 100, f"--resamples {args.resamples}: use at least 100 (1000 is the default)"),
+        (args.latency_samples < 0, f"--latency-samples {args.latency_samples}: use 0 (skip) or more"),
+        (args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
+        (
+            args.max_new_tokens is not None and args.max_new_tokens < 1,
+            f"--max-new-tokens {args.max_new_tokens}: use 1 or more",
+        ),
+        (args.limit is not None and args.limit < 1, f"--limit {args.limit}: use 1 or more"),
+        (
+            args.rag and not Path(args.rag).is_file(),
+            f"--rag {args.rag}: no such index; build one with `buxiban rag index DOCS --out {args.rag}`",
+        ),
+        (args.rag_k < 1, f"--rag-k {args.rag_k}: use 1 or more (3 is the default)"),
+    ]
     return [message for failed, message in checks if failed]
 
 
@@ -84,19 +139,42 @@ def cmd_eval(args) -> int:
     from ..eval.endpoint import parse_endpoint
     from ..eval.report import terminal_summary, write_reports
 
-    options = EvalOptions(shots=args.shots, train_file=args.train, endpoints=[parse_endpoint(s) for s in args.endpoint],
-                          judge=parse_endpoint(args.judge, named=False) if args.judge else None, refusals=args.refusals,
-                          forgetting=args.forgetting or args.max_forgetting is not None, max_forgetting=args.max_forgetting,
-                          latency_samples=args.latency_samples, resamples=args.resamples, seed=args.seed,
-                          batch_size=args.batch_size, rag=args.rag, rag_k=args.rag_k)
-    result = evaluate_run(args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options,
-                          log=_log)
+    options = EvalOptions(
+        shots=args.shots,
+        train_file=args.train,
+        endpoints=[parse_endpoint(s) for s in args.endpoint],
+        judge=parse_endpoint(args.judge, named=False) if args.judge else None,
+        refusals=args.refusals,
+        forgetting=args.forgetting or args.max_forgetting is not None,
+        max_forgetting=args.max_forgetting,
+        latency_samples=args.latency_samples,
+        resamples=args.resamples,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        rag=args.rag,
+        rag_k=args.rag_k,
+    )
+    result = evaluate_run(
+        args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options, log=_log
+    )
     json_path, _, html_path = write_reports(result, args.out or Path(args.run) / "eval")
     if args.json:
-        print(json.dumps({"summary": result.summary, "intervals": result.intervals, "significance": result.significance,
-                          "by_kind": result.by_kind, "retrieval": result.retrieval,
-                          "seconds": result.seconds, "savings": result.savings, "forgetting_failed":
-                          bool(result.forgetting and result.forgetting["failed"]), "report": str(json_path)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "summary": result.summary,
+                    "intervals": result.intervals,
+                    "significance": result.significance,
+                    "by_kind": result.by_kind,
+                    "retrieval": result.retrieval,
+                    "seconds": result.seconds,
+                    "savings": result.savings,
+                    "forgetting_failed": bool(result.forgetting and result.forgetting["failed"]),
+                    "report": str(json_path),
+                },
+                indent=2,
+            )
+        )
     else:
         print(terminal_summary(result, html_path))
     return EXIT_FORGETTING if result.forgetting and result.forgetting["failed"] else 0
@@ -115,8 +193,15 @@ def cmd_compare(args) -> int:
                 raise RunDirError(f"{run} has no evaluation on a known test file: pass --test FILE")
             _log(f"evaluating {run} on {args.test}")
             options = EvalOptions(shots=0, latency_samples=0, batch_size=args.batch_size)
-            found = evaluate_run(run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options,
-                                 systems=_fine_tuned_only(), log=_log).to_dict()
+            found = evaluate_run(
+                run,
+                args.test,
+                max_new_tokens=args.max_new_tokens,
+                limit=args.limit,
+                options=options,
+                systems=_fine_tuned_only(),
+                log=_log,
+            ).to_dict()
         evaluations.append(found)
     comparison = compare_evals(*evaluations, label_a=args.compare[0], label_b=args.compare[1])
     out_dir = Path(args.out) if args.out else _default_compare_dir(args.compare[1])

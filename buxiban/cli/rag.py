@@ -14,8 +14,12 @@ def add_rag_commands(commands) -> None:
     index.add_argument("--out", required=True, help="the index file (SQLite), created or updated")
     index.add_argument("--embedder", help="a sentence-transformers directory (default: the shipped all-MiniLM-L6-v2)")
     index.add_argument("--chunk-tokens", type=int, default=160, help="words and punctuation per chunk (default 160)")
-    index.add_argument("--overlap", type=int, default=32, help="tokens a chunk repeats from the one before (default 32)")
-    index.add_argument("--bm25", action="store_true", help="also build a BM25 keyword index (FTS5) for hybrid retrieval")
+    index.add_argument(
+        "--overlap", type=int, default=32, help="tokens a chunk repeats from the one before (default 32)"
+    )
+    index.add_argument(
+        "--bm25", action="store_true", help="also build a BM25 keyword index (FTS5) for hybrid retrieval"
+    )
     index.add_argument("--json", action="store_true", help="print the report as JSON")
     index.set_defaults(handler=cmd_index)
 
@@ -27,26 +31,44 @@ def add_rag_commands(commands) -> None:
     query.add_argument("--json", action="store_true", help="print the chunks as JSON")
     query.set_defaults(handler=cmd_query)
 
-    evaluate = sub.add_parser("eval", help="retrieval recall@k on questions whose metadata.source names the answering document")
+    evaluate = sub.add_parser(
+        "eval", help="retrieval recall@k on questions whose metadata.source names the answering document"
+    )
     evaluate.add_argument("index")
-    evaluate.add_argument("--questions", required=True, help="OpenAI chat JSONL with metadata.source (and metadata.kind)")
+    evaluate.add_argument(
+        "--questions", required=True, help="OpenAI chat JSONL with metadata.source (and metadata.kind)"
+    )
     evaluate.add_argument("-k", type=int, default=3, help="chunks retrieved per question (default 3)")
     evaluate.add_argument("--dense", action="store_true", help="embedding similarity only, even if the index has BM25")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_eval)
 
-    augment = sub.add_parser("augment", help="copy training data with retrieved chunks in each prompt, so fine-tuning "
-                                             "teaches the model to answer from documents")
+    augment = sub.add_parser(
+        "augment",
+        help="copy training data with retrieved chunks in each prompt, so fine-tuning "
+        "teaches the model to answer from documents",
+    )
     augment.add_argument("train", help="OpenAI chat JSONL; the chunks for each conversation's last question go into it")
     augment.add_argument("--index", required=True, help="an index of documents that agree with the training answers")
     augment.add_argument("--out", required=True, help="where to write the augmented JSONL")
-    augment.add_argument("-k", type=int, default=3, help="chunks per conversation (default 3; use what chat --rag-k uses)")
-    augment.add_argument("--share", type=float, default=1.0, help="fraction of conversations that get chunks (default 1)")
-    augment.add_argument("--counterfactual", type=float, default=0.0, metavar="FRACTION",
-                         help="of the conversations with chunks, the fraction whose figures (prices, days, times) are "
-                              "changed in both the chunks and the answer, so the model learns to read figures from "
-                              "documents rather than memory (default 0; the example uses 0.5)")
-    augment.add_argument("--seed", type=int, default=0, help="which conversations, when --share or --counterfactual is below 1")
+    augment.add_argument(
+        "-k", type=int, default=3, help="chunks per conversation (default 3; use what chat --rag-k uses)"
+    )
+    augment.add_argument(
+        "--share", type=float, default=1.0, help="fraction of conversations that get chunks (default 1)"
+    )
+    augment.add_argument(
+        "--counterfactual",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="of the conversations with chunks, the fraction whose figures (prices, days, times) are "
+        "changed in both the chunks and the answer, so the model learns to read figures from "
+        "documents rather than memory (default 0; the example uses 0.5)",
+    )
+    augment.add_argument(
+        "--seed", type=int, default=0, help="which conversations, when --share or --counterfactual is below 1"
+    )
     augment.set_defaults(handler=cmd_augment)
 
 
@@ -54,8 +76,12 @@ def cmd_augment(args) -> int:
     from ..rag.augment import augment_file
     from ..rag.retrieve import RagIndex
 
-    report = augment_file(args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed, args.counterfactual)
-    print(f"{report.with_documents} of {report.records} conversations now carry {args.k} retrieved chunks; wrote {args.out}")
+    report = augment_file(
+        args.train, RagIndex(args.index), args.out, args.k, args.share, args.seed, args.counterfactual
+    )
+    print(
+        f"{report.with_documents} of {report.records} conversations now carry {args.k} retrieved chunks; wrote {args.out}"
+    )
     if args.counterfactual:
         print(f"{report.counterfactual} of them with figures changed in the chunks and the answer")
     for path, count in sorted(report.sources.items(), key=lambda item: -item[1]):
@@ -66,15 +92,23 @@ def cmd_augment(args) -> int:
 def cmd_index(args) -> int:
     from ..rag.index import build_index
 
-    report = build_index(args.docs, args.out, embedder_spec=args.embedder, chunk_tokens=args.chunk_tokens,
-                         overlap=args.overlap, bm25=args.bm25)
+    report = build_index(
+        args.docs,
+        args.out,
+        embedder_spec=args.embedder,
+        chunk_tokens=args.chunk_tokens,
+        overlap=args.overlap,
+        bm25=args.bm25,
+    )
     if args.json:
         print(json.dumps(report.__dict__, indent=2))
         return 0
     if report.rebuilt and report.rebuilt != "new index":
         print(f"re-embedding everything: {report.rebuilt}")
-    print(f"{len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
-          f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded in {report.seconds:.1f}s")
+    print(
+        f"{len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+        f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded in {report.seconds:.1f}s"
+    )
     print(f"{args.out}: {report.files} documents, {report.chunks} chunks{' (+ BM25)' if args.bm25 else ''}")
     return 0
 
@@ -112,9 +146,21 @@ def cmd_eval(args) -> int:
     questions = read_questions(args.questions)
     report = recall_at_k(RagIndex(args.index), questions, args.k, hybrid=False if args.dense else None)
     if args.json:
-        print(json.dumps({"k": report.k, "recall": report.recall, "by_kind": report.by_kind, "questions": report.total,
-                          "misses": [{"where": q.where, "question": q.text, "sources": q.sources, "retrieved": paths}
-                                     for q, paths in report.misses]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "k": report.k,
+                    "recall": report.recall,
+                    "by_kind": report.by_kind,
+                    "questions": report.total,
+                    "misses": [
+                        {"where": q.where, "question": q.text, "sources": q.sources, "retrieved": paths}
+                        for q, paths in report.misses
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"recall@{report.k} {report.recall:.3f} on {report.total} questions")
     for kind, value in report.by_kind.items():

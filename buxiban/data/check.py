@@ -10,18 +10,20 @@ from __future__ import annotations
 import statistics
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import DataError, Problem
 from .advice import sufficiency
 from .dedup import DuplicateIndex
 from .jsonl import iter_jsonl
-from .pii import KINDS as PII_KINDS, scan_value
+from .pii import KINDS as PII_KINDS
+from .pii import scan_value
 from .preference import is_preference_record, iter_preference_jsonl
 from .records import Conversation, iter_chat_jsonl
-from .tokenize import ENCODE_BATCH, IGNORE_INDEX, encode_many, encode_prompt, surely_over_length
+from .tokenize import ENCODE_BATCH, IGNORE_INDEX, encode_many, encode_prompt, end_of_turn_ids, surely_over_length
 
 TEMPLATE_SAMPLE = 200  # examples whose prompt tokens are compared with the generation-time prompt
 LISTED = 20  # locations listed per finding; the count is always complete
@@ -56,11 +58,20 @@ class CheckReport:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "ok": self.ok, "stats": self.stats, "preview": self.preview,
-                "problems": [{"where": p.where, "field": p.field, "message": p.message, "fix": p.fix}
-                             for p in self.problems],
-                "findings": [{"kind": f.kind, "message": f.message, "count": f.count, "where": f.where[:LISTED]}
-                             for f in self.findings]}
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "ok": self.ok,
+            "stats": self.stats,
+            "preview": self.preview,
+            "problems": [
+                {"where": p.where, "field": p.field, "message": p.message, "fix": p.fix} for p in self.problems
+            ],
+            "findings": [
+                {"kind": f.kind, "message": f.message, "count": f.count, "where": f.where[:LISTED]}
+                for f in self.findings
+            ],
+        }
 
 
 def percentile(values, q: float) -> int:
@@ -71,8 +82,13 @@ def percentile(values, q: float) -> int:
 
 
 def spread(values) -> dict[str, float]:
-    return {"min": min(values), "p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values),
-            "mean": round(statistics.fmean(values), 1)}
+    return {
+        "min": min(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values),
+        "mean": round(statistics.fmean(values), 1),
+    }
 
 
 def detect_kind(path: str | Path) -> str:
@@ -82,8 +98,14 @@ def detect_kind(path: str | Path) -> str:
     return "chat"
 
 
-def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_file: str | Path | None = None,
-               near_threshold: float = 0.8, kind: str = "auto") -> CheckReport:
+def check_file(
+    path: str | Path,
+    tokenizer=None,
+    max_length: int = 512,
+    test_file: str | Path | None = None,
+    near_threshold: float = 0.8,
+    kind: str = "auto",
+) -> CheckReport:
     kind = detect_kind(path) if kind == "auto" else kind
     report = CheckReport(str(path), kind)
     duplicates = DuplicateIndex(threshold=near_threshold, sources=[str(path)])
@@ -117,9 +139,15 @@ def check_file(path: str | Path, tokenizer=None, max_length: int = 512, test_fil
         _leakage_findings(report, leakage, Path(test_file))
     for pii_kind in PII_KINDS:
         if pii_counts[pii_kind]:
-            report.findings.append(Finding("personal data", f"{pii_counts[pii_kind]} {pii_kind} value(s) on "
-                                           f"{len(pii_lines[pii_kind])} line(s); `buxiban data redact` writes a masked copy",
-                                           pii_lines[pii_kind][:LISTED], pii_counts[pii_kind]))
+            report.findings.append(
+                Finding(
+                    "personal data",
+                    f"{pii_counts[pii_kind]} {pii_kind} value(s) on "
+                    f"{len(pii_lines[pii_kind])} line(s); `buxiban data redact` writes a masked copy",
+                    pii_lines[pii_kind][:LISTED],
+                    pii_counts[pii_kind],
+                )
+            )
     report.stats["personal_data"] = dict(pii_counts)
     level, advice = sufficiency(len(messages_per))
     report.stats["sufficiency"] = {"level": level, "advice": advice}
@@ -146,14 +174,26 @@ def _user_text(messages) -> str:
 def _duplicate_findings(report: CheckReport, index: DuplicateIndex) -> None:
     if index.exact_pairs:
         places = [f"{index.label(j)} = {index.label(i)}" for i, j in index.exact_pairs]
-        report.findings.append(Finding("duplicate", f"{len(places)} example(s) repeat an earlier one exactly; "
-                                       "a repeat weighs that example double and teaches nothing new", places[:LISTED],
-                                       len(places)))
+        report.findings.append(
+            Finding(
+                "duplicate",
+                f"{len(places)} example(s) repeat an earlier one exactly; "
+                "a repeat weighs that example double and teaches nothing new",
+                places[:LISTED],
+                len(places),
+            )
+        )
     near = index.near_pairs()
     if near:
         places = [f"{index.label(j)} ~ {index.label(i)} ({score:.0%})" for i, j, score in near]
-        report.findings.append(Finding("near-duplicate", f"{len(places)} pair(s) are at least {index.threshold:.0%} "
-                                       "similar; keep the better one of each", places[:LISTED], len(places)))
+        report.findings.append(
+            Finding(
+                "near-duplicate",
+                f"{len(places)} pair(s) are at least {index.threshold:.0%} similar; keep the better one of each",
+                places[:LISTED],
+                len(places),
+            )
+        )
     report.stats["duplicates"] = {"exact": len(index.exact_pairs), "near": len(near)}
 
 
@@ -166,14 +206,25 @@ def _leakage_findings(report: CheckReport, index: DuplicateIndex, test_file: Pat
     exact = index.exact_pairs_across()
     near = index.near_pairs(across_groups=True)
     if exact:
-        report.findings.append(Finding("leakage", f"{len(exact)} test example(s) ask exactly what a training example "
-                                       "asks; their scores would measure memory, not skill: remove them from one side",
-                                       [f"{index.label(j)} = {index.label(i)}" for i, j in exact][:LISTED], len(exact)))
+        report.findings.append(
+            Finding(
+                "leakage",
+                f"{len(exact)} test example(s) ask exactly what a training example "
+                "asks; their scores would measure memory, not skill: remove them from one side",
+                [f"{index.label(j)} = {index.label(i)}" for i, j in exact][:LISTED],
+                len(exact),
+            )
+        )
     if near:
-        report.findings.append(Finding("leakage", f"{len(near)} test example(s) are near-duplicates of training "
-                                       f"examples (user turns at least {index.threshold:.0%} similar)",
-                                       [f"{index.label(j)} ~ {index.label(i)} ({s:.0%})" for i, j, s in near][:LISTED],
-                                       len(near)))
+        report.findings.append(
+            Finding(
+                "leakage",
+                f"{len(near)} test example(s) are near-duplicates of training "
+                f"examples (user turns at least {index.threshold:.0%} similar)",
+                [f"{index.label(j)} ~ {index.label(i)} ({s:.0%})" for i, j, s in near][:LISTED],
+                len(near),
+            )
+        )
     report.stats["leakage"] = {"test_file": str(test_file), "exact": len(exact), "near": len(near)}
 
 
@@ -191,7 +242,7 @@ class _TokenStats:
         self.untrained_end: list[str] = []
         self.bos_counts: Counter = Counter()
         self.template_failed = False
-        stops = {tokenizer.eos_token_id}
+        stops = {tokenizer.eos_token_id, *end_of_turn_ids(tokenizer)}
         self.stops = {s for s in stops if s is not None}
 
     def add(self, conversation: Conversation) -> None:
@@ -231,13 +282,17 @@ class _TokenStats:
             leading += 1
         self.bos_counts[leading] += 1
         for position in range(len(labels)):  # every trained stretch must end on the end-of-turn token
-            ends_here = labels[position] != IGNORE_INDEX and (position + 1 == len(labels) or labels[position + 1] == IGNORE_INDEX)
+            ends_here = labels[position] != IGNORE_INDEX and (
+                position + 1 == len(labels) or labels[position + 1] == IGNORE_INDEX
+            )
             if ends_here and ids[position] not in self.stops:
                 self.untrained_end.append(conversation.where)
                 break
         if len(self.lengths) <= TEMPLATE_SAMPLE and example.trained_tokens:
             first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
-            index = next(i for i, m in enumerate(conversation.messages) if m["role"] == "assistant" and m.get("weight", 1))
+            index = next(
+                i for i, m in enumerate(conversation.messages) if m["role"] == "assistant" and m.get("weight", 1)
+            )
             if ids[:first] != encode_prompt(self.tokenizer, conversation.messages[:index]):
                 self.prompt_mismatch.append(conversation.where)
 
@@ -248,33 +303,74 @@ class _TokenStats:
         stats = self.report.stats
         self.report.token_lengths = self.lengths
         if self.lengths:
-            stats.update({"tokens_per_example": spread(self.lengths), "trained_tokens_per_example": spread(self.trained),
-                          "total_tokens": sum(self.lengths), "total_trained_tokens": sum(self.trained),
-                          "trained_share": round(sum(self.trained) / max(1, sum(self.lengths)), 3)})
-        stats.update({"max_length": self.max_length, "over_max_length": len(self.over),
-                      "over_max_length_at": self.over[:LISTED]})
+            stats.update(
+                {
+                    "tokens_per_example": spread(self.lengths),
+                    "trained_tokens_per_example": spread(self.trained),
+                    "total_tokens": sum(self.lengths),
+                    "total_trained_tokens": sum(self.trained),
+                    "trained_share": round(sum(self.trained) / max(1, sum(self.lengths)), 3),
+                }
+            )
+        stats.update(
+            {"max_length": self.max_length, "over_max_length": len(self.over), "over_max_length_at": self.over[:LISTED]}
+        )
         findings = self.report.findings
         if self.over:
-            findings.append(Finding("over length", f"{len(self.over)} example(s) exceed {self.max_length} tokens: "
-                                    "training drops them (data.overlength=drop) or cuts them and keeps those with trained "
-                                    "tokens left (data.overlength=truncate)", self.over[:LISTED], len(self.over)))
+            findings.append(
+                Finding(
+                    "over length",
+                    f"{len(self.over)} example(s) exceed {self.max_length} tokens: "
+                    "training drops them (data.overlength=drop) or cuts them and keeps those with trained "
+                    "tokens left (data.overlength=truncate)",
+                    self.over[:LISTED],
+                    len(self.over),
+                )
+            )
         if self.no_trained:
-            findings.append(Finding("nothing to learn", "every assistant message has weight 0", self.no_trained[:LISTED],
-                                    len(self.no_trained)))
+            findings.append(
+                Finding(
+                    "nothing to learn",
+                    "every assistant message has weight 0",
+                    self.no_trained[:LISTED],
+                    len(self.no_trained),
+                )
+            )
         if self.prompt_mismatch:
-            findings.append(Finding("template", "the prompt tokens seen in training differ from the prompt the server "
-                                    "will send (the tokenizer merges across the turn boundary); answers may degrade",
-                                    self.prompt_mismatch[:LISTED], len(self.prompt_mismatch)))
+            findings.append(
+                Finding(
+                    "template",
+                    "the prompt tokens seen in training differ from the prompt the server "
+                    "will send (the tokenizer merges across the turn boundary); answers may degrade",
+                    self.prompt_mismatch[:LISTED],
+                    len(self.prompt_mismatch),
+                )
+            )
         if self.untrained_end:
-            findings.append(Finding("template", "an assistant turn does not end with the end-of-turn token "
-                                    f"{self.tokenizer.eos_token!r}: the model will not learn to stop",
-                                    self.untrained_end[:LISTED], len(self.untrained_end)))
+            findings.append(
+                Finding(
+                    "template",
+                    "an assistant turn does not end with the end-of-turn token "
+                    f"{self.tokenizer.eos_token!r}: the model will not learn to stop",
+                    self.untrained_end[:LISTED],
+                    len(self.untrained_end),
+                )
+            )
         if any(count != 1 for count in self.bos_counts) and self.tokenizer.bos_token_id is not None:
             wrong = sum(n for count, n in self.bos_counts.items() if count != 1)
-            findings.append(Finding("template", f"{wrong} example(s) do not start with exactly one BOS token "
-                                    f"{self.tokenizer.bos_token!r} (counts: {dict(self.bos_counts)})", count=wrong))
-        stats["template"] = {"prompt_matches_generation": not self.prompt_mismatch, "end_of_turn_trained": not self.untrained_end,
-                             "leading_bos": dict(self.bos_counts)}
+            findings.append(
+                Finding(
+                    "template",
+                    f"{wrong} example(s) do not start with exactly one BOS token "
+                    f"{self.tokenizer.bos_token!r} (counts: {dict(self.bos_counts)})",
+                    count=wrong,
+                )
+            )
+        stats["template"] = {
+            "prompt_matches_generation": not self.prompt_mismatch,
+            "end_of_turn_trained": not self.untrained_end,
+            "leading_bos": dict(self.bos_counts),
+        }
 
 
 def mark_trained(tokenizer, conversation: Conversation, start: str = "⟦", end: str = "⟧") -> str:

@@ -8,17 +8,29 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import DataError, Problem
 from .jsonl import iter_jsonl
 
 FORMATS = ("sharegpt", "alpaca", "csv")
 HEADERS = (["question", "answer"], ["prompt", "response"], ["input", "output"], ["user", "assistant"])
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
-                  "tool": "tool", "function_call": "assistant", "observation": "tool"}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "tool": "tool",
+    "function_call": "assistant",
+    "observation": "tool",
+}
 
 
 def detect_format(path: Path) -> str:
@@ -31,8 +43,10 @@ def detect_format(path: Path) -> str:
             if "instruction" in record or "output" in record:
                 return "alpaca"
         break
-    raise DataError(f"cannot tell the format of {path}", [Problem(str(path), "is not ShareGPT, Alpaca or CSV",
-                                                                  fix="pass --from sharegpt|alpaca|csv")])
+    raise DataError(
+        f"cannot tell the format of {path}",
+        [Problem(str(path), "is not ShareGPT, Alpaca or CSV", fix="pass --from sharegpt|alpaca|csv")],
+    )
 
 
 def _records(path: Path) -> Iterator[tuple[int, Any, Problem | None]]:
@@ -51,8 +65,9 @@ def _records(path: Path) -> Iterator[tuple[int, Any, Problem | None]]:
     yield from iter_jsonl(path)
 
 
-def convert(path: str | Path, fmt: str | None = None, system: str | None = None
-            ) -> tuple[list[dict[str, Any]], list[Problem]]:
+def convert(
+    path: str | Path, fmt: str | None = None, system: str | None = None
+) -> tuple[list[dict[str, Any]], list[Problem]]:
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "csv":
@@ -79,7 +94,11 @@ def convert(path: str | Path, fmt: str | None = None, system: str | None = None
 def _from_sharegpt(record: dict, where: str) -> tuple[list[dict[str, str]] | None, list[Problem]]:
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
-        return None, [Problem(where, "is missing or empty", field="conversations", fix="ShareGPT records hold a conversations list")]
+        return None, [
+            Problem(
+                where, "is missing or empty", field="conversations", fix="ShareGPT records hold a conversations list"
+            )
+        ]
     messages = []
     for index, turn in enumerate(turns):
         field = f"conversations[{index}]"
@@ -87,8 +106,9 @@ def _from_sharegpt(record: dict, where: str) -> tuple[list[dict[str, str]] | Non
             return None, [Problem(where, "needs a string 'value'", field=field)]
         speaker = str(turn.get("from", "")).lower()
         if speaker not in SHAREGPT_ROLES:
-            return None, [Problem(where, f"'from' is {turn.get('from')!r}", field=field,
-                                  fix="use human, gpt or system")]
+            return None, [
+                Problem(where, f"'from' is {turn.get('from')!r}", field=field, fix="use human, gpt or system")
+            ]
         messages.append({"role": SHAREGPT_ROLES[speaker], "content": turn["value"]})
     if isinstance(record.get("system"), str) and record["system"].strip() and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": record["system"]})
@@ -97,9 +117,11 @@ def _from_sharegpt(record: dict, where: str) -> tuple[list[dict[str, str]] | Non
 
 def _from_alpaca(record: dict, where: str) -> tuple[list[dict[str, str]] | None, list[Problem]]:
     instruction, extra, output = record.get("instruction"), record.get("input", ""), record.get("output")
-    problems = [Problem(where, "is missing or empty", field=key, fix="Alpaca records need instruction and output")
-                for key, value in (("instruction", instruction), ("output", output))
-                if not isinstance(value, str) or not value.strip()]
+    problems = [
+        Problem(where, "is missing or empty", field=key, fix="Alpaca records need instruction and output")
+        for key, value in (("instruction", instruction), ("output", output))
+        if not isinstance(value, str) or not value.strip()
+    ]
     if problems:
         return None, problems
     prompt = instruction if not (isinstance(extra, str) and extra.strip()) else f"{instruction}\n\n{extra}"
@@ -128,7 +150,9 @@ def _from_csv(path: Path, system: str | None) -> tuple[list[dict[str, Any]], lis
             problems.append(Problem(where, "needs two non-empty columns", fix="write: question,answer"))
             continue
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": row[0]}, {"role": "assistant", "content": row[1]}]
+            {"role": "user", "content": row[0]},
+            {"role": "assistant", "content": row[1]},
+        ]
         out.append({"messages": messages})
     if not out and not problems:
         problems.append(Problem(str(path), "is empty", fix="add rows of question,answer"))

@@ -33,15 +33,18 @@ def shingles(text: str) -> set[str]:
         words = list("".join(words))
     if len(words) < 3:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + 3]) for i in range(len(words) - 2)}
+    return {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
 def signature(text: str) -> np.ndarray:
     grams = shingles(text)
     if not grams:
         return np.full(PERMUTATIONS, _PRIME, dtype=np.uint32)
-    hashed = np.fromiter((int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "big") % _PRIME
-                          for g in grams), dtype=np.uint64, count=len(grams))
+    hashed = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "big") % _PRIME for g in grams),
+        dtype=np.uint64,
+        count=len(grams),
+    )
     return ((_A[:, None] * hashed[None, :] + _B[:, None]) % _PRIME).min(axis=1).astype(np.uint32)
 
 
@@ -89,7 +92,7 @@ class DuplicateIndex:
         seen: set[tuple[int, int]] = set()
         found: list[tuple[int, int, float]] = []
         for band in range(BANDS):
-            block = sigs[:, band * ROWS:(band + 1) * ROWS].astype(np.uint64)
+            block = sigs[:, band * ROWS : (band + 1) * ROWS].astype(np.uint64)
             keys = np.zeros(rows, dtype=np.uint64)
             for column in range(ROWS):  # mix the band's 4 values into one 64-bit key
                 keys = keys * np.uint64(1_000_003) + block[:, column]

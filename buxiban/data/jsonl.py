@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import Problem
 
@@ -43,7 +44,7 @@ def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, bytes | None, Any,
     with handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(BOM):  # a BOM from Windows editors is harmless: drop it
-                raw = raw[len(BOM):]
+                raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 yield number, None, None, None
@@ -65,8 +66,12 @@ def _parse_line(raw: bytes, where: str) -> tuple[Any, Problem | None]:
     except _Rejected as exc:
         return None, Problem(where, f"is not valid JSON: {exc}", fix="write null or a number instead")
     except json.JSONDecodeError as exc:
-        return None, Problem(where, f"is not valid JSON: {exc.msg} at column {exc.colno}",
-                             fix="each line must be one complete JSON object")
+        return None, Problem(
+            where,
+            f"is not valid JSON: {exc.msg} at column {exc.colno}",
+            fix="each line must be one complete JSON object",
+        )
     except RecursionError:  # thousands of nested brackets: damage or an attack, never a record
-        return None, Problem(where, "nests JSON too deeply to read",
-                             fix="a chat record is a flat object with a messages list")
+        return None, Problem(
+            where, "nests JSON too deeply to read", fix="a chat record is a flat object with a messages list"
+        )

@@ -39,15 +39,24 @@ def mix_records(train: list[dict], general: list[dict], ratio: float, seed: int 
     return mixed, len(chosen)
 
 
-def mix_files(train_path: str | Path, out_path: str | Path, general: str = BUILTIN, ratio: float = 0.2,
-              seed: int = 0) -> dict[str, int]:
+def mix_files(
+    train_path: str | Path, out_path: str | Path, general: str = BUILTIN, ratio: float = 0.2, seed: int = 0
+) -> dict[str, int]:
     train_path, out_path = Path(train_path), Path(out_path)
     general_path = builtin_general_path() if general == BUILTIN else Path(general)
     train, pool = _valid_records(train_path), _valid_records(general_path)
     mixed, used = mix_records(train, pool, ratio, seed)
     if out_path.exists() and out_path.resolve() in (train_path.resolve(), general_path.resolve()):
-        raise DataError("refusing to overwrite an input", [Problem(str(out_path), "is one of the inputs", fix="write to a new file")])
+        raise DataError(
+            "refusing to overwrite an input",
+            [Problem(str(out_path), "is one of the inputs", fix="write to a new file")],
+        )
     out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in mixed), encoding="utf-8")
     wanted = round(ratio / (1 - ratio) * len(train)) if ratio < 1 else 0
-    return {"train": len(train), "general": used, "general_wanted": wanted, "general_available": len(pool),
-            "total": len(mixed)}
+    return {
+        "train": len(train),
+        "general": used,
+        "general_wanted": wanted,
+        "general_available": len(pool),
+        "total": len(mixed),
+    }

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("email", "phone", "card", "iban", "secret")
 PLACEHOLDER = {"email": "[EMAIL]", "phone": "[PHONE]", "card": "[CARD]", "iban": "[IBAN]", "secret": "[SECRET]"}
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _SECRET = re.compile(
-    r"(?<![\w-])(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}"          # OpenAI
-    r"|gh[pousr]_[A-Za-z0-9]{36,}"                           # GitHub
+    r"(?<![\w-])(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}"  # OpenAI
+    r"|gh[pousr]_[A-Za-z0-9]{36,}"  # GitHub
     r"|github_pat_[A-Za-z0-9_]{40,}"
-    r"|AKIA[0-9A-Z]{16}"                                     # AWS access key id
-    r"|xox[abprs]-[A-Za-z0-9-]{10,}"                         # Slack
-    r"|AIza[0-9A-Za-z_-]{35}"                                # Google
-    r"|hf_[A-Za-z0-9]{30,}"                                  # Hugging Face
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
     r")(?![\w-])"
-    r"|(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*")
+    r"|(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*"
+)
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 # International (+886 912 345 678, +1 (555) 123-4567) or local with separators (0912-345-678,
@@ -36,7 +38,8 @@ _PHONE = re.compile(
     r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,3}"
     r"|\(?0\d{1,3}\)?[ .-]\d{3,4}[ .-]?\d{3,4}"
     r"|09\d{8}"
-    r")(?![\w$:/-]|[.,]\d)")
+    r")(?![\w$:/-]|[.,]\d)"
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -87,7 +90,7 @@ def redact_text(text: str) -> tuple[str, Counter]:
     counts: Counter = Counter()
     pieces, cursor = [], 0
     for finding in find_pii(text):
-        pieces.append(text[cursor:finding.start])
+        pieces.append(text[cursor : finding.start])
         pieces.append(PLACEHOLDER[finding.kind])
         cursor = finding.end
         counts[finding.kind] += 1

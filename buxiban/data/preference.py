@@ -7,13 +7,14 @@ Common:  {"prompt": "text" or [messages], "chosen": "text" or [messages], "rejec
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import Problem
 from .jsonl import iter_jsonl
-from .records import content_text, did_you_mean, validate_message, collect, require_clean
+from .records import collect, content_text, did_you_mean, require_clean, validate_message
 
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
 COMMON_KEYS = ("prompt", "chosen", "rejected")
@@ -59,21 +60,35 @@ def load_preference_jsonl(path: str | Path) -> list[PreferencePair]:
 def parse_preference(record: Any, source: str, line: int) -> tuple[PreferencePair | None, list[Problem]]:
     where = f"{source}:{line}"
     if not isinstance(record, dict):
-        return None, [Problem(where, f"is a JSON {type(record).__name__}, not an object",
-                              fix='write {"prompt": ..., "chosen": ..., "rejected": ...} on each line')]
+        return None, [
+            Problem(
+                where,
+                f"is a JSON {type(record).__name__}, not an object",
+                fix='write {"prompt": ..., "chosen": ..., "rejected": ...} on each line',
+            )
+        ]
     if any(key in record for key in OPENAI_KEYS):
         return _parse_openai(record, where, source, line)
     return _parse_common(record, where, source, line)
 
 
 def _parse_openai(record: dict, where: str, source: str, line: int):
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, OPENAI_KEYS, "remove it"))
-                for key in record if key not in OPENAI_KEYS]
+    problems = [
+        Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, OPENAI_KEYS, "remove it"))
+        for key in record
+        if key not in OPENAI_KEYS
+    ]
     prompt = None
     inputs = record.get("input")
     if not isinstance(inputs, dict) or not isinstance(inputs.get("messages"), list) or not inputs["messages"]:
-        problems.append(Problem(where, "must be an object with a non-empty messages list", field="input",
-                                fix='write "input": {"messages": [{"role": "user", "content": "..."}]}'))
+        problems.append(
+            Problem(
+                where,
+                "must be an object with a non-empty messages list",
+                field="input",
+                fix='write "input": {"messages": [{"role": "user", "content": "..."}]}',
+            )
+        )
     else:
         prompt, found = _prompt_messages(inputs["messages"], where, "input.messages")
         problems.extend(found)
@@ -81,8 +96,14 @@ def _parse_openai(record: dict, where: str, source: str, line: int):
     for key in ("preferred_output", "non_preferred_output"):
         value = record.get(key)
         if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
-            problems.append(Problem(where, "must be a list holding one assistant message", field=key,
-                                    fix=f'write "{key}": [{{"role": "assistant", "content": "..."}}]'))
+            problems.append(
+                Problem(
+                    where,
+                    "must be a list holding one assistant message",
+                    field=key,
+                    fix=f'write "{key}": [{{"role": "assistant", "content": "..."}}]',
+                )
+            )
             continue
         found = validate_message(value[0], f"{key}[0]", where)
         if not found and value[0].get("role") != "assistant":
@@ -96,12 +117,16 @@ def _parse_openai(record: dict, where: str, source: str, line: int):
 
 
 def _parse_common(record: dict, where: str, source: str, line: int):
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, COMMON_KEYS, "remove it"))
-                for key in record if key not in COMMON_KEYS]
+    problems = [
+        Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, COMMON_KEYS, "remove it"))
+        for key in record
+        if key not in COMMON_KEYS
+    ]
     for key in COMMON_KEYS:
         if key not in record:
-            problems.append(Problem(where, "is missing", field=key,
-                                    fix='a preference pair needs "prompt", "chosen" and "rejected"'))
+            problems.append(
+                Problem(where, "is missing", field=key, fix='a preference pair needs "prompt", "chosen" and "rejected"')
+            )
     if problems:
         return None, problems
     prompt_value = record["prompt"]
@@ -132,8 +157,14 @@ def _prompt_messages(messages: list, where: str, field: str) -> tuple[list[dict[
     if problems:
         return None, problems
     if messages[-1].get("role") != "user":
-        return None, [Problem(where, f"ends with a '{messages[-1].get('role')}' message", field=f"{field}[{len(messages) - 1}]",
-                              fix="the prompt must end with the user message the two answers reply to")]
+        return None, [
+            Problem(
+                where,
+                f"ends with a '{messages[-1].get('role')}' message",
+                field=f"{field}[{len(messages) - 1}]",
+                fix="the prompt must end with the user message the two answers reply to",
+            )
+        ]
     return [{"role": m["role"], "content": content_text(m.get("content")) or ""} for m in messages], []
 
 
@@ -151,6 +182,12 @@ def _answer_text(value: Any, where: str, field: str) -> tuple[str, list[Problem]
 
 def _pair(prompt, chosen: str, rejected: str, where: str, source: str, line: int):
     if chosen.strip() == rejected.strip():
-        return None, [Problem(where, "the two answers are identical", field="chosen",
-                              fix="a preference pair needs a better and a worse answer")]
+        return None, [
+            Problem(
+                where,
+                "the two answers are identical",
+                field="chosen",
+                fix="a preference pair needs a better and a worse answer",
+            )
+        ]
     return PreferencePair(prompt, chosen, rejected, source, line), []

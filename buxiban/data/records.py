@@ -9,9 +9,10 @@ that does not end with the assistant (nothing after the last assistant turn coul
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import DataError, Problem
 from .jsonl import iter_jsonl
@@ -86,14 +87,22 @@ def load_chat_jsonl(path: str | Path) -> list[Conversation]:
 
 def validate_chat_record(record: Any, where: str) -> list[Problem]:
     if not isinstance(record, dict):
-        return [Problem(where, f"is a JSON {type(record).__name__}, not an object",
-                        fix='write {"messages": [...]} on each line')]
-    problems = [Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, TOP_LEVEL_KEYS, "remove it"))
-                for key in record if key not in TOP_LEVEL_KEYS]
+        return [
+            Problem(
+                where, f"is a JSON {type(record).__name__}, not an object", fix='write {"messages": [...]} on each line'
+            )
+        ]
+    problems = [
+        Problem(where, f"unknown key '{key}'", field=key, fix=did_you_mean(key, TOP_LEVEL_KEYS, "remove it"))
+        for key in record
+        if key not in TOP_LEVEL_KEYS
+    ]
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         what = "is missing" if messages is None else "must be a non-empty list"
-        problems.append(Problem(where, what, field="messages", fix='add "messages": [{"role": ..., "content": ...}, ...]'))
+        problems.append(
+            Problem(where, what, field="messages", fix='add "messages": [{"role": ..., "content": ...}, ...]')
+        )
         return problems
     for index, message in enumerate(messages):
         problems.extend(validate_message(message, f"messages[{index}]", where))
@@ -101,41 +110,76 @@ def validate_chat_record(record: Any, where: str) -> list[Problem]:
         return problems
     roles = [m["role"] for m in messages]
     if "assistant" not in roles:
-        problems.append(Problem(where, "has no assistant message", field="messages",
-                                fix="add the answer you want the model to learn as an assistant message"))
+        problems.append(
+            Problem(
+                where,
+                "has no assistant message",
+                field="messages",
+                fix="add the answer you want the model to learn as an assistant message",
+            )
+        )
     elif roles[-1] != "assistant":
-        problems.append(Problem(where, f"ends with a '{roles[-1]}' message, not the assistant", field=f"messages[{len(roles) - 1}]",
-                                fix="end each conversation with the assistant answer to learn, or drop the trailing turns"))
+        problems.append(
+            Problem(
+                where,
+                f"ends with a '{roles[-1]}' message, not the assistant",
+                field=f"messages[{len(roles) - 1}]",
+                fix="end each conversation with the assistant answer to learn, or drop the trailing turns",
+            )
+        )
     return problems
 
 
 def validate_message(message: Any, field: str, where: str) -> list[Problem]:
     if not isinstance(message, dict):
-        return [Problem(where, f"is a {type(message).__name__}, not an object", field=field,
-                        fix='write {"role": "user", "content": "..."}')]
-    problems = [Problem(where, f"has unknown key '{key}'", field=field,
-                        fix=did_you_mean(key, MESSAGE_KEYS, "remove it"))
-                for key in message if key not in MESSAGE_KEYS]
+        return [
+            Problem(
+                where,
+                f"is a {type(message).__name__}, not an object",
+                field=field,
+                fix='write {"role": "user", "content": "..."}',
+            )
+        ]
+    problems = [
+        Problem(where, f"has unknown key '{key}'", field=field, fix=did_you_mean(key, MESSAGE_KEYS, "remove it"))
+        for key in message
+        if key not in MESSAGE_KEYS
+    ]
     role = message.get("role")
     if role is None:
         problems.append(Problem(where, "is missing", field=f"{field}.role", fix="add one of " + ", ".join(ROLES)))
     elif role not in ROLES:
-        problems.append(Problem(where, f"{role!r} is not one of {', '.join(ROLES)}", field=f"{field}.role",
-                                fix=did_you_mean(str(role), ROLES, "use one of them")))
+        problems.append(
+            Problem(
+                where,
+                f"{role!r} is not one of {', '.join(ROLES)}",
+                field=f"{field}.role",
+                fix=did_you_mean(str(role), ROLES, "use one of them"),
+            )
+        )
     if "content" not in message and not (message.get("tool_calls") or message.get("function_call")):
         problems.append(Problem(where, "is missing", field=f"{field}.content", fix="add the message text"))
     else:
         content = message.get("content")
         text = content_text(content)
         if text is None:
-            problems.append(Problem(where, f"must be a string or a list of text parts, got {type(content).__name__}",
-                                    field=f"{field}.content", fix="write the message text as a string"))
+            problems.append(
+                Problem(
+                    where,
+                    f"must be a string or a list of text parts, got {type(content).__name__}",
+                    field=f"{field}.content",
+                    fix="write the message text as a string",
+                )
+            )
         elif not text.strip() and not message.get("tool_calls"):
             problems.append(Problem(where, "is empty", field=f"{field}.content", fix="write the message text"))
     weight = message.get("weight")
     if weight is not None and (weight not in (0, 1) or isinstance(weight, bool) or role != "assistant"):
-        problems.append(Problem(where, f"is {weight!r}", field=f"{field}.weight",
-                                fix="weight is 0 or 1, and only on assistant messages"))
+        problems.append(
+            Problem(
+                where, f"is {weight!r}", field=f"{field}.weight", fix="weight is 0 or 1, and only on assistant messages"
+            )
+        )
     return problems
 
 
@@ -144,8 +188,9 @@ def content_text(content: Any) -> str | None:
         return content
     if content is None:
         return ""
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                         and isinstance(p.get("text"), str) for p in content):
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    ):
         return "".join(p["text"] for p in content)
     return None
 

@@ -20,7 +20,11 @@ def show_examples(path: str | Path, tokenizer, count: int = 3, color: bool = Tru
     for conversation in islice(valid, count):
         marked = mark_trained(tokenizer, conversation, "\x00", "\x01")
         if color:
-            text = CONTEXT_ON + marked.replace("\x00", CONTEXT_OFF + TRAINED_ON).replace("\x01", TRAINED_OFF + CONTEXT_ON) + CONTEXT_OFF
+            text = (
+                CONTEXT_ON
+                + marked.replace("\x00", CONTEXT_OFF + TRAINED_ON).replace("\x01", TRAINED_OFF + CONTEXT_ON)
+                + CONTEXT_OFF
+            )
         else:
             text = marked.replace("\x00", "⟦").replace("\x01", "⟧")
         rendered.append(f"── {conversation.where}\n{text.rstrip()}")

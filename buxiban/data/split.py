@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DataError, Problem
 from .dedup import DuplicateIndex
@@ -47,8 +48,12 @@ def field_value(record: dict[str, Any], path: str) -> str:
     return "" if value is None else str(value)
 
 
-def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[float], stratify: str | None = None,
-                  near_threshold: float = 0.8) -> dict[str, list[dict[str, Any]]]:
+def split_records(
+    records: list[tuple[str, dict[str, Any]]],
+    ratios: Sequence[float],
+    stratify: str | None = None,
+    near_threshold: float = 0.8,
+) -> dict[str, list[dict[str, Any]]]:
     """Assign (location, record) pairs to train/validation/test.
 
     Duplicate groups (exact or near, over the non-system turns) move together. Within each stratum,
@@ -57,8 +62,14 @@ def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[fl
     """
     index = DuplicateIndex(threshold=near_threshold)
     for number, (_, record) in enumerate(records):
-        index.add(number, "\n".join(m["content"] for m in record["messages"] if m.get("role") != "system"
-                                   and isinstance(m.get("content"), str)))
+        index.add(
+            number,
+            "\n".join(
+                m["content"]
+                for m in record["messages"]
+                if m.get("role") != "system" and isinstance(m.get("content"), str)
+            ),
+        )
     parent = list(range(len(records)))
 
     def root(i: int) -> int:
@@ -81,7 +92,7 @@ def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[fl
     for key in sorted(strata):
         ordered = sorted(strata[key], key=lambda m: value_fraction(records[m[0]][1]["messages"]))
         size = sum(len(m) for m in ordered)
-        bounds = [size * sum(ratios[:k + 1]) / total for k in range(len(ratios))]
+        bounds = [size * sum(ratios[: k + 1]) / total for k in range(len(ratios))]
         placed = 0
         for members in ordered:
             target = next(k for k, bound in enumerate(bounds) if placed < bound or k == len(bounds) - 1)
@@ -90,12 +101,20 @@ def split_records(records: list[tuple[str, dict[str, Any]]], ratios: Sequence[fl
     return out
 
 
-def split_file(path: str | Path, out_dir: str | Path, ratios: Sequence[float] = (0.8, 0.1, 0.1),
-               stratify: str | None = None, near_threshold: float = 0.8) -> dict[str, int]:
+def split_file(
+    path: str | Path,
+    out_dir: str | Path,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    stratify: str | None = None,
+    near_threshold: float = 0.8,
+) -> dict[str, int]:
     """Split a chat JSONL file into out_dir/{train,validation,test}.jsonl; any bad line stops it
     before a file is written, so a half split never lands on disk."""
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise DataError("bad split ratios", [Problem("--ratios", f"{list(ratios)}", fix="three non-negative numbers, e.g. 0.8,0.1,0.1")])
+        raise DataError(
+            "bad split ratios",
+            [Problem("--ratios", f"{list(ratios)}", fix="three non-negative numbers, e.g. 0.8,0.1,0.1")],
+        )
     items, problems = collect(iter_raw_chat_records(path))
     require_clean(path, problems)
     records = [(f"{path}:{number}", record) for number, record in items]
@@ -103,6 +122,7 @@ def split_file(path: str | Path, out_dir: str | Path, ratios: Sequence[float] = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, items in parts.items():
-        (out_dir / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items),
-                                               encoding="utf-8")
+        (out_dir / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), encoding="utf-8"
+        )
     return {name: len(items) for name, items in parts.items()}

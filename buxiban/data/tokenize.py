@@ -19,8 +19,9 @@ render is stable, the last one always; the others stay in the conversation as co
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DataError, Problem
 
@@ -63,15 +64,17 @@ class _FastTemplate:
         def raise_exception(message):
             raise jinja2.exceptions.TemplateError(message)
 
-        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                    extensions=["jinja2.ext.loopcontrols"])
+        environment = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         environment.globals["raise_exception"] = raise_exception
         self.template = environment.from_string(tokenizer.chat_template)
         self.specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
     def __call__(self, messages, add_generation_prompt: bool) -> str:
-        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self.specials,
-                                    **TEMPLATE_OPTIONS)
+        return self.template.render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **self.specials, **TEMPLATE_OPTIONS
+        )
 
 
 def _renderer(tokenizer):
@@ -80,14 +83,19 @@ def _renderer(tokenizer):
         return cached
 
     def slow(messages, add_generation_prompt):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                             **TEMPLATE_OPTIONS)
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt, **TEMPLATE_OPTIONS
+        )
 
     chosen = slow
     try:
         fast = _FastTemplate(tokenizer)
-        probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U 你好"},
-                 {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
+        probe = [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "U 你好"},
+            {"role": "assistant", "content": "A"},
+            {"role": "user", "content": "V"},
+        ]
         if all(fast(probe[:n], g) == slow(probe[:n], g) for n in (2, 3, 4) for g in (False, True)):
             chosen = fast
     except Exception:  # any template the fast path cannot reproduce exactly takes the slow one
@@ -106,22 +114,37 @@ def template_name(tokenizer) -> str:
 
 def render(tokenizer, messages: list[dict[str, Any]], add_generation_prompt: bool = False, where: str = "") -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise DataError("the tokenizer has no chat template", [Problem(
-            str(getattr(tokenizer, "name_or_path", "tokenizer")), "has no chat_template",
-            fix="use an instruct/chat model, or add a chat_template to its tokenizer_config.json")])
+        raise DataError(
+            "the tokenizer has no chat template",
+            [
+                Problem(
+                    str(getattr(tokenizer, "name_or_path", "tokenizer")),
+                    "has no chat_template",
+                    fix="use an instruct/chat model, or add a chat_template to its tokenizer_config.json",
+                )
+            ],
+        )
     try:
         return _renderer(tokenizer)(template_messages(messages), add_generation_prompt)
     except Exception as exc:  # jinja's TemplateError from raise_exception(), or a template's own bug
         name = template_name(tokenizer)
         roles = ", ".join(m["role"] for m in messages)
-        raise DataError(f"the chat template {name} cannot render this conversation", [Problem(
-            where or str(getattr(tokenizer, "name_or_path", "tokenizer")),
-            f"template {name} refuses a conversation of roles [{roles}]: {str(exc)[:300]}",
-            fix="reshape the data as the template requires (many refuse a system message or two turns of one role "
-                "in a row), or choose another template with template: / --template")]) from exc
+        raise DataError(
+            f"the chat template {name} cannot render this conversation",
+            [
+                Problem(
+                    where or str(getattr(tokenizer, "name_or_path", "tokenizer")),
+                    f"template {name} refuses a conversation of roles [{roles}]: {str(exc)[:300]}",
+                    fix="reshape the data as the template requires (many refuse a system message or two turns of one role "
+                    "in a row), or choose another template with template: / --template",
+                )
+            ],
+        ) from exc
 
 
-def trained_char_spans(tokenizer, messages: list[dict[str, Any]], where: str = "") -> tuple[str, list[tuple[int, int]], int]:
+def trained_char_spans(
+    tokenizer, messages: list[dict[str, Any]], where: str = ""
+) -> tuple[str, list[tuple[int, int]], int]:
     """The full render, the character spans the loss is computed on, and how many assistant turns
     stay context only because the template renders them differently once later turns follow."""
     full = render(tokenizer, messages, where=where)
@@ -134,21 +157,47 @@ def trained_char_spans(tokenizer, messages: list[dict[str, Any]], where: str = "
             if index != wanted[-1]:
                 context += 1
                 continue
-            raise DataError(f"the chat template {template_name(tokenizer)} does not render conversations incrementally", [Problem(
-                where or "conversation", "the template renders this turn differently once it is complete",
-                field=f"messages[{index}]", fix="use a template whose renders of a prefix are prefixes of the full render")])
-        if through[len(prompt):].strip() == messages[index]["content"].strip():
-            raise DataError(f"the chat template {template_name(tokenizer)} marks no end of an assistant turn", [Problem(
-                where or "conversation", "the template renders an answer with nothing after it, so a model trained "
-                "with it never learns to stop", field=f"messages[{index}]",
-                fix="choose a template that ends each assistant turn with an end-of-turn token (template:)")])
-        if EMPTY_REASONING.match(through[len(prompt):]):
-            raise DataError(f"the chat template {template_name(tokenizer)} trains an empty reasoning block", [Problem(
-                where or "conversation", "the template writes an empty <think></think> into every answer while its "
-                "generation prompt leaves it out, so the model would learn to emit it", field=f"messages[{index}]",
-                fix="choose the family's non-thinking template (template: chatml for Qwen/Kimi-style models) or a "
-                    "template file whose generation prompt holds the empty block")])
-        if spans and len(prompt) < spans[-1][1]:  # overlaps an earlier span: a template this odd trains the last turn only
+            raise DataError(
+                f"the chat template {template_name(tokenizer)} does not render conversations incrementally",
+                [
+                    Problem(
+                        where or "conversation",
+                        "the template renders this turn differently once it is complete",
+                        field=f"messages[{index}]",
+                        fix="use a template whose renders of a prefix are prefixes of the full render",
+                    )
+                ],
+            )
+        if through[len(prompt) :].strip() == messages[index]["content"].strip():
+            raise DataError(
+                f"the chat template {template_name(tokenizer)} marks no end of an assistant turn",
+                [
+                    Problem(
+                        where or "conversation",
+                        "the template renders an answer with nothing after it, so a model trained "
+                        "with it never learns to stop",
+                        field=f"messages[{index}]",
+                        fix="choose a template that ends each assistant turn with an end-of-turn token (template:)",
+                    )
+                ],
+            )
+        if EMPTY_REASONING.match(through[len(prompt) :]):
+            raise DataError(
+                f"the chat template {template_name(tokenizer)} trains an empty reasoning block",
+                [
+                    Problem(
+                        where or "conversation",
+                        "the template writes an empty <think></think> into every answer while its "
+                        "generation prompt leaves it out, so the model would learn to emit it",
+                        field=f"messages[{index}]",
+                        fix="choose the family's non-thinking template (template: chatml for Qwen/Kimi-style models) or a "
+                        "template file whose generation prompt holds the empty block",
+                    )
+                ],
+            )
+        if (
+            spans and len(prompt) < spans[-1][1]
+        ):  # overlaps an earlier span: a template this odd trains the last turn only
             context += len(spans)
             spans = []
         spans.append((len(prompt), len(through)))
@@ -172,9 +221,11 @@ def encode_many(tokenizer, conversations: Sequence[list[dict[str, Any]]], wheres
     """Encode conversations, tokenizing in batches (the fast tokenizer parallelizes a batch in Rust)."""
     out: list[Encoded] = []
     for start in range(0, len(conversations), ENCODE_BATCH):
-        chunk = conversations[start:start + ENCODE_BATCH]
-        rendered = [trained_char_spans(tokenizer, messages, wheres[start + i] if wheres else "")
-                    for i, messages in enumerate(chunk)]
+        chunk = conversations[start : start + ENCODE_BATCH]
+        rendered = [
+            trained_char_spans(tokenizer, messages, wheres[start + i] if wheres else "")
+            for i, messages in enumerate(chunk)
+        ]
         pieces = [_pieces(text, spans) for text, spans, _ in rendered]
         flat = [piece for conversation in pieces for piece, _ in conversation]
         ids_of = iter(tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else iter(())
@@ -207,3 +258,25 @@ def encode_prompt(tokenizer, messages: list[dict[str, Any]]) -> list[int]:
     for piece, _ in _pieces(text, spans):
         ids += tokenizer(piece, add_special_tokens=False)["input_ids"]
     return ids
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token(s) that end an assistant turn in the tokenizer's template: the first special token
+    rendered after an answer (Gemma's <end_of_turn>, Llama 3's <|eot_id|>, ChatML's <|im_end|>, Phi's
+    <|end|>). Derived from the template itself, so a template chosen by the user stops where it trains."""
+    answer = "Fine, thanks."
+    conversation = [{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": answer}]
+    try:
+        prompt = render(tokenizer, conversation[:1], add_generation_prompt=True)
+        full = render(tokenizer, conversation)
+    except Exception:  # a template that cannot render this probe: eos is all we know
+        return []
+    at = full.find(answer, len(prompt) if full.startswith(prompt) else 0)
+    if at < 0:
+        return []
+    suffix = full[at + len(answer) :]
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    for token in tokenizer(suffix, add_special_tokens=False)["input_ids"]:
+        if token in special:
+            return [token]
+    return []

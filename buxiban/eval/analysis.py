@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .metrics import as_json, exact_match, token_f1, tokens
 from .refusal import is_refusal
@@ -53,8 +54,10 @@ def _groups(rows: Sequence[dict[str, Any]], key, system: str) -> list[dict[str, 
         group = key(row)
         totals[group] += 1
         failed[group] += not row[system]["exact_match"]
-    return sorted(({"group": g, "n": totals[g], "failed": failed[g], "rate": round(failed[g] / totals[g], 4)}
-                   for g in totals), key=lambda item: (-item["failed"], str(item["group"])))
+    return sorted(
+        ({"group": g, "n": totals[g], "failed": failed[g], "rate": round(failed[g] / totals[g], 4)} for g in totals),
+        key=lambda item: (-item["failed"], str(item["group"])),
+    )
 
 
 def wrong_values(rows: Sequence[dict[str, Any]], system: str) -> Counter:
@@ -75,8 +78,12 @@ def analyze(rows: Sequence[dict[str, Any]], system: str) -> dict[str, Any]:
     for row in rows:
         row[system]["error_kind"] = error_kind(row[system]["answer"], row["reference"])
     failures = [r for r in rows if not r[system]["exact_match"]]
-    result: dict[str, Any] = {"system": system, "n": len(rows), "failed": len(failures),
-                              "by_kind": dict(Counter(r[system]["error_kind"] for r in failures).most_common())}
+    result: dict[str, Any] = {
+        "system": system,
+        "n": len(rows),
+        "failed": len(failures),
+        "by_kind": dict(Counter(r[system]["error_kind"] for r in failures).most_common()),
+    }
     if any(r.get("category") for r in rows):
         result["by_category"] = _groups(rows, lambda r: r.get("category") or "(none)", system)
     if all(system in r.get("prompt_tokens", {}) for r in rows):
@@ -95,12 +102,16 @@ def advice(result: dict[str, Any], failures: Sequence[dict[str, Any]], system: s
     overall = result["failed"] / result["n"]
     for group in result.get("by_category", [])[:3]:
         if group["failed"] and group["rate"] >= overall:
-            out.append(f"Category '{group['group']}' fails {group['failed']} of {group['n']} ({group['rate']:.0%}): "
-                       f"add about {5 * group['failed']} training examples of this category, in new phrasings.")
+            out.append(
+                f"Category '{group['group']}' fails {group['failed']} of {group['n']} ({group['rate']:.0%}): "
+                f"add about {5 * group['failed']} training examples of this category, in new phrasings."
+            )
     worst_length = max(result.get("by_length", []), key=lambda g: g["rate"], default=None)
     if worst_length and worst_length["failed"] >= 2 and worst_length["rate"] >= 2 * overall:
-        out.append(f"Prompts of {worst_length['group']} tokens fail most ({worst_length['rate']:.0%}): "
-                   "add training examples with prompts that long.")
+        out.append(
+            f"Prompts of {worst_length['group']} tokens fail most ({worst_length['rate']:.0%}): "
+            "add training examples with prompts that long."
+        )
     kinds = result["by_kind"]
     examples = {kind: [r for r in failures if r[system]["error_kind"] == kind] for kind in kinds}
 
@@ -109,18 +120,24 @@ def advice(result: dict[str, Any], failures: Sequence[dict[str, Any]], system: s
 
     lines = {
         "invalid JSON": "the answer is not a JSON object; add examples whose whole answer is the bare JSON object "
-                        "(no prose, no code fence) and check the task's training answers are valid JSON",
+        "(no prose, no code fence) and check the task's training answers are valid JSON",
         "wrong field": "the answer uses other keys than the reference; make every training answer of the task use exactly the same keys",
-        "wrong value": "a field has the wrong value (" + ", ".join(f"{k} ×{v}" for k, v in list(result["wrong_values"].items())[:3])
-                       + "); add examples whose correct value is the expected one, especially ones that look like the wrong one",
-        "refused": "an in-scope question was declined (e.g. " + questions("refused") + "); add examples that answer such questions",
+        "wrong value": "a field has the wrong value ("
+        + ", ".join(f"{k} ×{v}" for k, v in list(result["wrong_values"].items())[:3])
+        + "); add examples whose correct value is the expected one, especially ones that look like the wrong one",
+        "refused": "an in-scope question was declined (e.g. "
+        + questions("refused")
+        + "); add examples that answer such questions",
         "too long": "the answer runs far past the reference; add examples in the house length and check that training "
-                    "answers end with the end-of-turn token",
-        "wrong figure": "a figure of the reference is wrong or missing (e.g. " + questions("wrong figure")
-                        + "); add more phrasings of these questions with their figures",
+        "answers end with the end-of-turn token",
+        "wrong figure": "a figure of the reference is wrong or missing (e.g. "
+        + questions("wrong figure")
+        + "); add more phrasings of these questions with their figures",
         "different wording": "close (token F1 ≥ 0.8) but worded differently; add examples in the exact house wording, "
-                             "or judge this task by token F1, chrF or the LLM judge",
-        "wrong answer": "the answer says something else (e.g. " + questions("wrong answer") + "); add examples covering these questions",
+        "or judge this task by token F1, chrF or the LLM judge",
+        "wrong answer": "the answer says something else (e.g. "
+        + questions("wrong answer")
+        + "); add examples covering these questions",
         "empty": "nothing was said; check the chat template's end-of-turn token and that no training answer is empty",
     }
     out += [f"{kind} ({count} of {len(failures)} failures): {lines[kind]}." for kind, count in kinds.items()]

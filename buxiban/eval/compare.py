@@ -4,9 +4,10 @@ paired tests, refusals, the forgetting check, costs and error analysis go into o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
@@ -18,7 +19,6 @@ from .generate import Generation, generate_with_stats
 from .inputs import load_refusals, resolve_train_file
 from .rag import FINE_TUNED_RAG, Retrieval, by_kind, check_sources, mark_retrieval, with_rag
 from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems, few_shot_prepare
-
 
 PROBE_TOKENS = 48  # every probe's answer is a word or a sentence
 MAX_BUDGET = 512
@@ -68,13 +68,27 @@ class EvalResult:
         return [s["name"] for s in self.systems] or [BASE, FINE_TUNED]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "test_file": self.test_file, "test_sha256": self.test_sha256,
-                "base_model": self.base_model, "max_new_tokens": self.max_new_tokens, "systems": self.systems,
-                "summary": self.summary,
-                "intervals": self.intervals, "significance": self.significance, "seconds": self.seconds,
-                "costs": self.costs, "savings": self.savings, "refusals": self.refusals,
-                "forgetting": self.forgetting, "errors": self.errors, "retrieval": self.retrieval,
-                "by_kind": self.by_kind, "rag_errors": self.rag_errors, "examples": self.examples}
+        return {
+            "run_dir": self.run_dir,
+            "test_file": self.test_file,
+            "test_sha256": self.test_sha256,
+            "base_model": self.base_model,
+            "max_new_tokens": self.max_new_tokens,
+            "systems": self.systems,
+            "summary": self.summary,
+            "intervals": self.intervals,
+            "significance": self.significance,
+            "seconds": self.seconds,
+            "costs": self.costs,
+            "savings": self.savings,
+            "refusals": self.refusals,
+            "forgetting": self.forgetting,
+            "errors": self.errors,
+            "retrieval": self.retrieval,
+            "by_kind": self.by_kind,
+            "rag_errors": self.rag_errors,
+            "examples": self.examples,
+        }
 
 
 def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -94,8 +108,13 @@ def load_test_set(test_file: str | Path, limit: int | None = None) -> list[dict[
     tests = []
     for index, conversation in enumerate(conversations):
         prompt, reference = split_prompt(conversation.messages)
-        test = {"index": index, "where": conversation.where, "question": prompt[-1]["content"] if prompt else "",
-                "reference": reference, "prompt": prompt}
+        test = {
+            "index": index,
+            "where": conversation.where,
+            "question": prompt[-1]["content"] if prompt else "",
+            "reference": reference,
+            "prompt": prompt,
+        }
         meta = metadata.get(conversation.line, {})
         for key in ("category", "kind"):
             if meta.get(key) is not None:
@@ -117,9 +136,16 @@ def answer_budget(tokenizer, references: Sequence[str]) -> int:
     return min(MAX_BUDGET, 2 * longest + 16)
 
 
-def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int | None = None, limit: int | None = None,
-                 batch_size: int = 16, options: EvalOptions | None = None, systems: Sequence[System] | None = None,
-                 log: Callable[[str], None] = lambda _: None) -> EvalResult:
+def evaluate_run(
+    run_dir: str | Path,
+    test_file: str | Path,
+    max_new_tokens: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    options: EvalOptions | None = None,
+    systems: Sequence[System] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> EvalResult:
     options = options or EvalOptions(batch_size=batch_size)
     manifest = read_manifest(run_dir)  # every input is checked before a model loads
     tests = load_test_set(test_file, limit)
@@ -141,21 +167,32 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
         systems = with_rag(list(systems), retrieval)
     prompts = [t["prompt"] for t in tests]
 
-    result = EvalResult(str(run_dir), str(test_file), manifest.base_model.name, test_sha256=file_sha256(test_file),
-                        systems=[s.to_dict() for s in systems])
+    result = EvalResult(
+        str(run_dir),
+        str(test_file),
+        manifest.base_model.name,
+        test_sha256=file_sha256(test_file),
+        systems=[s.to_dict() for s in systems],
+    )
     local = LocalWeights.load(run_dir) if any(s.weights for s in systems) or options.forgetting else None
     if max_new_tokens is None:
         max_new_tokens = answer_budget(local.tokenizer if local else None, [t["reference"] for t in tests])
-        log(f"answers limited to {max_new_tokens} new tokens (twice the longest reference plus 16; --max-new-tokens overrides)")
+        log(
+            f"answers limited to {max_new_tokens} new tokens (twice the longest reference plus 16; --max-new-tokens overrides)"
+        )
     result.max_new_tokens = max_new_tokens
     answers = Answers()
     if local is not None:
         _answer_locally(local, systems, prompts, refusal_prompts, options, max_new_tokens, answers, log)
     for system in systems:
         if system.endpoint is not None:
-            answers.generations[system.name] = endpoint_answers(system.endpoint, [system.prepare(p) for p in prompts], max_new_tokens)
+            answers.generations[system.name] = endpoint_answers(
+                system.endpoint, [system.prepare(p) for p in prompts], max_new_tokens
+            )
             if refusal_prompts:
-                answers.refusals[system.name] = endpoint_answers(system.endpoint, refusal_prompts, max_new_tokens).answers
+                answers.refusals[system.name] = endpoint_answers(
+                    system.endpoint, refusal_prompts, max_new_tokens
+                ).answers
             log(f"{system.name}: {len(prompts)} answers in {answers.generations[system.name].seconds:.1f} s")
     generations = answers.generations
     result.seconds.update(answers.seconds)
@@ -189,9 +226,12 @@ def evaluate_run(run_dir: str | Path, test_file: str | Path, max_new_tokens: int
             result.costs[name]["latency_s"] = round(generation.latency, 3)
     result.savings = scoring.savings(result.costs, FINE_TUNED, FEW_SHOT)
     if answers.refusals:
-        result.refusals = {"file": options.refusals, "questions": [p[-1]["content"] for p in refusal_prompts],
-                           "answers": answers.refusals,
-                           "systems": scoring.refusal_summary(answers.refusals, options.resamples, options.seed)}
+        result.refusals = {
+            "file": options.refusals,
+            "questions": [p[-1]["content"] for p in refusal_prompts],
+            "answers": answers.refusals,
+            "systems": scoring.refusal_summary(answers.refusals, options.resamples, options.seed),
+        }
     if options.forgetting:
         from .forgetting import ForgettingResult, load_probes, score_probes
 
@@ -209,8 +249,16 @@ class Answers:
     seconds: dict[str, float] = field(default_factory=dict)  # time spent on the forgetting check and latency
 
 
-def _answer_locally(local: LocalWeights, systems: Sequence[System], prompts, refusal_prompts, options: EvalOptions,
-                    max_new_tokens: int, answers: Answers, log: Callable[[str], None]) -> None:
+def _answer_locally(
+    local: LocalWeights,
+    systems: Sequence[System],
+    prompts,
+    refusal_prompts,
+    options: EvalOptions,
+    max_new_tokens: int,
+    answers: Answers,
+    log: Callable[[str], None],
+) -> None:
     """Base weights first, then fine-tuned: the adapter is switched once, not per system."""
     # the savings line compares the two answering alone; without both, timing one of them is wasted
     timed_alone = options.latency_samples > 0 and {FEW_SHOT, FINE_TUNED} <= {s.name for s in systems}
@@ -221,28 +269,47 @@ def _answer_locally(local: LocalWeights, systems: Sequence[System], prompts, ref
         with local.use(weights) as (model, tokenizer):
             for system in mine:
                 sent = [system.prepare(p) for p in prompts]
-                answers.generations[system.name] = generate_with_stats(model, tokenizer, sent, max_new_tokens, options.batch_size)
+                answers.generations[system.name] = generate_with_stats(
+                    model, tokenizer, sent, max_new_tokens, options.batch_size
+                )
                 done = answers.generations[system.name]
                 log(f"{system.name}: {len(prompts)} answers in {done.seconds:.1f} s ({done.cpu_seconds:.1f} s of CPU)")
                 if refusal_prompts:
                     answers.refusals[system.name] = generate_with_stats(
-                        model, tokenizer, [system.prepare(p) for p in refusal_prompts], max_new_tokens, options.batch_size).answers
+                        model,
+                        tokenizer,
+                        [system.prepare(p) for p in refusal_prompts],
+                        max_new_tokens,
+                        options.batch_size,
+                    ).answers
                 if timed_alone and system.name in (FEW_SHOT, FINE_TUNED):
                     started = time.perf_counter()
-                    answers.generations[system.name].latency = _latency(model, tokenizer, sent, options.latency_samples,
-                                                                        max_new_tokens)
-                    answers.seconds["latency"] = answers.seconds.get("latency", 0) + round(time.perf_counter() - started, 2)
+                    answers.generations[system.name].latency = _latency(
+                        model, tokenizer, sent, options.latency_samples, max_new_tokens
+                    )
+                    answers.seconds["latency"] = answers.seconds.get("latency", 0) + round(
+                        time.perf_counter() - started, 2
+                    )
             if options.forgetting:
                 from .forgetting import general_text, load_probes, perplexity
 
                 started, cpu_started = time.perf_counter(), time.process_time()
                 probes = load_probes()
-                answers.probes[weights] = generate_with_stats(model, tokenizer, [p.prompt() for p in probes],
-                                                              min(PROBE_TOKENS, max_new_tokens), options.batch_size).answers
+                answers.probes[weights] = generate_with_stats(
+                    model,
+                    tokenizer,
+                    [p.prompt() for p in probes],
+                    min(PROBE_TOKENS, max_new_tokens),
+                    options.batch_size,
+                ).answers
                 answers.perplexity[weights] = perplexity(model, tokenizer, general_text())
-                answers.seconds["forgetting"] = answers.seconds.get("forgetting", 0) + round(time.perf_counter() - started, 2)
-                log(f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f} "
-                    f"({time.perf_counter() - started:.1f} s, {time.process_time() - cpu_started:.1f} s of CPU)")
+                answers.seconds["forgetting"] = answers.seconds.get("forgetting", 0) + round(
+                    time.perf_counter() - started, 2
+                )
+                log(
+                    f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f} "
+                    f"({time.perf_counter() - started:.1f} s, {time.process_time() - cpu_started:.1f} s of CPU)"
+                )
 
 
 def _latency(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], samples: int, max_new_tokens: int) -> float:

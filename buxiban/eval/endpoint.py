@@ -9,8 +9,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import EndpointError
 
@@ -38,7 +39,9 @@ def parse_endpoint(spec: str, named: bool = True) -> Endpoint:
     if named:
         name, sep, spec = spec.partition("=")
         if not sep or not name.strip():
-            raise EndpointError(f"endpoint '{name}{sep}{spec}' has no name: write NAME=URL, e.g. gpt=http://localhost:8000/v1")
+            raise EndpointError(
+                f"endpoint '{name}{sep}{spec}' has no name: write NAME=URL, e.g. gpt=http://localhost:8000/v1"
+            )
     url, *options = [part.strip() for part in spec.split(",")]
     if not url.startswith(("http://", "https://")):
         raise EndpointError(f"endpoint URL '{url}' must start with http:// or https://")
@@ -54,11 +57,18 @@ def parse_endpoint(spec: str, named: bool = True) -> Endpoint:
     return Endpoint(name.strip(), url, settings.get("model", name.strip() or "default"), key_env)
 
 
-def chat_completion(endpoint: Endpoint, messages: Messages, max_tokens: int, timeout: float = 120.0,
-                    temperature: float = 0.0) -> tuple[str, dict[str, Any]]:
+def chat_completion(
+    endpoint: Endpoint, messages: Messages, max_tokens: int, timeout: float = 120.0, temperature: float = 0.0
+) -> tuple[str, dict[str, Any]]:
     """The answer text and the response's `usage` (empty when the server does not report it)."""
-    body = json.dumps({"model": endpoint.model, "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-                       "max_tokens": max_tokens, "temperature": temperature}).encode("utf-8")
+    body = json.dumps(
+        {
+            "model": endpoint.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+    ).encode("utf-8")
     headers = {"Content-Type": "application/json"}
     if endpoint.key_env:
         headers["Authorization"] = f"Bearer {os.environ[endpoint.key_env]}"

@@ -5,7 +5,8 @@ prompt whose length fine-tuning saves on every request."""
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 Messages = list[dict[str, Any]]
 
@@ -24,5 +25,5 @@ def with_shots(prompt: Messages, shots: Sequence[Messages]) -> Messages:
     """The prompt with the example turns placed after its system message and before its first
     user turn, as alternating user/assistant messages that every chat template accepts."""
     system = [m for m in prompt[:1] if m["role"] == "system"]
-    rest = prompt[len(system):]
+    rest = prompt[len(system) :]
     return system + [m for shot in shots for m in shot] + rest

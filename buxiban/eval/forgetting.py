@@ -81,7 +81,7 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(ids) - 1, window):
-            chunk = torch.tensor([ids[start:start + window]], device=device)
+            chunk = torch.tensor([ids[start : start + window]], device=device)
             if chunk.shape[1] < 2:
                 break
             logits = model(input_ids=chunk).logits.float()
@@ -112,10 +112,15 @@ class ForgettingResult:
         return self.max_drop is not None and self.drop > self.max_drop
 
     def to_dict(self) -> dict[str, Any]:
-        return {"probe_scores": {k: round(v, 4) for k, v in self.probe_scores.items()},
-                "perplexity": {k: round(v, 3) for k, v in self.perplexity.items()},
-                "drop": round(self.drop, 4), "perplexity_change": round(self.perplexity_change, 4),
-                "max_drop": self.max_drop, "failed": self.failed, "probes": self.per_probe}
+        return {
+            "probe_scores": {k: round(v, 4) for k, v in self.probe_scores.items()},
+            "perplexity": {k: round(v, 3) for k, v in self.perplexity.items()},
+            "drop": round(self.drop, 4),
+            "perplexity_change": round(self.perplexity_change, 4),
+            "max_drop": self.max_drop,
+            "failed": self.failed,
+            "probes": self.per_probe,
+        }
 
 
 def score_probes(probes: list[Probe], answers: dict[str, list[str]]) -> tuple[dict[str, float], list[dict[str, Any]]]:

@@ -5,13 +5,13 @@ one step over the batch, not a pass over the whole prompt again."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ..data.tokenize import encode_prompt
-from ..models.templates import end_of_turn_ids
+from ..data.tokenize import encode_prompt, end_of_turn_ids
 
 
 @dataclass
@@ -34,8 +34,9 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def generate_with_stats(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], max_new_tokens: int = 96,
-                        batch_size: int = 16) -> Generation:
+def generate_with_stats(
+    model, tokenizer, prompts: Sequence[list[dict[str, Any]]], max_new_tokens: int = 96, batch_size: int = 16
+) -> Generation:
     """One greedy answer per prompt, in prompt order. Prompts are batched by length with left
     padding, so a short prompt does not wait behind a long one's padding."""
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -47,17 +48,26 @@ def generate_with_stats(model, tokenizer, prompts: Sequence[list[dict[str, Any]]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     model.eval()
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in chunk)
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, index in enumerate(chunk):
             ids = encoded[index]
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention_mask[row, width - len(ids):] = 1
-        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-                                pad_token_id=pad_id, temperature=None, top_p=None, top_k=None, use_cache=True)
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=pad_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            use_cache=True,
+        )
         for row, index in enumerate(chunk):
             new = output[row, width:].tolist()
             ended = next((n for n, token in enumerate(new) if token in stops), len(new))
@@ -68,6 +78,7 @@ def generate_with_stats(model, tokenizer, prompts: Sequence[list[dict[str, Any]]
     return result
 
 
-def generate_answers(model, tokenizer, prompts: Sequence[list[dict[str, Any]]], max_new_tokens: int = 96,
-                     batch_size: int = 16) -> list[str]:
+def generate_answers(
+    model, tokenizer, prompts: Sequence[list[dict[str, Any]]], max_new_tokens: int = 96, batch_size: int = 16
+) -> list[str]:
     return generate_with_stats(model, tokenizer, prompts, max_new_tokens, batch_size).answers

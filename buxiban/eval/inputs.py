@@ -30,7 +30,9 @@ def load_refusals(path: str | Path, system_prompt: str | None) -> list[list[dict
     prompt, the one the model was trained under."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"refusal questions not found: {path}", [Problem(str(path), "does not exist", fix="pass --refusals FILE")])
+        raise DataError(
+            f"refusal questions not found: {path}", [Problem(str(path), "does not exist", fix="pass --refusals FILE")]
+        )
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     lines = path.read_text(encoding="utf-8").splitlines()
     prompts, problems = [], []
@@ -44,17 +46,27 @@ def load_refusals(path: str | Path, system_prompt: str | None) -> list[list[dict
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(Problem(where, f"is not valid JSON ({exc.msg})", fix='write {"question": "..."} or {"messages": [...]}'))
+            problems.append(
+                Problem(where, f"is not valid JSON ({exc.msg})", fix='write {"question": "..."} or {"messages": [...]}')
+            )
             continue
         if isinstance(record, dict) and isinstance(record.get("question"), str) and record["question"].strip():
             prompts.append(system + [{"role": "user", "content": record["question"].strip()}])
             continue
         messages = record.get("messages") if isinstance(record, dict) else None
         users = [i for i, m in enumerate(messages or []) if isinstance(m, dict) and m.get("role") == "user"]
-        if not users or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages[:users[-1] + 1]):
-            problems.append(Problem(where, "has no user question", fix='write {"question": "..."} or {"messages": [..., {"role": "user", ...}]}'))
+        if not users or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages[: users[-1] + 1]
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    "has no user question",
+                    fix='write {"question": "..."} or {"messages": [..., {"role": "user", ...}]}',
+                )
+            )
             continue
-        prompts.append([{"role": m["role"], "content": m["content"]} for m in messages[:users[-1] + 1]])
+        prompts.append([{"role": m["role"], "content": m["content"]} for m in messages[: users[-1] + 1]])
     if problems:
         raise DataError(f"{path}: {len(problems)} problem(s) in the refusal questions", problems)
     if not prompts:

@@ -21,8 +21,13 @@ Reply with JSON only: {"score": <1-5>, "reason": "<one short sentence>"}"""
 
 
 def judge_prompt(question: str, reference: str, answer: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": RUBRIC},
-            {"role": "user", "content": f"Question:\n{question}\n\nReference answer:\n{reference}\n\nAnswer to grade:\n{answer}"}]
+    return [
+        {"role": "system", "content": RUBRIC},
+        {
+            "role": "user",
+            "content": f"Question:\n{question}\n\nReference answer:\n{reference}\n\nAnswer to grade:\n{answer}",
+        },
+    ]
 
 
 def parse_verdict(text: str) -> tuple[int | None, str]:
@@ -46,5 +51,4 @@ def judge_answers(judge: Endpoint, rows: list[dict[str, Any]], system: str) -> N
     for row in rows:
         reply, _ = chat_completion(judge, judge_prompt(row["question"], row["reference"], row[system]["answer"]), 120)
         score, reason = parse_verdict(reply)
-        row[system]["judge"] = {"score": score, "reason": reason,
-                                "value": None if score is None else (score - 1) / 4}
+        row[system]["judge"] = {"score": score, "reason": reason, "value": None if score is None else (score - 1) / 4}

@@ -95,7 +95,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def _char_ngrams(text: str, n: int) -> Counter:
-    return Counter(text[i:i + n] for i in range(len(text) - n + 1))
+    return Counter(text[i : i + n] for i in range(len(text) - n + 1))
 
 
 def chrf(prediction: str, reference: str, order: int = 6, beta: float = 2.0) -> float:
@@ -123,10 +123,12 @@ def chrf(prediction: str, reference: str, order: int = 6, beta: float = 2.0) -> 
 
 def score_answer(prediction: str, reference: str) -> dict[str, Any]:
     """Every automatic metric for one answer, rounded for the report."""
-    scores: dict[str, Any] = {"exact_match": exact_match(prediction, reference),
-                              "token_f1": round(token_f1(prediction, reference), 4),
-                              "rouge_l": round(rouge_l(prediction, reference), 4),
-                              "chrf": round(chrf(prediction, reference), 4)}
+    scores: dict[str, Any] = {
+        "exact_match": exact_match(prediction, reference),
+        "token_f1": round(token_f1(prediction, reference), 4),
+        "rouge_l": round(rouge_l(prediction, reference), 4),
+        "chrf": round(chrf(prediction, reference), 4),
+    }
     fields = field_match(prediction, reference)
     if fields is not None:
         scores["fields"] = fields

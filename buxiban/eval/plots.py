@@ -4,10 +4,16 @@ returned as bytes so the report can embed them."""
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-PLOTTED_METRICS = (("exact_match", "exact match"), ("field_match", "JSON fields"), ("token_f1", "token F1"),
-                   ("rouge_l", "ROUGE-L"), ("chrf", "chrF"))
+PLOTTED_METRICS = (
+    ("exact_match", "exact match"),
+    ("field_match", "JSON fields"),
+    ("token_f1", "token F1"),
+    ("rouge_l", "ROUGE-L"),
+    ("chrf", "chrF"),
+)
 
 
 def _figure(width: float = 7.0, height: float = 3.4):

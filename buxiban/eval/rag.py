@@ -14,9 +14,10 @@ fine-tuned + RAG against each other system per kind, and recall@k of the retriev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DataError, Problem
 from . import scoring
@@ -35,7 +36,7 @@ class Retrieval:
     found: dict[str, list] = field(default_factory=dict)  # question text -> chunks
 
     @classmethod
-    def open(cls, index_path: str | Path, k: int) -> "Retrieval":
+    def open(cls, index_path: str | Path, k: int) -> Retrieval:
         from ..rag.retrieve import RagIndex
 
         return cls(RagIndex(index_path), k)
@@ -66,10 +67,20 @@ def last_question(prompt: Messages) -> str:
 def with_rag(systems: list[System], retrieval: Retrieval) -> list[System]:
     """`base + RAG` right after the base systems and `fine-tuned + RAG` right after fine-tuned, so the
     report reads each pair side by side."""
-    rag = {BASE: System(BASE_RAG, BASE, f"the base model with the top {retrieval.k} chunks of {retrieval.index.path} "
-                                         "in the prompt", prepare=retrieval.prepare),
-           FINE_TUNED: System(FINE_TUNED_RAG, FINE_TUNED, f"the fine-tuned model with the top {retrieval.k} chunks of "
-                                                          f"{retrieval.index.path} in the prompt", prepare=retrieval.prepare)}
+    rag = {
+        BASE: System(
+            BASE_RAG,
+            BASE,
+            f"the base model with the top {retrieval.k} chunks of {retrieval.index.path} in the prompt",
+            prepare=retrieval.prepare,
+        ),
+        FINE_TUNED: System(
+            FINE_TUNED_RAG,
+            FINE_TUNED,
+            f"the fine-tuned model with the top {retrieval.k} chunks of {retrieval.index.path} in the prompt",
+            prepare=retrieval.prepare,
+        ),
+    }
     out = list(systems)
     for weights, rag_system in rag.items():
         last = max((i for i, s in enumerate(out) if s.weights == weights), default=len(out) - 1)
@@ -81,9 +92,17 @@ def check_sources(tests: Sequence[dict[str, Any]], retrieval: Retrieval) -> None
     """Every `metadata.source` must be a document of the index, checked before any model loads: a typo
     would otherwise read as a retrieval miss."""
     indexed = retrieval.index.store.file_hashes()
-    problems = [Problem(test["where"], f"names {source!r}, which is not a document of {retrieval.index.path}",
-                        "metadata.source", "use the path relative to the indexed folder, e.g. pricing.md")
-                for test in tests for source in test.get("sources", ()) if source not in indexed]
+    problems = [
+        Problem(
+            test["where"],
+            f"names {source!r}, which is not a document of {retrieval.index.path}",
+            "metadata.source",
+            "use the path relative to the indexed folder, e.g. pricing.md",
+        )
+        for test in tests
+        for source in test.get("sources", ())
+        if source not in indexed
+    ]
     if problems:
         raise DataError(f"{len(problems)} test source(s) are not in the index", problems)
 

@@ -16,10 +16,23 @@ import unicodedata
 
 OPENING_CHARS = 160
 _ENGLISH = [
-    r"i can ?not", r"i can't", r"i am (?:not able|unable)", r"i'm (?:not able|unable)", r"i won't", r"i will not",
-    r"i must decline", r"i have to decline", r"i'm not (?:allowed|permitted)", r"i am not (?:allowed|permitted)",
-    r"i (?:do not|don't) (?:have|provide) (?:any )?information", r"sorry, but", r"i'm sorry, i", r"i am sorry, i",
-    r"(?:not|unable to) (?:help|assist) with (?:that|this)", r"outside (?:of )?(?:my|the) scope", r"as an ai",
+    r"i can ?not",
+    r"i can't",
+    r"i am (?:not able|unable)",
+    r"i'm (?:not able|unable)",
+    r"i won't",
+    r"i will not",
+    r"i must decline",
+    r"i have to decline",
+    r"i'm not (?:allowed|permitted)",
+    r"i am not (?:allowed|permitted)",
+    r"i (?:do not|don't) (?:have|provide) (?:any )?information",
+    r"sorry, but",
+    r"i'm sorry, i",
+    r"i am sorry, i",
+    r"(?:not|unable to) (?:help|assist) with (?:that|this)",
+    r"outside (?:of )?(?:my|the) scope",
+    r"as an ai",
 ]
 _CHINESE = ["抱歉", "無法", "无法", "不能回答", "不便回答", "不能提供", "恕"]
 _PATTERN = re.compile(r"\b(?:" + "|".join(_ENGLISH) + r")\b|" + "|".join(map(re.escape, _CHINESE)))

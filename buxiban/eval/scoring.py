@@ -4,7 +4,8 @@ statistics are tested without any model."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .metrics import score_answer
 from .refusal import is_refusal
@@ -21,8 +22,11 @@ def example_rows(tests: Sequence[dict[str, Any]], answers: dict[str, list[str]])
     for position, test in enumerate(tests):
         row = dict(test)
         for system, said in answers.items():
-            row[system] = {"answer": said[position], **score_answer(said[position], test["reference"]),
-                           "refusal": is_refusal(said[position])}
+            row[system] = {
+                "answer": said[position],
+                **score_answer(said[position], test["reference"]),
+                "refusal": is_refusal(said[position]),
+            }
         rows.append(row)
     return rows
 
@@ -35,8 +39,9 @@ def metric_values(rows: Sequence[dict[str, Any]], system: str, metric: str) -> l
     return [float(r[system][metric]) for r in rows if metric in r[system]]
 
 
-def summarize(rows: Sequence[dict[str, Any]], systems: Sequence[str], resamples: int = RESAMPLES,
-              seed: int = 0) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, float]]]]:
+def summarize(
+    rows: Sequence[dict[str, Any]], systems: Sequence[str], resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, float]]]]:
     """Per system: the mean of each metric (plus n) and its bootstrap interval. The same seed for
     every system and metric, so two systems are resampled on the same example draws."""
     summary: dict[str, dict[str, Any]] = {}
@@ -67,7 +72,9 @@ def paired_tests(rows: Sequence[dict[str, Any]], reference_system: str, others: 
     return out
 
 
-def refusal_summary(answers: dict[str, list[str]], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, Any]]:
+def refusal_summary(
+    answers: dict[str, list[str]], resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """Per system: the share of out-of-scope questions it declined (higher is better), with its interval."""
     out = {}
     for system, said in answers.items():
@@ -79,9 +86,12 @@ def refusal_summary(answers: dict[str, list[str]], resamples: int = RESAMPLES, s
 
 def cost_summary(prompt_tokens: Sequence[int], new_tokens: Sequence[int], seconds: float) -> dict[str, float]:
     n = max(len(prompt_tokens), 1)
-    return {"prompt_tokens_per_request": round(sum(prompt_tokens) / n, 1),
-            "new_tokens_per_request": round(sum(new_tokens) / n, 1),
-            "seconds": round(seconds, 2), "seconds_per_request_batched": round(seconds / n, 3)}
+    return {
+        "prompt_tokens_per_request": round(sum(prompt_tokens) / n, 1),
+        "new_tokens_per_request": round(sum(new_tokens) / n, 1),
+        "seconds": round(seconds, 2),
+        "seconds_per_request_batched": round(seconds / n, 3),
+    }
 
 
 def savings(costs: dict[str, dict[str, float]], fine_tuned: str, instead: str) -> dict[str, float] | None:
@@ -90,10 +100,18 @@ def savings(costs: dict[str, dict[str, float]], fine_tuned: str, instead: str) -
     if fine_tuned not in costs or instead not in costs:
         return None
     mine, theirs = costs[fine_tuned], costs[instead]
-    out = {"against": instead,
-           "prompt_tokens": mine["prompt_tokens_per_request"], "prompt_tokens_instead": theirs["prompt_tokens_per_request"],
-           "prompt_tokens_saved_share": round(1 - mine["prompt_tokens_per_request"] / max(theirs["prompt_tokens_per_request"], 1e-9), 4)}
+    out = {
+        "against": instead,
+        "prompt_tokens": mine["prompt_tokens_per_request"],
+        "prompt_tokens_instead": theirs["prompt_tokens_per_request"],
+        "prompt_tokens_saved_share": round(
+            1 - mine["prompt_tokens_per_request"] / max(theirs["prompt_tokens_per_request"], 1e-9), 4
+        ),
+    }
     if "latency_s" in mine and "latency_s" in theirs:
-        out.update(latency_s=mine["latency_s"], latency_s_instead=theirs["latency_s"],
-                   speedup=round(theirs["latency_s"] / max(mine["latency_s"], 1e-9), 2))
+        out.update(
+            latency_s=mine["latency_s"],
+            latency_s_instead=theirs["latency_s"],
+            speedup=round(theirs["latency_s"] / max(mine["latency_s"], 1e-9), 2),
+        )
     return out

@@ -4,9 +4,9 @@ right or both get wrong, which carry no evidence either way)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
-from typing import Sequence
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -22,8 +22,9 @@ class Interval:
         return {"mean": round(self.mean, 4), "low": round(self.low, 4), "high": round(self.high, 4)}
 
 
-def bootstrap_ci(values: Sequence[float], resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
-                 seed: int = 0) -> Interval:
+def bootstrap_ci(
+    values: Sequence[float], resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> Interval:
     """Percentile bootstrap of the mean: resample the examples with replacement `resamples` times
     (seeded, so a report is reproducible) and take the middle `confidence` share of the means."""
     import numpy as np
@@ -61,5 +62,5 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNem
     discordant = only_a + only_b
     if discordant == 0:
         return McNemar(0, 0, 1.0)
-    tail = sum(comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2 ** discordant
+    tail = sum(comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2**discordant
     return McNemar(only_a, only_b, min(1.0, 2 * tail))

@@ -8,10 +8,11 @@ build it with `System(name, weights, prepare=...)` and pass it to `evaluate_run(
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ..runs import Manifest
 from .endpoint import Endpoint
@@ -59,13 +60,21 @@ def few_shot_prepare(train: Sequence[Messages], k: int, seed: int = 0) -> Callab
     return lambda prompt: with_shots(prompt, drawn.get(system_text(prompt), fallback))
 
 
-def default_systems(few_shot: Callable[[Messages], Messages] | None, shots: int = 0,
-                    endpoints: Sequence[Endpoint] = ()) -> list[System]:
+def default_systems(
+    few_shot: Callable[[Messages], Messages] | None, shots: int = 0, endpoints: Sequence[Endpoint] = ()
+) -> list[System]:
     """Base zero-shot, base few-shot (when a few-shot prompt builder is given), fine-tuned, then each endpoint."""
     systems = [System(BASE, BASE, "the base model, the test prompt as is")]
     if few_shot is not None:
-        systems.append(System(FEW_SHOT, BASE, f"the base model with {shots} training conversations of the same task "
-                              "before the prompt", prepare=few_shot, shots=shots))
+        systems.append(
+            System(
+                FEW_SHOT,
+                BASE,
+                f"the base model with {shots} training conversations of the same task before the prompt",
+                prepare=few_shot,
+                shots=shots,
+            )
+        )
     systems.append(System(FINE_TUNED, FINE_TUNED, "the fine-tuned model, the test prompt as is"))
     systems += [System(e.name, None, f"{e.model} at {e.url}", endpoint=e) for e in endpoints]
     return systems
@@ -85,7 +94,7 @@ class LocalWeights:
     _merged: bool = False
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "LocalWeights":
+    def load(cls, run_dir: str | Path) -> LocalWeights:
         from ..runs.load import load_trained
 
         model, tokenizer, manifest = load_trained(run_dir)

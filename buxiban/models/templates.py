@@ -36,43 +36,62 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "chatml": Family(("<|im_start|>", "<|im_end|>"),
-                     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
-                     " + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-                     "{% endif %}",
-                     "Qwen 2/2.5, SmolLM2, Hermes"),
-    "llama3": Family(("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-                     "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role']"
-                     " + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-                     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
-                     "Llama 3, 3.1, 3.2, 3.3"),
-    "gemma": Family(("<start_of_turn>", "<end_of_turn>"),
-                    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] | trim"
-                    " + '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}"
-                    "{% endif %}{% for message in turns %}{{ '<start_of_turn>' + ('model' if message['role'] == "
-                    "'assistant' else message['role']) + '\n' + (prefix if loop.first else '') + message['content']"
-                    " | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
-                    "{{ '<start_of_turn>model\n' }}{% endif %}",
-                    "Gemma 2, Gemma 3"),
-    "phi3": Family(("<|user|>", "<|assistant|>", "<|end|>"),
-                   "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-                   "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
-                   "Phi-3, Phi-3.5"),
-    "granite": Family(("<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"),
-                      "{% for message in messages %}{{ '<|start_of_role|>' + message['role'] + '<|end_of_role|>'"
-                      " + message['content'] + '<|end_of_text|>\n' }}{% endfor %}{% if add_generation_prompt %}"
-                      "{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}",
-                      "Granite 3, Granite 4"),
-    "mistral": Family(("[INST]", "[/INST]"),
-                      "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content']"
-                      " + '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}"
-                      "{% set turns = messages %}{% endif %}{% for message in turns %}{% if message['role'] == 'user' %}"
-                      "{{ '[INST]' + (prefix if loop.first else '') + message['content'] + '[/INST]' }}{% else %}"
-                      "{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
-                      "Mistral 7B v0.3, Mistral Nemo, Mistral Small (control-token vocabularies)"),
+    "chatml": Family(
+        ("<|im_start|>", "<|im_end|>"),
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
+        " + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+        "{% endif %}",
+        "Qwen 2/2.5, SmolLM2, Hermes",
+    ),
+    "llama3": Family(
+        ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role']"
+        " + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+        "Llama 3, 3.1, 3.2, 3.3",
+    ),
+    "gemma": Family(
+        ("<start_of_turn>", "<end_of_turn>"),
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] | trim"
+        " + '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}"
+        "{% endif %}{% for message in turns %}{{ '<start_of_turn>' + ('model' if message['role'] == "
+        "'assistant' else message['role']) + '\n' + (prefix if loop.first else '') + message['content']"
+        " | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<start_of_turn>model\n' }}{% endif %}",
+        "Gemma 2, Gemma 3",
+    ),
+    "phi3": Family(
+        ("<|user|>", "<|assistant|>", "<|end|>"),
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}",
+        "Phi-3, Phi-3.5",
+    ),
+    "granite": Family(
+        ("<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"),
+        "{% for message in messages %}{{ '<|start_of_role|>' + message['role'] + '<|end_of_role|>'"
+        " + message['content'] + '<|end_of_text|>\n' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_of_role|>assistant<|end_of_role|>' }}{% endif %}",
+        "Granite 3, Granite 4",
+    ),
+    "mistral": Family(
+        ("[INST]", "[/INST]"),
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content']"
+        " + '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}"
+        "{% set turns = messages %}{% endif %}{% for message in turns %}{% if message['role'] == 'user' %}"
+        "{{ '[INST]' + (prefix if loop.first else '') + message['content'] + '[/INST]' }}{% else %}"
+        "{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
+        "Mistral 7B v0.3, Mistral Nemo, Mistral Small (control-token vocabularies)",
+    ),
 }
-ALIASES = {"qwen": "chatml", "qwen2": "chatml", "smollm": "chatml", "llama": "llama3", "gemma3": "gemma",
-           "phi": "phi3", "phi-3": "phi3"}
+ALIASES = {
+    "qwen": "chatml",
+    "qwen2": "chatml",
+    "smollm": "chatml",
+    "llama": "llama3",
+    "gemma3": "gemma",
+    "phi": "phi3",
+    "phi-3": "phi3",
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,11 @@ def choices() -> str:
 
 def _in_vocabulary(tokenizer, marker: str) -> bool:
     ids = tokenizer.convert_tokens_to_ids(marker)
-    return ids is not None and ids != tokenizer.unk_token_id and len(tokenizer.encode(marker, add_special_tokens=False)) == 1
+    return (
+        ids is not None
+        and ids != tokenizer.unk_token_id
+        and len(tokenizer.encode(marker, add_special_tokens=False)) == 1
+    )
 
 
 def detect_family(tokenizer) -> str | None:
@@ -114,8 +137,10 @@ def choose_template(tokenizer, spec: str | None = AUTO, model_name: str = "the m
             return ChosenTemplate(own, "model", "model")
         family = detect_family(tokenizer)
         if family is None:
-            raise ModelLoadError(f"{model_name} has no chat template (a base model?) and its vocabulary has none of the "
-                                 f"known families' turn markers; set template: to a Jinja file, or to one of: {choices()}")
+            raise ModelLoadError(
+                f"{model_name} has no chat template (a base model?) and its vocabulary has none of the "
+                f"known families' turn markers; set template: to a Jinja file, or to one of: {choices()}"
+            )
         return ChosenTemplate(FAMILIES[family].template, family, "family")
     name = ALIASES.get(spec.lower(), spec.lower())
     if name in FAMILIES:
@@ -123,8 +148,10 @@ def choose_template(tokenizer, spec: str | None = AUTO, model_name: str = "the m
         if missing:
             detected = detect_family(tokenizer)
             hint = f"; its vocabulary fits template: {detected}" if detected else ""
-            raise ModelLoadError(f"template: {name} needs {', '.join(missing)} as single tokens, and {model_name}'s "
-                                 f"vocabulary lacks them{hint}")
+            raise ModelLoadError(
+                f"template: {name} needs {', '.join(missing)} as single tokens, and {model_name}'s "
+                f"vocabulary lacks them{hint}"
+            )
         return ChosenTemplate(FAMILIES[name].template, name, "family")
     path = Path(spec).expanduser()
     if path.suffix in (".jinja", ".j2", ".txt") or path.exists():
@@ -135,34 +162,12 @@ def choose_template(tokenizer, spec: str | None = AUTO, model_name: str = "the m
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"cannot read the template file {path}: {exc}") from exc
         return ChosenTemplate(text, path.name, "file")
-    raise ModelLoadError(f"template: {spec!r} is neither auto, a family name nor a .jinja file; the families are: {choices()}")
+    raise ModelLoadError(
+        f"template: {spec!r} is neither auto, a family name nor a .jinja file; the families are: {choices()}"
+    )
 
 
 def use_template(tokenizer, chosen: ChosenTemplate) -> None:
     tokenizer.chat_template = chosen.text
     if hasattr(tokenizer, "_buxiban_renderer"):  # data/tokenize.py caches the compiled template
         del tokenizer._buxiban_renderer
-
-
-def end_of_turn_ids(tokenizer) -> list[int]:
-    """The token(s) that end an assistant turn in the tokenizer's template: the first special token
-    rendered after an answer (Gemma's <end_of_turn>, Llama 3's <|eot_id|>, ChatML's <|im_end|>, Phi's
-    <|end|>). Derived from the template itself, so a template chosen by the user stops where it trains."""
-    from ..data.tokenize import render
-
-    answer = "Fine, thanks."
-    conversation = [{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": answer}]
-    try:
-        prompt = render(tokenizer, conversation[:1], add_generation_prompt=True)
-        full = render(tokenizer, conversation)
-    except Exception:  # a template that cannot render this probe: eos is all we know
-        return []
-    at = full.find(answer, len(prompt) if full.startswith(prompt) else 0)
-    if at < 0:
-        return []
-    suffix = full[at + len(answer):]
-    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    for token in tokenizer(suffix, add_special_tokens=False)["input_ids"]:
-        if token in special:
-            return [token]
-    return []

@@ -32,8 +32,16 @@ class Baseline:
         return max(self.scores.items(), key=lambda item: (item[1]["exact_match"], item[1]["token_f1"]))
 
 
-def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | Path, shots: int = 3,
-                     limit: int | None = None, max_new_tokens: int = 96, batch_size: int = 16) -> Baseline:
+def measure_baseline(
+    model,
+    tokenizer,
+    train_file: str | Path,
+    test_file: str | Path,
+    shots: int = 3,
+    limit: int | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 16,
+) -> Baseline:
     from ..data.records import load_chat_jsonl
     from ..data.tokenize import encode_prompt
     from ..eval.compare import split_prompt
@@ -43,8 +51,10 @@ def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | 
 
     conversations = load_chat_jsonl(test_file)
     if not conversations:
-        raise DataError(f"{test_file} has no test examples", [Problem(str(test_file), "is empty",
-                                                                      fix="give held-out conversations to measure on")])
+        raise DataError(
+            f"{test_file} has no test examples",
+            [Problem(str(test_file), "is empty", fix="give held-out conversations to measure on")],
+        )
     chosen = conversations[:limit] if limit else conversations
     questions, references = zip(*(split_prompt(c.messages) for c in chosen))
     prompts = {"zero-shot": list(questions)}
@@ -59,8 +69,9 @@ def measure_baseline(model, tokenizer, train_file: str | Path, test_file: str | 
         result.seconds[name] = round(time.perf_counter() - started, 2)
         result.scores[name] = mean_scores([score_answer(a, r) for a, r in zip(answers, references)])
         result.prompt_tokens[name] = round(sum(len(encode_prompt(tokenizer, p)) for p in batch) / len(batch), 1)
-    result.answer_tokens = round(sum(len(tokenizer.encode(r, add_special_tokens=False)) for r in references)
-                                 / len(references), 1)
+    result.answer_tokens = round(
+        sum(len(tokenizer.encode(r, add_special_tokens=False)) for r in references) / len(references), 1
+    )
     result.requests_per_second = round(len(chosen) / max(1e-9, result.seconds["zero-shot"]), 3)
     return result
 
@@ -82,8 +93,12 @@ def target_verdict(baseline: Baseline, target: float | None, metric: str = "exac
         return None
     name, scores = baseline.best
     if scores[metric] >= target:
-        return (f"{name} already reaches the target {metric} {target:g} ({scores[metric]:.3f} on {baseline.used} test "
-                "questions): fine-tuning may not be needed. Ship the prompt first; fine-tune only if the saved prompt "
-                "tokens (below) or latency matter, or if a larger test set shows the score does not hold.")
-    return (f"the best prompt ({name}) reaches {metric} {scores[metric]:.3f}, short of the target {target:g}: "
-            "fine-tuning is worth trying; compare its eval score with this baseline.")
+        return (
+            f"{name} already reaches the target {metric} {target:g} ({scores[metric]:.3f} on {baseline.used} test "
+            "questions): fine-tuning may not be needed. Ship the prompt first; fine-tune only if the saved prompt "
+            "tokens (below) or latency matter, or if a larger test set shows the score does not hold."
+        )
+    return (
+        f"the best prompt ({name}) reaches {metric} {scores[metric]:.3f}, short of the target {target:g}: "
+        "fine-tuning is worth trying; compare its eval score with this baseline."
+    )

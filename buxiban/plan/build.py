@@ -4,9 +4,10 @@ serving it would cost. Validation first; the model is touched only once the inpu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import DataError, PlanError, Problem
 from .hosted import hosted_training, load_prices
@@ -45,7 +46,11 @@ def check_options(options: PlanOptions) -> list[Problem]:
     if not Path(options.train).is_file():
         bad(options.train, "does not exist", "give the training JSONL file")
     if options.test is not None and not Path(options.test).is_file():
-        bad(options.test, "does not exist", "give held-out conversations with --test, or leave it out to skip the baseline")
+        bad(
+            options.test,
+            "does not exist",
+            "give held-out conversations with --test, or leave it out to skip the baseline",
+        )
     if options.method is not None and options.method not in METHODS:
         bad("--method", f"is '{options.method}'", f"use one of {', '.join(METHODS)}")
     if options.target is not None and not 0.0 <= options.target <= 1.0:
@@ -63,8 +68,11 @@ def check_options(options: PlanOptions) -> list[Problem]:
     if options.max_new_tokens < 1:
         bad("--max-new-tokens", f"is {options.max_new_tokens}", "let answers have at least 1 token")
     if options.calibration_steps < 1 or options.warmup_steps < 0:
-        bad("--calibration-steps", f"is {options.calibration_steps} (warm-up {options.warmup_steps})",
-            "time at least 1 step after at least 0 warm-up steps")
+        bad(
+            "--calibration-steps",
+            f"is {options.calibration_steps} (warm-up {options.warmup_steps})",
+            "time at least 1 step after at least 0 warm-up steps",
+        )
     return problems
 
 
@@ -102,16 +110,29 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
     local = local_section(config, tokenizer, source, options, log)
     check = check_file(options.train, tokenizer, config.data.max_length, test_file=options.test)
     if not check.ok:
-        raise DataError(f"{options.train} has {len(check.problems)} problem(s); fix them before planning", check.problems)
-    plan: dict[str, Any] = {"train_file": options.train, "model": source.name, "method": config.adapter,
-                            "data": data_section(check)}
+        raise DataError(
+            f"{options.train} has {len(check.problems)} problem(s); fix them before planning", check.problems
+        )
+    plan: dict[str, Any] = {
+        "train_file": options.train,
+        "model": source.name,
+        "method": config.adapter,
+        "data": data_section(check),
+    }
 
     lengths = example_lengths(options.train, tokenizer)
-    note = (f"token counts use {source.name}'s tokenizer and chat template, not OpenAI's; OpenAI's own count for "
-            f"{options.hosted_model} differs (another tokenizer, a few tokens of overhead per message)")
+    note = (
+        f"token counts use {source.name}'s tokenizer and chat template, not OpenAI's; OpenAI's own count for "
+        f"{options.hosted_model} differs (another tokenizer, a few tokens of overhead per message)"
+    )
     hosted = hosted_training(lengths, options.hosted_model, prices, options.epochs, note).to_dict()
-    hosted["price_file"] = {"path": prices.path, "version": prices.version, "read_on": prices.read_on,
-                            "source": prices.source, "note": prices.note}
+    hosted["price_file"] = {
+        "path": prices.path,
+        "version": prices.version,
+        "read_on": prices.read_on,
+        "source": prices.source,
+        "note": prices.note,
+    }
     plan["hosted"] = hosted
 
     plan["local"] = local
@@ -123,9 +144,14 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
 
 def data_section(check) -> dict[str, Any]:
     stats = check.stats
-    return {"ok": check.ok, "examples": stats.get("examples", 0), "sufficiency": stats.get("sufficiency"),
-            "total_tokens": stats.get("total_tokens"), "tokens_per_example": stats.get("tokens_per_example"),
-            "findings": [{"kind": f.kind, "message": f.message, "count": f.count} for f in check.findings]}
+    return {
+        "ok": check.ok,
+        "examples": stats.get("examples", 0),
+        "sufficiency": stats.get("sufficiency"),
+        "total_tokens": stats.get("total_tokens"),
+        "tokens_per_example": stats.get("tokens_per_example"),
+        "findings": [{"kind": f.kind, "message": f.message, "count": f.count} for f in check.findings],
+    }
 
 
 def example_lengths(train_file: str, tokenizer) -> list[int]:
@@ -146,9 +172,13 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     from .local import calibrate, local_money, predict_time, resident_mib, run_data
 
     data = run_data(config, tokenizer)
-    section: dict[str, Any] = {"config": options.config or "defaults", "batch_size": config.train.batch_size,
-                               "grad_accum": config.train.grad_accum, "max_length": config.data.max_length,
-                               "notes": []}
+    section: dict[str, Any] = {
+        "config": options.config or "defaults",
+        "batch_size": config.train.batch_size,
+        "grad_accum": config.train.grad_accum,
+        "max_length": config.data.max_length,
+        "notes": [],
+    }
     calibration = None
     try:
         check_adapter_supported(config.adapter)
@@ -167,27 +197,60 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
 
     packed = packs_rows(config)
     _, steps = total_steps(config, len(data.train_lengths))
-    stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps, packed, config.train.micro_batch_tokens)
+    stats = step_stats(
+        data.train_lengths,
+        data.train_trained,
+        config.train.batch_size,
+        config.train.grad_accum,
+        config.train.seed,
+        steps,
+        packed,
+        config.train.micro_batch_tokens,
+    )
     memory = {}
     for method in METHODS:
         shape, counts = parameter_counts(source.path, method, config, config.trust_remote_code)
-        memory[method] = estimate_peak(shape, counts, method, stats.most_batch_tokens, stats.most_trained, autocast,
-                                       int(framework), config.lora.r, config.train.gradient_checkpointing)
+        memory[method] = estimate_peak(
+            shape,
+            counts,
+            method,
+            stats.most_batch_tokens,
+            stats.most_trained,
+            autocast,
+            int(framework),
+            config.lora.r,
+            config.train.gradient_checkpointing,
+        )
         if method == "qlora":
             memory[method]["note"] = "needs a CUDA GPU (bitsandbytes NF4); on CPU use lora"
     section["memory"] = memory
     section["autocast_bf16"] = autocast
     if calibration is not None:  # the estimate checked against what the calibration run really used
-        calib = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                           config.train.seed, calibration.warmup_steps + calibration.measured_steps, packed,
-                           config.train.micro_batch_tokens)
+        calib = step_stats(
+            data.train_lengths,
+            data.train_trained,
+            config.train.batch_size,
+            config.train.grad_accum,
+            config.train.seed,
+            calibration.warmup_steps + calibration.measured_steps,
+            packed,
+            config.train.micro_batch_tokens,
+        )
         shape, counts = parameter_counts(source.path, config.adapter, config, config.trust_remote_code)
         section["calibration_check"] = {
-            "estimated_peak_mib": estimate_peak(shape, counts, config.adapter, calib.most_batch_tokens, calib.most_trained,
-                                                autocast, int(framework), config.lora.r,
-                                                config.train.gradient_checkpointing)["peak_mib"],
-            "measured_peak_rss_mib": calibration.peak_rss_mib}
+            "estimated_peak_mib": estimate_peak(
+                shape,
+                counts,
+                config.adapter,
+                calib.most_batch_tokens,
+                calib.most_trained,
+                autocast,
+                int(framework),
+                config.lora.r,
+                config.train.gradient_checkpointing,
+            )["peak_mib"],
+            "measured_peak_rss_mib": calibration.peak_rss_mib,
+        }
     return section
 
 
@@ -198,15 +261,23 @@ def baseline_sections(config, options: PlanOptions, prices: dict[str, float], lo
 
     model, tokenizer, _ = load(config.model, config.trust_remote_code, config.template)
     log(f"baseline: answering {options.limit or 'all'} test questions zero-shot and {options.shots}-shot")
-    baseline = measure_baseline(model, tokenizer, options.train, options.test, options.shots, options.limit,
-                                options.max_new_tokens)
+    baseline = measure_baseline(
+        model, tokenizer, options.train, options.test, options.shots, options.limit, options.max_new_tokens
+    )
     del model
     section = baseline.to_dict()
     section["best"] = baseline.best[0]
     section["verdict"] = target_verdict(baseline, options.target)
     names = list(baseline.prompt_tokens)
     short, longest = baseline.prompt_tokens[names[0]], baseline.prompt_tokens[names[-1]]
-    using = using_it(options.daily_requests, longest, short, baseline.answer_tokens, prices, options.price_per_hour,
-                     baseline.requests_per_second)
+    using = using_it(
+        options.daily_requests,
+        longest,
+        short,
+        baseline.answer_tokens,
+        prices,
+        options.price_per_hour,
+        baseline.requests_per_second,
+    )
     using["hosted_model"] = options.hosted_model
     return section, using

@@ -12,10 +12,11 @@ made; lowered to floor(25000 / examples) when more than 25,000 would be; never b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import PlanError
 
@@ -46,8 +47,10 @@ class PriceTable:
     def price(self, model: str) -> dict[str, float]:
         if model not in self.models:
             known = ", ".join(sorted(self.models))
-            raise PlanError(f"no price for hosted model '{model}' in {self.path}: known models are {known} "
-                            "(add it to the price file, with the date you read it and the source)")
+            raise PlanError(
+                f"no price for hosted model '{model}' in {self.path}: known models are {known} "
+                "(add it to the price file, with the date you read it and the source)"
+            )
         return self.models[model]
 
 
@@ -77,12 +80,15 @@ def _price_table(raw: Any, where: str) -> PriceTable:
     for name, prices in raw["models"].items():
         bad = [k for k in PRICE_KEYS if not isinstance((prices or {}).get(k), (int, float)) or prices[k] < 0]
         if bad:
-            raise PlanError(f"{where}: models.{name}: {', '.join(bad)} must be non-negative numbers (USD per 1M tokens)")
+            raise PlanError(
+                f"{where}: models.{name}: {', '.join(bad)} must be non-negative numbers (USD per 1M tokens)"
+            )
         models[name] = {k: float(prices[k]) for k in PRICE_KEYS}
     known = EpochRule.__dataclass_fields__
     rule = EpochRule(**{k: int(v) for k, v in raw.get("epochs_rule", {}).items() if k in known})
-    return PriceTable(models, rule, str(raw["read_on"]), str(raw["source"]), int(raw["version"]),
-                      str(raw.get("note", "")), where)
+    return PriceTable(
+        models, rule, str(raw["read_on"]), str(raw["source"]), int(raw["version"]), str(raw.get("note", "")), where
+    )
 
 
 def auto_epochs(examples: int, rule: EpochRule = EpochRule()) -> int:
@@ -120,12 +126,21 @@ class HostedTraining:
         return dict(self.__dict__)
 
 
-def hosted_training(lengths: list[int], model: str, table: PriceTable, epochs: int | None = None,
-                    tokenizer_note: str = "") -> HostedTraining:
+def hosted_training(
+    lengths: list[int], model: str, table: PriceTable, epochs: int | None = None, tokenizer_note: str = ""
+) -> HostedTraining:
     """Training cost on the hosted API; `epochs` None means OpenAI's automatic choice."""
     prices = table.price(model)
     chosen = epochs if epochs is not None else auto_epochs(len(lengths), table.rule)
     per_epoch = billed_tokens(lengths, 1, table.rule.max_tokens_per_example)
     billed = per_epoch * chosen
-    return HostedTraining(model, chosen, "given" if epochs is not None else "auto (OpenAI's rule)", per_epoch, billed,
-                          dollars(billed, prices["training"]), prices, tokenizer_note)
+    return HostedTraining(
+        model,
+        chosen,
+        "given" if epochs is not None else "auto (OpenAI's rule)",
+        per_epoch,
+        billed,
+        dollars(billed, prices["training"]),
+        prices,
+        tokenizer_note,
+    )

@@ -30,18 +30,31 @@ def servers_needed(daily_requests: int, requests_per_second: float | None) -> in
     return max(1, math.ceil(daily_requests / 86_400 / requests_per_second))
 
 
-def using_it(daily_requests: int, shots_tokens: float, short_tokens: float, output_tokens: float,
-             prices: dict[str, float], price_per_hour: float | None, requests_per_second: float | None) -> dict[str, Any]:
+def using_it(
+    daily_requests: int,
+    shots_tokens: float,
+    short_tokens: float,
+    output_tokens: float,
+    prices: dict[str, float],
+    price_per_hour: float | None,
+    requests_per_second: float | None,
+) -> dict[str, Any]:
     """Per-request and monthly costs of the three ways to serve, and the break-even volume."""
     few_shot = per_request_usd(shots_tokens, output_tokens, prices)
     fine_tuned = per_request_usd(short_tokens, output_tokens, prices)
     result: dict[str, Any] = {
         "daily_requests": daily_requests,
         "prompt_tokens_saved_per_request": round(shots_tokens - short_tokens, 1),
-        "tokens_per_request": {"few_shot_prompt": shots_tokens, "fine_tuned_prompt": short_tokens, "output": output_tokens},
+        "tokens_per_request": {
+            "few_shot_prompt": shots_tokens,
+            "fine_tuned_prompt": short_tokens,
+            "output": output_tokens,
+        },
         "per_request_usd": {"hosted_few_shot": few_shot, "hosted_fine_tuned": fine_tuned},
-        "monthly_usd": {"hosted_few_shot": round(DAYS_PER_MONTH * daily_requests * few_shot, 2),
-                        "hosted_fine_tuned": round(DAYS_PER_MONTH * daily_requests * fine_tuned, 2)},
+        "monthly_usd": {
+            "hosted_few_shot": round(DAYS_PER_MONTH * daily_requests * few_shot, 2),
+            "hosted_fine_tuned": round(DAYS_PER_MONTH * daily_requests * fine_tuned, 2),
+        },
         "self_hosted_requests_per_second": requests_per_second,
         "seed_rule_tokens_per_day": SEED_RULE_TOKENS_PER_DAY,
         "your_tokens_per_day": round(daily_requests * (short_tokens + output_tokens)),
@@ -57,7 +70,8 @@ def using_it(daily_requests: int, shots_tokens: float, short_tokens: float, outp
     result["one_server_capacity_per_day"] = capacity
     result["break_even_daily_requests"] = {
         name: break_even(one_server_per_day, cost, capacity)
-        for name, cost in (("vs_hosted_few_shot", few_shot), ("vs_hosted_fine_tuned", fine_tuned))}
+        for name, cost in (("vs_hosted_few_shot", few_shot), ("vs_hosted_fine_tuned", fine_tuned))
+    }
     return result
 
 

@@ -19,9 +19,10 @@ import itertools
 import json
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import PlanError
 
@@ -69,8 +70,12 @@ def run_data(config, tokenizer) -> RunData:
     prepared, val_prepared = sft_datasets(config, conversations, tokenizer)
     if not prepared.examples:
         raise PlanError(f"no training example of {config.data.train} fits data.max_length={config.data.max_length}")
-    return RunData(conversations.company, [len(e.input_ids) for e in prepared.examples],
-                   [e.trained_tokens for e in prepared.examples], [len(e.input_ids) for e in val_prepared.examples])
+    return RunData(
+        conversations.company,
+        [len(e.input_ids) for e in prepared.examples],
+        [e.trained_tokens for e in prepared.examples],
+        [len(e.input_ids) for e in val_prepared.examples],
+    )
 
 
 def total_steps(config, train_examples: int) -> tuple[int, int]:
@@ -85,8 +90,16 @@ def batch_tokens(lengths: Sequence[int], padding_free: bool) -> int:
     return sum(lengths) if padding_free else max(lengths) * len(lengths)
 
 
-def step_stats(lengths: Sequence[int], trained: Sequence[int], batch_size: int, grad_accum: int, seed: int,
-               steps: int, padding_free: bool = False, budget: int = 0) -> StepStats:
+def step_stats(
+    lengths: Sequence[int],
+    trained: Sequence[int],
+    batch_size: int,
+    grad_accum: int,
+    seed: int,
+    steps: int,
+    padding_free: bool = False,
+    budget: int = 0,
+) -> StepStats:
     """Tokens computed on in each optimizer step, drawing batches the way train_sft does (a micro-batch
     split into pieces of at most `budget` tokens, as train.micro_batch_tokens does)."""
     from ..train.batching import batch_stream, within_token_budget
@@ -110,7 +123,7 @@ def step_stats(lengths: Sequence[int], trained: Sequence[int], batch_size: int, 
 def validation_padded(lengths: Sequence[int], batch_size: int, padding_free: bool = False) -> int:
     """Validation batches are sorted by length (train/sft.py validation_loss): little padding."""
     ordered = sorted(lengths)
-    return sum(batch_tokens(ordered[i:i + batch_size], padding_free) for i in range(0, len(ordered), batch_size))
+    return sum(batch_tokens(ordered[i : i + batch_size], padding_free) for i in range(0, len(ordered), batch_size))
 
 
 def resident_mib() -> float:
@@ -133,8 +146,9 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int = 5,
-              log: Callable[[str], None] = lambda _: None) -> Calibration:
+def calibrate(
+    config, data: RunData, warmup_steps: int = 3, measured_steps: int = 5, log: Callable[[str], None] = lambda _: None
+) -> Calibration:
     """A few real optimizer steps on the run's own first batches; seconds per padded token after warm-up."""
     import torch  # noqa: F401  (imported before the framework size is read)
     import transformers  # noqa: F401
@@ -148,33 +162,54 @@ def calibrate(config, data: RunData, warmup_steps: int = 3, measured_steps: int 
     steps = warmup_steps + measured_steps
     with tempfile.TemporaryDirectory(prefix="buxiban-plan-") as workdir:
         train_file = Path(workdir) / "train.jsonl"
-        with train_file.open("w", encoding="utf-8") as out:  # the run's own training split: same batches, no validation pass
+        with train_file.open(
+            "w", encoding="utf-8"
+        ) as out:  # the run's own training split: same batches, no validation pass
             for conversation in data.train_conversations:
                 out.write(json.dumps({"messages": conversation.messages}, ensure_ascii=False) + "\n")
         probe = copy.deepcopy(config)
         probe.output_dir = str(Path(workdir) / "run")
         probe.data.train, probe.data.validation, probe.data.validation_fraction = str(train_file), None, 0.0
-        probe.train.max_steps, probe.train.checkpoint_every, probe.train.eval_every = steps, 10 ** 9, 10 ** 9
+        probe.train.max_steps, probe.train.checkpoint_every, probe.train.eval_every = steps, 10**9, 10**9
         probe.train.tracking, probe.train.early_stopping_patience = [], None
         log(f"calibrating: {steps} optimizer steps of the real training loop ({warmup_steps} warm-up, not timed)")
         train_sft(probe, progress=False, log=lambda _: None)
         times = [m["time"] for m in read_metrics(probe.output_dir) if "loss" in m]
     if len(times) < steps:
         raise PlanError(f"the calibration run logged {len(times)} of {steps} steps")
-    stats = step_stats(data.train_lengths, data.train_trained, config.train.batch_size, config.train.grad_accum,
-                       config.train.seed, steps, packs_rows(config), config.train.micro_batch_tokens)
+    stats = step_stats(
+        data.train_lengths,
+        data.train_trained,
+        config.train.batch_size,
+        config.train.grad_accum,
+        config.train.seed,
+        steps,
+        packs_rows(config),
+        config.train.micro_batch_tokens,
+    )
     # Step k is logged when it ends; the timed window runs from the end of the last warm-up step.
     seconds = times[steps - 1] - times[warmup_steps - 1] if warmup_steps else times[-1] - times[0]
     padded = sum(stats.padded[warmup_steps:steps] if warmup_steps else stats.padded[1:steps])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cores = available_cores()
-    calibration = Calibration(warmup_steps, measured_steps, round(seconds, 3), padded, seconds / max(1, padded),
-                              round(peak_rss_mib(), 1), round(framework, 1), config.train.threads or cores, cores,
-                              None if load is None else round(load, 2))
+    calibration = Calibration(
+        warmup_steps,
+        measured_steps,
+        round(seconds, 3),
+        padded,
+        seconds / max(1, padded),
+        round(peak_rss_mib(), 1),
+        round(framework, 1),
+        config.train.threads or cores,
+        cores,
+        None if load is None else round(load, 2),
+    )
     if load is not None and load > cores + 0.5:
-        calibration.notes.append(f"the machine was busy while calibrating (load average {load:.1f} on {cores} cores): "
-                                 "the time below is what it would take under the same load; re-run plan on a quiet "
-                                 "machine for the unloaded time")
+        calibration.notes.append(
+            f"the machine was busy while calibrating (load average {load:.1f} on {cores} cores): "
+            "the time below is what it would take under the same load; re-run plan on a quiet "
+            "machine for the unloaded time"
+        )
     return calibration
 
 
@@ -188,22 +223,33 @@ def predict_time(config, data: RunData, calibration: Calibration, epochs: float 
     t = config.train
     per_epoch, steps = total_steps(config, len(data.train_lengths))
     packed = packs_rows(config)
-    stats = step_stats(data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed,
-                       t.micro_batch_tokens)
+    stats = step_stats(
+        data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed, t.micro_batch_tokens
+    )
     train_seconds = sum(stats.padded) * calibration.seconds_per_padded_token
     passes = 0
     if data.val_lengths:
         every = t.eval_every or per_epoch
         passes = sum(1 for s in range(steps) if (s + 1) % every == 0 or s + 1 == steps)
-    val_seconds = (passes * validation_padded(data.val_lengths, t.batch_size, packed)
-                   * calibration.seconds_per_padded_token
-                   * FORWARD_SHARE.get(config.adapter, 0.5))
-    return {"epochs": t.epochs if not t.max_steps else round(steps / per_epoch, 3), "steps": steps,
-            "train_examples": len(data.train_lengths), "padded_tokens": sum(stats.padded),
-            "real_tokens": round(sum(data.train_lengths) * steps / per_epoch),
-            "validation_passes": passes, "seconds": round(train_seconds + val_seconds, 1),
-            "training_seconds": round(train_seconds, 1), "validation_seconds": round(val_seconds, 1),
-            "longest_row": stats.longest_row, "most_trained_in_batch": stats.most_trained}
+    val_seconds = (
+        passes
+        * validation_padded(data.val_lengths, t.batch_size, packed)
+        * calibration.seconds_per_padded_token
+        * FORWARD_SHARE.get(config.adapter, 0.5)
+    )
+    return {
+        "epochs": t.epochs if not t.max_steps else round(steps / per_epoch, 3),
+        "steps": steps,
+        "train_examples": len(data.train_lengths),
+        "padded_tokens": sum(stats.padded),
+        "real_tokens": round(sum(data.train_lengths) * steps / per_epoch),
+        "validation_passes": passes,
+        "seconds": round(train_seconds + val_seconds, 1),
+        "training_seconds": round(train_seconds, 1),
+        "validation_seconds": round(val_seconds, 1),
+        "longest_row": stats.longest_row,
+        "most_trained_in_batch": stats.most_trained,
+    }
 
 
 def local_money(seconds: float, price_per_hour: float | None) -> float | None:

@@ -44,12 +44,19 @@ class ModelShape:
     vocab: int
 
     @classmethod
-    def from_config(cls, config) -> "ModelShape":
+    def from_config(cls, config) -> ModelShape:
         hidden = config.hidden_size
         heads = getattr(config, "num_attention_heads", 1)
         head_dim = getattr(config, "head_dim", None) or hidden // heads
-        return cls(config.num_hidden_layers, hidden, getattr(config, "intermediate_size", 4 * hidden), heads,
-                   getattr(config, "num_key_value_heads", None) or heads, head_dim, config.vocab_size)
+        return cls(
+            config.num_hidden_layers,
+            hidden,
+            getattr(config, "intermediate_size", 4 * hidden),
+            heads,
+            getattr(config, "num_key_value_heads", None) or heads,
+            head_dim,
+            config.vocab_size,
+        )
 
     @property
     def q_width(self) -> int:
@@ -109,9 +116,17 @@ def selective_activation_bytes(shape: ModelShape, adapter: str, autocast: bool, 
     return per_token
 
 
-def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_tokens: int, trained_tokens: int,
-                  autocast: bool, framework_bytes: int, lora_rank: int = 16,
-                  gradient_checkpointing: bool | str = False) -> dict[str, Any]:
+def estimate_peak(
+    shape: ModelShape,
+    counts: Counts,
+    adapter: str,
+    batch_tokens: int,
+    trained_tokens: int,
+    autocast: bool,
+    framework_bytes: int,
+    lora_rank: int = 16,
+    gradient_checkpointing: bool | str = False,
+) -> dict[str, Any]:
     """The parts of the peak, in MiB, and their sum. `batch_tokens`: the most tokens one micro-batch
     computes on; `gradient_checkpointing`: False, True (whole blocks) or "selective"."""
     tokens = batch_tokens
@@ -136,16 +151,31 @@ def estimate_peak(shape: ModelShape, counts: Counts, adapter: str, batch_tokens:
         activations = tokens * per_layer * counts.trained_blocks
     logits = min(trained_tokens, HEAD_CHUNK) * shape.vocab * ((2 if autocast else 4) + 4)  # head output + fp32 copy
     transient = (ALLOCATOR_FACTOR - 1) * (casts + activations + logits)
-    parts = {"framework": framework_bytes, "weights": weights, "gradients": counts.trainable * 4,
-             "optimizer": counts.trainable * 8, "weight_casts": casts, "activations": activations, "logits": logits,
-             "backward_and_allocator": transient}
+    parts = {
+        "framework": framework_bytes,
+        "weights": weights,
+        "gradients": counts.trainable * 4,
+        "optimizer": counts.trainable * 8,
+        "weight_casts": casts,
+        "activations": activations,
+        "logits": logits,
+        "backward_and_allocator": transient,
+    }
     breakdown = {name: round(value / MIB, 1) for name, value in parts.items()}
-    return {"method": adapter, "peak_mib": round(sum(parts.values()) / MIB, 1), "parts_mib": breakdown,
-            "trainable_parameters": counts.trainable, "total_parameters": counts.total,
-            "batch_tokens": tokens, "activation_bytes_per_token_per_layer": per_layer}
+    return {
+        "method": adapter,
+        "peak_mib": round(sum(parts.values()) / MIB, 1),
+        "parts_mib": breakdown,
+        "trainable_parameters": counts.trainable,
+        "total_parameters": counts.total,
+        "batch_tokens": tokens,
+        "activation_bytes_per_token_per_layer": per_layer,
+    }
 
 
-def parameter_counts(model_dir: str, adapter: str, run_config, trust_remote_code: bool = False) -> tuple[ModelShape, Counts]:
+def parameter_counts(
+    model_dir: str, adapter: str, run_config, trust_remote_code: bool = False
+) -> tuple[ModelShape, Counts]:
     """Build the model on the meta device (no memory, no weights read) and make it trainable the way
     training will, so the counts are the real ones for any architecture PEFT supports."""
     import copy

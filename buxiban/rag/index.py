@@ -49,9 +49,15 @@ def embedding_text(heading: str, text: str) -> str:
     return f"{heading}\n{text}" if heading else text
 
 
-def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None = None,
-                embedder_spec: str | None = None, chunk_tokens: int = 160, overlap: int = 32,
-                bm25: bool = False) -> IndexReport:
+def build_index(
+    docs_dir: str | Path,
+    out: str | Path,
+    embedder: Embedder | None = None,
+    embedder_spec: str | None = None,
+    chunk_tokens: int = 160,
+    overlap: int = 32,
+    bm25: bool = False,
+) -> IndexReport:
     started = time.perf_counter()
     docs_dir, out = Path(docs_dir), Path(out)
     files = document_files(docs_dir)
@@ -63,8 +69,13 @@ def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None
         report = IndexReport()
         # an absolute path, so that `rag query` from another directory finds the same model
         spec = DEFAULT_EMBEDDER if embedder_spec in (None, "", DEFAULT_EMBEDDER) else str(Path(embedder_spec).resolve())
-        settings = {"embedder": embedder.identity, "embedder_spec": spec,
-                    "chunk_tokens": chunk_tokens, "overlap": overlap, "bm25": bm25}
+        settings = {
+            "embedder": embedder.identity,
+            "embedder_spec": spec,
+            "chunk_tokens": chunk_tokens,
+            "overlap": overlap,
+            "bm25": bm25,
+        }
         previous = store.meta()
         if any(previous.get(key) != value for key, value in settings.items() if key != "embedder_spec"):
             report.rebuilt = rebuild_reason(previous, settings)
@@ -87,7 +98,7 @@ def build_index(docs_dir: str | Path, out: str | Path, embedder: Embedder | None
             position = 0
             for name in todo:
                 rows = [(c.heading, c.ordinal, c.text) for c in chunked[name]]
-                store.add_file(name, hashes[name], rows, vectors[position:position + len(rows)])
+                store.add_file(name, hashes[name], rows, vectors[position : position + len(rows)])
                 position += len(rows)
             store.set_meta(settings)
         report.files, report.chunks = store.counts()

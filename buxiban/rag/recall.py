@@ -47,14 +47,22 @@ def read_questions(path: str | Path) -> list[Question]:
         except json.JSONDecodeError as exc:
             problems.append(Problem(where, f"not JSON ({exc.msg})"))
             continue
-        users = [m.get("content") for m in record.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+        users = [
+            m.get("content") for m in record.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"
+        ]
         source = (record.get("metadata") or {}).get("source")
         sources = (source,) if isinstance(source, str) else tuple(source or ())
         if not users or not isinstance(users[-1], str):
             problems.append(Problem(where, "has no user message", "messages", "add the question as a user message"))
         elif not sources:
-            problems.append(Problem(where, "is missing", "metadata.source",
-                                    "name the document that answers it, relative to the indexed folder"))
+            problems.append(
+                Problem(
+                    where,
+                    "is missing",
+                    "metadata.source",
+                    "name the document that answers it, relative to the indexed folder",
+                )
+            )
         else:
             questions.append(Question(users[-1], sources, str(record["metadata"].get("kind", "")), where))
     if problems:
@@ -66,9 +74,17 @@ def recall_at_k(index: RagIndex, questions: list[Question], k: int = 5, hybrid: 
     if not questions:
         raise RagError("no questions to score")
     indexed = index.store.file_hashes()
-    unknown = [Problem(q.where, f"names {s!r}, which is not in the index", "metadata.source",
-                       "use the path relative to the indexed folder, e.g. pricing.md")
-               for q in questions for s in q.sources if s not in indexed]
+    unknown = [
+        Problem(
+            q.where,
+            f"names {s!r}, which is not in the index",
+            "metadata.source",
+            "use the path relative to the indexed folder, e.g. pricing.md",
+        )
+        for q in questions
+        for s in q.sources
+        if s not in indexed
+    ]
     if unknown:
         raise DataError(f"{len(unknown)} source(s) are not documents of {index.path}", unknown)
     hits_by_kind: dict[str, list[bool]] = {}
@@ -80,5 +96,6 @@ def recall_at_k(index: RagIndex, questions: list[Question], k: int = 5, hybrid: 
         if not hit:
             misses.append((question, paths))
     hits = [hit for group in hits_by_kind.values() for hit in group]
-    return RecallReport(k, sum(hits) / len(hits), {kind: sum(g) / len(g) for kind, g in sorted(hits_by_kind.items())},
-                        misses, len(hits))
+    return RecallReport(
+        k, sum(hits) / len(hits), {kind: sum(g) / len(g) for kind, g in sorted(hits_by_kind.items())}, misses, len(hits)
+    )

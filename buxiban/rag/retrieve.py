@@ -32,8 +32,10 @@ from .store import StoredChunk, VectorStore
 
 RRF_K = 60  # the constant from Cormack et al. (2009): damps the weight of the very first ranks
 CONTEXT_HEADER = "Answer from these company documents; they are newer than anything you remember."
-STOPWORDS = frozenset("a an the is are was were be do does did i you we my your our of to in on for at by with "
-                      "and or it this that what which how when where who can will would should me".split())
+STOPWORDS = frozenset(
+    "a an the is are was were be do does did i you we my your our of to in on for at by with "
+    "and or it this that what which how when where who can will would should me".split()
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ class RagIndex:
             raise RagError(f"{self.path}: the index was never finished; run `buxiban rag index` again")
         self.embedder = embedder or Embedder.load(meta["embedder_spec"])
         if self.embedder.identity != meta["embedder"]:
-            raise RagError(f"{self.path}: built with embedder {meta['embedder']} but {self.embedder.identity} is loaded; "
-                           f"query with the same model or re-index with this one")
+            raise RagError(
+                f"{self.path}: built with embedder {meta['embedder']} but {self.embedder.identity} is loaded; "
+                f"query with the same model or re-index with this one"
+            )
         self.has_bm25 = self.store.has_bm25
 
     def search(self, question: str, k: int = 5, hybrid: bool | None = None) -> list[Chunk]:
@@ -97,8 +101,15 @@ class RagIndex:
 
 
 def _chunk(stored: StoredChunk, score: float, similarity: float | None, keyword_rank: int | None) -> Chunk:
-    return Chunk(stored.path, stored.heading, stored.text, float(score),
-                 None if similarity is None else float(similarity), keyword_rank, stored.id)
+    return Chunk(
+        stored.path,
+        stored.heading,
+        stored.text,
+        float(score),
+        None if similarity is None else float(similarity),
+        keyword_rank,
+        stored.id,
+    )
 
 
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:

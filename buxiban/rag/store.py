@@ -97,8 +97,12 @@ class VectorStore:
 
     def create_tables(self, dimension: int, bm25: bool) -> None:
         """Drops every chunk and vector: called when the embedder or chunking changed, which invalidates all."""
-        self.db.execute("drop table if exists vectors; drop table if exists keywords; delete from chunks; delete from files;")
-        self.db.execute(f"create virtual table vectors using vec0(embedding float[{int(dimension)}] distance_metric=cosine)")
+        self.db.execute(
+            "drop table if exists vectors; drop table if exists keywords; delete from chunks; delete from files;"
+        )
+        self.db.execute(
+            f"create virtual table vectors using vec0(embedding float[{int(dimension)}] distance_metric=cosine)"
+        )
         if bm25:
             # content-less would forbid deletes; a plain FTS5 table keyed by chunk id is simplest
             self.db.execute("create virtual table keywords using fts5(heading, text, tokenize='porter unicode61')")
@@ -120,12 +124,17 @@ class VectorStore:
     def add_file(self, path: str, sha256: str, chunks: list[tuple[str, int, str]], vectors) -> None:
         """chunks: (heading, ordinal, text) in order; vectors: one float32 row each."""
         for (heading, ordinal, text), vector in zip(chunks, vectors, strict=True):
-            self.db.execute("insert into chunks(path, heading, ordinal, text) values (?, ?, ?, ?)",
-                            (path, heading, ordinal, text))
+            self.db.execute(
+                "insert into chunks(path, heading, ordinal, text) values (?, ?, ?, ?)", (path, heading, ordinal, text)
+            )
             chunk_id = self.db.last_insert_rowid()
-            self.db.execute("insert into vectors(rowid, embedding) values (?, ?)", (chunk_id, vector.astype("float32").tobytes()))
+            self.db.execute(
+                "insert into vectors(rowid, embedding) values (?, ?)", (chunk_id, vector.astype("float32").tobytes())
+            )
             if self.has_bm25:
-                self.db.execute("insert into keywords(rowid, heading, text) values (?, ?, ?)", (chunk_id, heading, text))
+                self.db.execute(
+                    "insert into keywords(rowid, heading, text) values (?, ?, ?)", (chunk_id, heading, text)
+                )
         self.db.execute("insert or replace into files(path, sha256) values (?, ?)", (path, sha256))
 
     def transaction(self):
@@ -146,14 +155,18 @@ class VectorStore:
 
     def nearest(self, vector, k: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity), best first."""
-        rows = self.db.execute("select rowid, distance from vectors where embedding match ? and k = ? order by distance",
-                               (vector.astype("float32").tobytes(), int(k)))
+        rows = self.db.execute(
+            "select rowid, distance from vectors where embedding match ? and k = ? order by distance",
+            (vector.astype("float32").tobytes(), int(k)),
+        )
         return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
 
     def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score, higher is better), best first. FTS5's bm25() is negative-is-better."""
         if not query:
             return []
-        rows = self.db.execute("select rowid, bm25(keywords) from keywords where keywords match ? "
-                               "order by bm25(keywords) limit ?", (query, int(k)))
+        rows = self.db.execute(
+            "select rowid, bm25(keywords) from keywords where keywords match ? order by bm25(keywords) limit ?",
+            (query, int(k)),
+        )
         return [(chunk_id, -score) for chunk_id, score in rows]

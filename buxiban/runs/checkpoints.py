@@ -27,4 +27,4 @@ def finished_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     unfinished directories, which for a reader may be the one training is writing right now."""
     root = checkpoint_root(run_dir)
     found = sorted(path for path in root.iterdir() if is_complete_checkpoint(path)) if root.is_dir() else []
-    return [(int(path.name[len(PREFIX):]), path) for path in found]
+    return [(int(path.name[len(PREFIX) :]), path) for path in found]

@@ -1,12 +1,12 @@
 """The files of a run directory, a self-describing record of one training run:
 
-    config.yaml          the resolved config (every default filled in)
-    buxiban-run.json     manifest: status, base model identity, data hashes, timings, final metrics
-    metrics.jsonl        one JSON object per optimizer step and per validation pass
-    adapter/             a LoRA/DoRA adapter in PEFT format (loads in PEFT and vLLM as is), or
-    model/               the whole model (full fine-tuning), or
-    trained.safetensors  the trained blocks alone (freeze)
-    checkpoints/         step-NNNNNNNN/ checkpoints for --resume, the last few kept
+config.yaml          the resolved config (every default filled in)
+buxiban-run.json     manifest: status, base model identity, data hashes, timings, final metrics
+metrics.jsonl        one JSON object per optimizer step and per validation pass
+adapter/             a LoRA/DoRA adapter in PEFT format (loads in PEFT and vLLM as is), or
+model/               the whole model (full fine-tuning), or
+trained.safetensors  the trained blocks alone (freeze)
+checkpoints/         step-NNNNNNNN/ checkpoints for --resume, the last few kept
 """
 
 from __future__ import annotations

@@ -25,8 +25,10 @@ def load_trained(run_dir: str | Path):
         return model, tokenizer, manifest
     model, tokenizer, source = load(base_spec, trust, template)
     if source.fingerprint != manifest.base_model.fingerprint:
-        raise RunDirError(f"the base model '{base_spec}' on this machine differs from the one {run_dir} was trained on "
-                          f"({source.fingerprint[:19]}… vs {manifest.base_model.fingerprint[:19]}…)")
+        raise RunDirError(
+            f"the base model '{base_spec}' on this machine differs from the one {run_dir} was trained on "
+            f"({source.fingerprint[:19]}… vs {manifest.base_model.fingerprint[:19]}…)"
+        )
     if weights == "adapter":
         model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
     else:  # freeze: the trained blocks on top of the base

@@ -37,7 +37,9 @@ class Manifest:
     trust_remote_code: bool = False
     data_hashes: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, int] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)  # {"train": {"path", "examples"|"pairs", ...}, "validation": ...}
+    data: dict[str, Any] = field(
+        default_factory=dict
+    )  # {"train": {"path", "examples"|"pairs", ...}, "validation": ...}
     default_system_prompt: str | None = None
     template: dict[str, str] | None = None  # the chat template trained with: name, origin, sha256, text
     dpo: dict[str, Any] | None = None
@@ -65,7 +67,7 @@ class Manifest:
         return entry.get("path") if isinstance(entry, dict) else None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
         """Upgrade any earlier format: absent keys take their defaults, unknown ones go to `extra`."""
         if not isinstance(data, dict):
             raise RunDirError(f"a run manifest must be a JSON object, not {type(data).__name__}")
@@ -73,10 +75,16 @@ class Manifest:
         values = {key: data[key] for key in known if key in data}
         base = data.get("base_model") or {}
         base_fields = {f.name for f in fields(BaseModelRecord)}
-        values["base_model"] = BaseModelRecord(**{k: v for k, v in base.items() if k in base_fields}) \
-            if isinstance(base, dict) else BaseModelRecord()
-        values["extra"] = {key: value for key, value in data.items()
-                           if key not in known and key not in ("base_model", "format", "extra")}
+        values["base_model"] = (
+            BaseModelRecord(**{k: v for k, v in base.items() if k in base_fields})
+            if isinstance(base, dict)
+            else BaseModelRecord()
+        )
+        values["extra"] = {
+            key: value
+            for key, value in data.items()
+            if key not in known and key not in ("base_model", "format", "extra")
+        }
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,7 +104,9 @@ def is_run_dir(path: str | Path) -> bool:
 def read_manifest(run_dir: str | Path) -> Manifest:
     path = manifest_path(run_dir)
     if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a buxiban run directory (no {MANIFEST}); pass the output_dir of `buxiban train`")
+        raise RunDirError(
+            f"{run_dir} is not a buxiban run directory (no {MANIFEST}); pass the output_dir of `buxiban train`"
+        )
     try:
         return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as exc:

@@ -50,7 +50,9 @@ class ServeSettings:
     train_overrides: list[str] = field(default_factory=list)  # key=value added to every job's config
     threads: int | None = None  # torch threads for generation; None = torch's default (all cores)
     runs: list[str] = field(default_factory=list)  # folders of `buxiban train` runs the dashboard lists
-    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG index chat requests (and the playground) may retrieve from
+    rag: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> RAG index chat requests (and the playground) may retrieve from
 
 
 @dataclass
@@ -94,8 +96,11 @@ def open_state(settings: ServeSettings) -> ServeState:
 def check_dashboard_paths(settings: ServeSettings) -> None:
     """Every --runs folder and --rag index must exist: a typo should fail now, not show an empty page."""
     missing = [f"--runs {folder}: no such folder" for folder in settings.runs if not Path(folder).is_dir()]
-    missing += [f"--rag {name}={path}: no such index file (build it with `buxiban rag index DOCS --out {path}`)"
-                for name, path in settings.rag.items() if not Path(path).is_file()]
+    missing += [
+        f"--rag {name}={path}: no such index file (build it with `buxiban rag index DOCS --out {path}`)"
+        for name, path in settings.rag.items()
+        if not Path(path).is_file()
+    ]
     if missing:
         raise ServeError("; ".join(missing))
 
@@ -106,7 +111,8 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     from fastapi.responses import JSONResponse
 
     from .api.routes_chat import router as chat_router
-    from .dashboard.routes_dashboard import mount_ui, router as dashboard_router
+    from .dashboard.routes_dashboard import mount_ui
+    from .dashboard.routes_dashboard import router as dashboard_router
     from .tuning.routes_tuning import router as tuning_router
 
     state = state or open_state(settings)
@@ -132,8 +138,13 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     @app.get("/health")
     def health():
         pool = state.pool
-        return {"status": "ok", "model": pool.base_id, "queued_requests": pool.queue.qsize(),
-                "adapters_attached": len(pool.attached), "served": pool.served}
+        return {
+            "status": "ok",
+            "model": pool.base_id,
+            "queued_requests": pool.queue.qsize(),
+            "adapters_attached": len(pool.attached),
+            "served": pool.served,
+        }
 
     @app.exception_handler(ServeError)
     async def refused(_request: Request, exc: ServeError):
@@ -153,8 +164,10 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     async def invalid(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:])
-        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error", where),
-                            status_code=400)
+        return JSONResponse(
+            error_body(f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error", where),
+            status_code=400,
+        )
 
     @app.exception_handler(404)
     async def not_found(_request: Request, _exc):

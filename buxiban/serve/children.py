@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 
 def die_with(server_pid: int) -> Callable[[], None]:
@@ -28,20 +29,26 @@ def die_with(server_pid: int) -> Callable[[], None]:
     return arrange
 
 
-def start_child(command: list[str], stdout: IO[bytes] | int, stderr: IO[bytes] | int,
-                env: dict[str, str]) -> subprocess.Popen:
+def start_child(
+    command: list[str], stdout: IO[bytes] | int, stderr: IO[bytes] | int, env: dict[str, str]
+) -> subprocess.Popen:
     """`command` with no stdin, killed when the server dies. Call it from a thread that lives as long
     as the server (see die_with)."""
-    return subprocess.Popen(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                            preexec_fn=die_with(os.getpid()), env=env)
+    return subprocess.Popen(
+        command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, preexec_fn=die_with(os.getpid()), env=env
+    )
 
 
 def failure_reason(log_path: Path, code: int) -> str:
     """The train command's own `error:` message when it gave one, else its last words."""
-    lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    lines = [
+        line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
+    ]
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
     if errors:
-        return " ".join(lines[errors[-1]:errors[-1] + 6])[:2000]
+        return " ".join(lines[errors[-1] : errors[-1] + 6])[:2000]
     if code < 0:
-        return f"training was killed by signal {signal.Signals(-code).name}" + (f"; last output: {lines[-1][:500]}" if lines else "")
+        return f"training was killed by signal {signal.Signals(-code).name}" + (
+            f"; last output: {lines[-1][:500]}" if lines else ""
+        )
     return f"training exited with status {code}" + (f"; last output: {lines[-1][:1000]}" if lines else "")

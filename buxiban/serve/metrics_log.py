@@ -22,7 +22,7 @@ def read_metrics_since(run_dir: Path, since: int = 0) -> dict[str, Any]:
     lines = text.split("\n")[:-1]  # whole lines only: the piece after the last newline is being written
     reset = since > len(lines)
     entries = []
-    for line in lines[0 if reset else since:]:
+    for line in lines[0 if reset else since :]:
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:

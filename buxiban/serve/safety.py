@@ -60,9 +60,12 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, api_key: str | None) -> None:
     """Anyone who can reach a public port could read the uploaded data and run jobs: not without a key."""
     if not is_loopback(host) and not api_key:
-        raise ServeError(f"refusing to listen on {host} without an API key: anyone who can reach it could read "
-                         "your uploaded files and start training; pass --api-key (or set BUXIBAN_API_KEY), "
-                         "or bind to 127.0.0.1", "host")
+        raise ServeError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could read "
+            "your uploaded files and start training; pass --api-key (or set BUXIBAN_API_KEY), "
+            "or bind to 127.0.0.1",
+            "host",
+        )
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,22 @@ class Guard:
             return await self.app(scope, receive, send)
         path = scope["path"]
         if self.api_key and not is_open(path) and not self._authorized(scope):
-            return await _reject(send, Unauthorized("missing or wrong API key: send the header "
-                                                    "'Authorization: Bearer <key>' with the key the server was started with"))
+            return await _reject(
+                send,
+                Unauthorized(
+                    "missing or wrong API key: send the header "
+                    "'Authorization: Bearer <key>' with the key the server was started with"
+                ),
+            )
         cap = self.limits.max_upload_bytes if path.rstrip("/") in UPLOAD_PATHS else self.limits.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
-            return await _reject(send, TooLarge(f"the request body is {int(declared):,} bytes; this server accepts at "
-                                                f"most {cap:,} bytes on {path}"))
+            return await _reject(
+                send,
+                TooLarge(
+                    f"the request body is {int(declared):,} bytes; this server accepts at most {cap:,} bytes on {path}"
+                ),
+            )
         received = 0
         rejected = started = False
 
@@ -106,8 +118,10 @@ class Guard:
                 if received > cap:
                     rejected = True
                     if not started:
-                        await _reject(send, TooLarge(f"the request body exceeds {cap:,} bytes, the most this "
-                                                     f"server accepts on {path}"))
+                        await _reject(
+                            send,
+                            TooLarge(f"the request body exceeds {cap:,} bytes, the most this server accepts on {path}"),
+                        )
                     return {"type": "http.disconnect"}
             return message
 

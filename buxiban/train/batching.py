@@ -4,11 +4,12 @@ and a later resume can find its place from a step count alone."""
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from ..data.tokenize import IGNORE_INDEX, Encoded
+
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Micro-batches of example indices for one epoch, drawn at random.
@@ -20,7 +21,7 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def batch_stream(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[tuple[int, list[int]]]:

@@ -54,8 +54,15 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, trained: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
-                    state: dict[str, Any], keep: int, rng_states: list[dict[str, Any]] | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    trained: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    state: dict[str, Any],
+    keep: int,
+    rng_states: list[dict[str, Any]] | None = None,
+) -> Path:
     """`trained` and `optimizer_state` are whole (a sharded run gathers them first); `rng_states`
     holds one entry per process (each consumes its own dropout randomness), by default this one's."""
     from safetensors.torch import save_file

@@ -5,8 +5,8 @@ the run that `buxiban train` would make."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import RunConfig
 from ..data.mix import BUILTIN, builtin_general_path, mix_records
@@ -35,7 +35,9 @@ def sft_conversations(config: RunConfig, log: Callable[[str], None] = lambda _: 
     if config.mix.general:
         general = load_chat_jsonl(builtin_general_path() if config.mix.general == BUILTIN else config.mix.general)
         train, general_used = mix_records(train, general, config.mix.ratio, config.mix.seed)
-        log(f"mixed {general_used} general examples into {len(company)} training examples (mix.ratio={config.mix.ratio})")
+        log(
+            f"mixed {general_used} general examples into {len(company)} training examples (mix.ratio={config.mix.ratio})"
+        )
     return SftConversations(train, validation, company, general_used)
 
 
@@ -61,5 +63,6 @@ def step_counts(config: RunConfig, train_examples: int) -> StepCounts:
     t = config.train
     per_epoch = max(1, math.ceil(train_examples / (t.batch_size * t.grad_accum)))
     total = t.max_steps or max(1, math.ceil(t.epochs * per_epoch))
-    return StepCounts(per_epoch, total, math.ceil(t.warmup_ratio * total), t.eval_every or per_epoch,
-                      t.checkpoint_every or per_epoch)
+    return StepCounts(
+        per_epoch, total, math.ceil(t.warmup_ratio * total), t.eval_every or per_epoch, t.checkpoint_every or per_epoch
+    )

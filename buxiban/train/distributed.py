@@ -25,7 +25,7 @@ class World:
 
     def shard(self, rows: list) -> list:
         """This rank's rows of a micro-batch: every size-th row, starting at the rank."""
-        return rows[self.rank::self.size]
+        return rows[self.rank :: self.size]
 
     def sum(self, value: float) -> float:
         if self.size == 1:

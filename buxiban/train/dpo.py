@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -20,10 +20,10 @@ from ..data.preference import PreferencePair, load_preference_jsonl
 from ..data.split import value_fraction
 from ..data.tokenize import IGNORE_INDEX, Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
+from ..runs import read_manifest
 from .batching import batch_stream, collate
 from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
-from ..runs import read_manifest
 from .packing import trained_positions
 from .session import TrainResult, TrainRun, start_run
 
@@ -33,6 +33,7 @@ REFERENCE_FILE = "reference_logps.pt"
 def encode_pairs(tokenizer, pairs: list[PreferencePair]) -> list[tuple[Encoded, Encoded]]:
     """Chosen and rejected conversations, the loss mask on the final answer only (earlier assistant
     turns in the prompt are context)."""
+
     def conversation(pair: PreferencePair, answer: str) -> list[dict]:
         prompt = [dict(m, weight=0) if m["role"] == "assistant" else m for m in pair.prompt]
         return prompt + [{"role": "assistant", "content": answer}]
@@ -42,8 +43,14 @@ def encode_pairs(tokenizer, pairs: list[PreferencePair]) -> list[tuple[Encoded, 
     return list(zip(chosen, rejected))
 
 
-def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-              resume: str | None = None, force: bool = False) -> TrainResult:
+def train_dpo(
+    config: RunConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    resume: str | None = None,
+    force: bool = False,
+) -> TrainResult:
     pairs = load_preference_jsonl(config.data.train)
     if config.data.validation:
         val_pairs = load_preference_jsonl(config.data.validation)
@@ -57,17 +64,29 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
     if init_adapter is not None:
         sft_base = read_manifest(config.dpo.from_run).base_model.fingerprint
         if sft_base != run.source.fingerprint:
-            raise RunDirError(f"dpo.from_run {config.dpo.from_run} was trained on another base model than "
-                              f"model={config.model}; set model to that run's base model")
+            raise RunDirError(
+                f"dpo.from_run {config.dpo.from_run} was trained on another base model than "
+                f"model={config.model}; set model to that run's base model"
+            )
     train_set = _within_length(encode_pairs(run.tokenizer, pairs), config.data.max_length, pairs, run.log)
     val_set = _within_length(encode_pairs(run.tokenizer, val_pairs), config.data.max_length, val_pairs, run.log)
     if not train_set:
-        raise DataError("no preference pairs left", [Problem(config.data.train, "every pair was dropped",
-                                                             fix="raise data.max_length or add pairs")])
+        raise DataError(
+            "no preference pairs left",
+            [Problem(config.data.train, "every pair was dropped", fix="raise data.max_length or add pairs")],
+        )
     t = config.train
-    record = run.build(len(train_set), init_adapter=init_adapter, extra_manifest={
-        "data": {"train": {"path": config.data.train, "pairs": len(train_set)}, "validation": {"pairs": len(val_set)}},
-        "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run, "sft_weight": config.dpo.sft_weight}})
+    record = run.build(
+        len(train_set),
+        init_adapter=init_adapter,
+        extra_manifest={
+            "data": {
+                "train": {"path": config.data.train, "pairs": len(train_set)},
+                "validation": {"pairs": len(val_set)},
+            },
+            "dpo": {"beta": config.dpo.beta, "from_run": config.dpo.from_run, "sft_weight": config.dpo.sft_weight},
+        },
+    )
     # The reference log-probs are taken without dropout, so the policy's must be too: with dropout on,
     # the margin starts at noise instead of 0 and the loss chases that noise (TRL turns it off as well).
     disable_dropout(run.model)
@@ -108,13 +127,20 @@ def train_dpo(config: RunConfig, overwrite: bool = False, progress: bool = True,
             grad_norm, rate = run.optimizer_step(step)
             steps_done = step + 1
             train_loss = run.world.sum(loss_sum) / step_pairs
-            run.log_step(step, loss=round(train_loss, 5), margin=round(run.world.sum(margin_sum) / step_pairs, 5),
-                         accuracy=round(run.world.sum(right) / step_pairs, 4),
-                         chosen_logp=round(run.world.sum(chosen_sum) / step_pairs, 4), lr=rate, grad_norm=round(grad_norm, 4))
+            run.log_step(
+                step,
+                loss=round(train_loss, 5),
+                margin=round(run.world.sum(margin_sum) / step_pairs, 5),
+                accuracy=round(run.world.sum(right) / step_pairs, 4),
+                chosen_logp=round(run.world.sum(chosen_sum) / step_pairs, 4),
+                lr=rate,
+                grad_norm=round(grad_norm, 4),
+            )
             if val_set and run.validation_due(step):
                 val_loss, val_margin, val_accuracy = validate(run, val_set, reference["validation"])
-                if run.record_validation(step, train_loss, val_loss, val_margin=round(val_margin, 5),
-                                         val_accuracy=round(val_accuracy, 4)):
+                if run.record_validation(
+                    step, train_loss, val_loss, val_margin=round(val_margin, 5), val_accuracy=round(val_accuracy, 4)
+                ):
                     break
             if run.checkpoint_due(step):
                 run.save_checkpoint(step)
@@ -125,8 +151,9 @@ def _sft_adapter(config: RunConfig) -> Path:
     run_dir = Path(config.dpo.from_run)
     manifest = read_manifest(run_dir)
     if not manifest.complete or manifest.weights != "adapter":
-        raise RunDirError(f"dpo.from_run needs a finished LoRA/DoRA run; {run_dir} is "
-                          f"{manifest.status} with {manifest.weights}")
+        raise RunDirError(
+            f"dpo.from_run needs a finished LoRA/DoRA run; {run_dir} is {manifest.status} with {manifest.weights}"
+        )
     return run_dir / "adapter"
 
 
@@ -180,7 +207,9 @@ def validate(run: TrainRun, dataset, reference: torch.Tensor) -> tuple[float, fl
     beta = run.config.dpo.beta
     losses_sum = margin_sum = right = 0.0
     policy = _log_probs_of(run, dataset, run.config.train.batch_size)
-    losses, chosen_rewards, rejected_rewards = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], beta)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], beta
+    )
     losses_sum, margin_sum = losses.sum().item(), (chosen_rewards - rejected_rewards).sum().item()
     right = (chosen_rewards > rejected_rewards).sum().item()
     count = max(1, len(dataset))

@@ -45,7 +45,7 @@ def _peak_matmul_size(device: torch.device) -> int:
     return 8192 if device.type == "cuda" else 2048  # big enough to reach the peak, short enough to time in a second
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measured_peak_flops(device: torch.device, dtype: torch.dtype | None) -> float:
     """FLOP/s of the fastest of five square matmuls, after two warm-up ones; under a second, once
     per process."""
@@ -62,16 +62,26 @@ def measured_peak_flops(device: torch.device, dtype: torch.dtype | None) -> floa
             torch.cuda.synchronize()
         if attempt >= 2:
             best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best
+    return 2 * size**3 / best
 
 
-def utilization(model, tokens_per_second: float, head_share: float, device: torch.device,
-                dtype: torch.dtype | None, processes: int = 1) -> dict:
+def utilization(
+    model,
+    tokens_per_second: float,
+    head_share: float,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    processes: int = 1,
+) -> dict:
     per_token = flops_per_token(model, head_share)
     achieved = tokens_per_second * per_token
     peak = measured_peak_flops(device, dtype) * processes
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}.get(dtype, str(dtype))
     size = _peak_matmul_size(device)
-    return {"flops_per_token": round(per_token), "achieved_tflops": round(achieved / 1e12, 4),
-            "peak_tflops": round(peak / 1e12, 4), "mfu": round(achieved / peak, 4),
-            "peak_from": f"{precision} {size}³ matmul" + (f" × {processes} processes" if processes > 1 else "")}
+    return {
+        "flops_per_token": round(per_token),
+        "achieved_tflops": round(achieved / 1e12, 4),
+        "peak_tflops": round(peak / 1e12, 4),
+        "mfu": round(achieved / peak, 4),
+        "peak_from": f"{precision} {size}³ matmul" + (f" × {processes} processes" if processes > 1 else ""),
+    }

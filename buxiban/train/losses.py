@@ -25,8 +25,13 @@ def chunked_head_loss(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: 
 
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.size(0), chunk):
-        total = total + checkpoint(_head_cross_entropy, head, hidden[start:start + chunk], targets[start:start + chunk],
-                                   use_reentrant=False)
+        total = total + checkpoint(
+            _head_cross_entropy,
+            head,
+            hidden[start : start + chunk],
+            targets[start : start + chunk],
+            use_reentrant=False,
+        )
     return total
 
 
@@ -36,8 +41,9 @@ def backbone_and_head(model):
     return getattr(base, base.base_model_prefix), base.get_output_embeddings(), base
 
 
-def summed_token_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      **packing) -> tuple[torch.Tensor, int]:
+def summed_token_loss(
+    model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None, **packing
+) -> tuple[torch.Tensor, int]:
     """Sum of next-token cross-entropy over the trained positions, and how many there were.
 
     The output head runs only on positions whose next token is trained. On chat data most
@@ -61,12 +67,14 @@ def summed_token_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, atte
 def reference_mean_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     """The plain full-logits loss, for tests to pin `summed_token_loss` against."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
 
 
-def sequence_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       labels: torch.Tensor) -> torch.Tensor:
+def sequence_log_probs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Per row, the summed log-probability of its trained tokens: log π(answer | prompt).
     The output head runs on trained positions only, as in summed_token_loss."""
     body, head, base = backbone_and_head(model)
@@ -80,11 +88,17 @@ def sequence_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     token_log_probs = logits.float().log_softmax(-1).gather(-1, targets[selected][:, None]).squeeze(-1)
     rows = selected.nonzero()[:, 0]
     return torch.zeros(input_ids.size(0), dtype=token_log_probs.dtype, device=input_ids.device).index_add(
-        0, rows, token_log_probs)
+        0, rows, token_log_probs
+    )
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-             reference_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Direct Preference Optimization (Rafailov et al., 2023), per pair:
 
         loss = -log σ(β · [(log π(y_w) - log π_ref(y_w)) - (log π(y_l) - log π_ref(y_l))])

@@ -21,7 +21,7 @@ class Optimization:
     counts: StepCounts
 
     @classmethod
-    def over(cls, model, settings: TrainConfig, counts: StepCounts) -> "Optimization":
+    def over(cls, model, settings: TrainConfig, counts: StepCounts) -> Optimization:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         return cls(params, optimizer, settings, counts)

@@ -10,7 +10,8 @@ batch, without the padding and without the wasted square of a block-diagonal mas
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +39,12 @@ def collate_packed(examples: Sequence[Encoded]) -> dict[str, Any]:
         labels += [IGNORE_INDEX] + list(example.labels[1:])
         positions += range(n)
         bounds.append(bounds[-1] + n)
-    return {"input_ids": torch.tensor([input_ids]), "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions]), "packed_bounds": tuple(bounds)}
+    return {
+        "input_ids": torch.tensor([input_ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
+        "packed_bounds": tuple(bounds),
+    }
 
 
 def real_token_count(batch: dict[str, Any]) -> int:
@@ -52,20 +57,39 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                     packed_bounds: tuple[int, ...] | None = None, **kwargs):
+def varlen_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    packed_bounds: tuple[int, ...] | None = None,
+    **kwargs,
+):
     """Attention per packed conversation; anything else (generation, an unpacked batch, sliding
     windows, soft-capped logits) goes to transformers' SDPA path with the mask it built."""
     special = kwargs.get("sliding_window") or getattr(module, "sliding_window", None) or kwargs.get("softcap")
     if packed_bounds is None or special or query.size(0) != 1:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     grouped = key.size(1) != query.size(1)  # grouped-query attention: fewer key/value heads
-    pieces = [F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                             dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=grouped)
-              for start, end in zip(packed_bounds[:-1], packed_bounds[1:])]
+    pieces = [
+        F.scaled_dot_product_attention(
+            query[:, :, start:end],
+            key[:, :, start:end],
+            value[:, :, start:end],
+            dropout_p=dropout,
+            is_causal=True,
+            scale=scaling,
+            enable_gqa=grouped,
+        )
+        for start, end in zip(packed_bounds[:-1], packed_bounds[1:])
+    ]
     return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
 
 

@@ -22,8 +22,12 @@ CHEAP_INNER_DIM = 128  # a matmul contracting over at most this many values is r
 
 def _saved_ops() -> set:
     aten = torch.ops.aten
-    names = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-             "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+    names = (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+    )
     return {getattr(aten, name).default for name in names if hasattr(aten, name)}
 
 

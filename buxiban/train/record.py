@@ -53,7 +53,7 @@ class RunRecord:
         if self.metrics is not None:
             self.metrics.close(failed=True)
 
-    def __enter__(self) -> "RunRecord":
+    def __enter__(self) -> RunRecord:
         return self
 
     def __exit__(self, kind, exc, traceback) -> bool:

@@ -3,8 +3,9 @@ model changed since it started (a resumed run must compute what the unbroken one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -19,8 +20,11 @@ RESUME_MAY_CHANGE = {"train.threads", "output_dir", "train.tracking"}
 
 
 def data_hashes(config: RunConfig) -> dict[str, str]:
-    files = {"data.train": config.data.train, "data.validation": config.data.validation,
-             "mix.general": config.mix.general if config.mix.general not in (None, "builtin") else None}
+    files = {
+        "data.train": config.data.train,
+        "data.validation": config.data.validation,
+        "mix.general": config.mix.general if config.mix.general not in (None, "builtin") else None,
+    }
     hashes = {key: file_sha256(path) for key, path in files.items() if path}
     if config.dpo.from_run:
         hashes["dpo.from_run"] = file_sha256(Path(config.dpo.from_run) / "adapter" / "adapter_model.safetensors")
@@ -41,8 +45,10 @@ def resume_point(config: RunConfig, out: Path, resume: str, force: bool, log: Ca
     path = latest_checkpoint(out) if resume == "auto" else Path(resume)
     if path is None:
         if is_run_dir(out) and read_manifest(out).complete:
-            raise RunDirError(f"{out} holds a finished run and no checkpoint: nothing to resume "
-                              "(train into a new output_dir, or pass --overwrite to start over)")
+            raise RunDirError(
+                f"{out} holds a finished run and no checkpoint: nothing to resume "
+                "(train into a new output_dir, or pass --overwrite to start over)"
+            )
         log(f"no complete checkpoint in {out}: starting from the beginning")
         return None
     if not is_complete_checkpoint(path):
@@ -51,15 +57,23 @@ def resume_point(config: RunConfig, out: Path, resume: str, force: bool, log: Ca
     saved = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
     # a key added to the config since the run started counts as its default
     before, after = {**flatten(RunConfig().to_dict()), **flatten(saved)}, flatten(config.to_dict())
-    changes = [f"  {key}: {before.get(key)!r} → {after.get(key)!r}" for key in sorted(set(before) | set(after))
-               if before.get(key) != after.get(key) and key not in RESUME_MAY_CHANGE]
+    changes = [
+        f"  {key}: {before.get(key)!r} → {after.get(key)!r}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key) and key not in RESUME_MAY_CHANGE
+    ]
     old_hashes = read_manifest(run_dir).data_hashes
     new_hashes = data_hashes(config)
-    changes += [f"  {key}: the file's content changed ({old_hashes.get(key, 'none')[:19]}… → {new_hashes.get(key, 'none')[:19]}…)"
-                for key in sorted(set(old_hashes) | set(new_hashes)) if old_hashes.get(key) != new_hashes.get(key)]
+    changes += [
+        f"  {key}: the file's content changed ({old_hashes.get(key, 'none')[:19]}… → {new_hashes.get(key, 'none')[:19]}…)"
+        for key in sorted(set(old_hashes) | set(new_hashes))
+        if old_hashes.get(key) != new_hashes.get(key)
+    ]
     if changes and not force:
-        raise RunDirError(f"refusing to resume {path}: the run would continue with different settings than it "
-                          "started with:\n" + "\n".join(changes) + "\nrestore them, or pass --force to resume anyway")
+        raise RunDirError(
+            f"refusing to resume {path}: the run would continue with different settings than it "
+            "started with:\n" + "\n".join(changes) + "\nrestore them, or pass --force to resume anyway"
+        )
     if changes:
         log("warning: resuming with changes (--force):\n" + "\n".join(changes))
     return path
@@ -68,5 +82,7 @@ def resume_point(config: RunConfig, out: Path, resume: str, force: bool, log: Ca
 def check_same_base(out: Path, source, force: bool) -> None:
     saved = read_manifest(out).base_model.fingerprint
     if saved != source.fingerprint and not force:
-        raise RunDirError(f"refusing to resume: the base model {source.spec} is not the one this run started with "
-                          f"({saved[:19]}… → {source.fingerprint[:19]}…); pass --force to resume anyway")
+        raise RunDirError(
+            f"refusing to resume: the base model {source.spec} is not the one this run started with "
+            f"({saved[:19]}… → {source.fingerprint[:19]}…); pass --force to resume anyway"
+        )

@@ -6,21 +6,29 @@ itself it builds the model, splits each micro-batch over processes, checkpoints 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..allocator import advice
 from ..config import RunConfig, config_to_yaml
 from ..errors import ModelLoadError
-from ..models.adapt import (check_adapter_supported, count_parameters, load_trainable_state, make_trainable,
-                            quantization_config, save_trained, store_frozen_linears_in, trainable_state)
+from ..models.adapt import (
+    check_adapter_supported,
+    count_parameters,
+    load_trainable_state,
+    make_trainable,
+    quantization_config,
+    save_trained,
+    store_frozen_linears_in,
+    trainable_state,
+)
 from ..models.load import load_model, load_tokenizer, resolve
 from ..runs import Manifest, prepare_run_dir, read_manifest
 from .batching import collate
@@ -31,8 +39,8 @@ from .dropout import use_masked_dropout
 from .flops import utilization
 from .optimization import Optimization
 from .packing import collate_packed, packs_rows, use_varlen_attention
-from .record import RunRecord
 from .recompute import checkpointing_kwargs
+from .record import RunRecord
 from .resume import check_same_base, data_hashes, flatten, resume_point
 from .sharding import full_model_state, full_optimizer_state, shard_model
 from .stopping import EarlyStopping
@@ -57,7 +65,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 
 @dataclass
@@ -110,8 +117,9 @@ class TrainRun:
 
     # --- setting up -----------------------------------------------------------------------------
 
-    def build(self, train_examples: int, init_adapter: Path | None = None,
-              extra_manifest: dict[str, Any] | None = None) -> RunRecord:
+    def build(
+        self, train_examples: int, init_adapter: Path | None = None, extra_manifest: dict[str, Any] | None = None
+    ) -> RunRecord:
         """Load the model, make it trainable, set up the optimizer and schedule, restore a checkpoint;
         returns the run record, to be entered around the training loop."""
         config, t = self.config, self.config.train
@@ -128,26 +136,44 @@ class TrainRun:
             manifest.status, manifest.resumed_from = "running", self.resume_path.name
             self.log(f"resuming from {self.resume_path} at step {self.start_step} of {self.total_steps}")
         else:
-            manifest = Manifest.from_dict({
-                "status": "running", "method": config.method, "adapter": config.adapter,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "base_model": self.source.identity(),
-                "trust_remote_code": config.trust_remote_code, "data_hashes": data_hashes(config),
-                "parameters": {"trainable": trainable, "total": total},
-                "template": self.tokenizer.buxiban_template.record(), **(extra_manifest or {})})
+            manifest = Manifest.from_dict(
+                {
+                    "status": "running",
+                    "method": config.method,
+                    "adapter": config.adapter,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "base_model": self.source.identity(),
+                    "trust_remote_code": config.trust_remote_code,
+                    "data_hashes": data_hashes(config),
+                    "parameters": {"trainable": trainable, "total": total},
+                    "template": self.tokenizer.buxiban_template.record(),
+                    **(extra_manifest or {}),
+                }
+            )
         self.record = RunRecord(self.out, manifest, self.world.is_main)
         metrics = None
         if self.world.is_main:
-            metrics = MetricsLog(self.out / "metrics.jsonl", self.start_step if self.resume_path else None,
-                                 t.tracking, self.out, flatten(config.to_dict()))
+            metrics = MetricsLog(
+                self.out / "metrics.jsonl",
+                self.start_step if self.resume_path else None,
+                t.tracking,
+                self.out,
+                flatten(config.to_dict()),
+            )
         self.record.open(config_to_yaml(config), metrics)
-        self.log(f"{config.method} with {config.adapter} on {self.source.name}: {trainable:,} of {total:,} parameters "
-                 f"trained; {self.total_steps} steps, {'bf16 autocast' if self.dtype else 'fp32'} on {self.device.type} "
-                 f"with {torch.get_num_threads()} threads" + (f", {self.world.size} processes" if self.world.size > 1 else "")
-                 + (", padding-free batches" if self.padding_free else ""))
+        self.log(
+            f"{config.method} with {config.adapter} on {self.source.name}: {trainable:,} of {total:,} parameters "
+            f"trained; {self.total_steps} steps, {'bf16 autocast' if self.dtype else 'fp32'} on {self.device.type} "
+            f"with {torch.get_num_threads()} threads"
+            + (f", {self.world.size} processes" if self.world.size > 1 else "")
+            + (", padding-free batches" if self.padding_free else "")
+        )
         note = advice() if self.device.type == "cpu" and self.world.is_main else None
         if note:
             self.log(note)
-        self.bar = self.record.bar = _progress_bar(self.total_steps, self.start_step, self.world.is_main and not self.quiet)
+        self.bar = self.record.bar = _progress_bar(
+            self.total_steps, self.start_step, self.world.is_main and not self.quiet
+        )
         self.started = time.perf_counter()
         return self.record
 
@@ -165,8 +191,11 @@ class TrainRun:
             store_frozen_linears_in(self.model, self.dtype)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         if t.gradient_checkpointing:  # recomputed blocks keep no dropout noise, and torch's recomputes faster
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(
-                "selective" if t.gradient_checkpointing == "selective" else "full"))
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=checkpointing_kwargs(
+                    "selective" if t.gradient_checkpointing == "selective" else "full"
+                )
+            )
         else:
             use_masked_dropout(self.model)
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
@@ -229,14 +258,27 @@ class TrainRun:
         trained = trainable_state(self.model, gather=self.sharded)
         optimizer_state = full_optimizer_state(self.optimization.optimizer)
         if self.world.is_main:
-            save_checkpoint(self.out, step + 1, trained, optimizer_state, self.stopping.state(),
-                            self.config.train.keep_checkpoints, rng_states)
+            save_checkpoint(
+                self.out,
+                step + 1,
+                trained,
+                optimizer_state,
+                self.stopping.state(),
+                self.config.train.keep_checkpoints,
+                rng_states,
+            )
         self.world.barrier()
 
     # --- the end --------------------------------------------------------------------------------
 
-    def complete(self, steps_done: int, train_loss: float, val_loss: float | None, real_tokens: int,
-                 trained_tokens: int | None = None) -> TrainResult:
+    def complete(
+        self,
+        steps_done: int,
+        train_loss: float,
+        val_loss: float | None,
+        real_tokens: int,
+        trained_tokens: int | None = None,
+    ) -> TrainResult:
         """Save the result and mark the run complete; real_tokens (this process's) are summed over
         processes first. trained_tokens, over all processes: the positions the output head ran on,
         for the FLOPs count (None: every position)."""
@@ -256,18 +298,30 @@ class TrainRun:
         saved = None
         if self.world.is_main:
             saved = save_trained(self.model, self.tokenizer, self.config.adapter, self.out, full_state)
-        self.record.complete(steps=steps_done, train_seconds=round(seconds, 1), weights=saved or self.record.manifest.weights,
-                             best_val_loss=None if stopping.best_val is None else round(stopping.best_val, 5),
-                             best_step=stopping.best_step, final_train_loss=round(train_loss, 5),
-                             final_val_loss=None if val_loss is None else round(val_loss, 5),
-                             tokens_per_second=round(tokens_per_second, 1), utilization=mfu)
+        self.record.complete(
+            steps=steps_done,
+            train_seconds=round(seconds, 1),
+            weights=saved or self.record.manifest.weights,
+            best_val_loss=None if stopping.best_val is None else round(stopping.best_val, 5),
+            best_step=stopping.best_step,
+            final_train_loss=round(train_loss, 5),
+            final_val_loss=None if val_loss is None else round(val_loss, 5),
+            tokens_per_second=round(tokens_per_second, 1),
+            utilization=mfu,
+        )
         self.world.barrier()
         self.world.close()
         return TrainResult(self.out, steps_done, train_loss, val_loss, seconds, tokens_per_second, mfu)
 
 
-def start_run(config: RunConfig, resume: str | None = None, force: bool = False, overwrite: bool = False,
-              progress: bool = True, log: Callable[[str], None] = print) -> TrainRun:
+def start_run(
+    config: RunConfig,
+    resume: str | None = None,
+    force: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainRun:
     """Everything before the data is tokenized: the run directory, devices, base model identity and
     tokenizer. The caller has already validated its data files."""
     world = init_world()
@@ -286,13 +340,30 @@ def start_run(config: RunConfig, resume: str | None = None, force: bool = False,
     if resume_path is not None:
         check_same_base(out, source, force)
     tokenizer = load_tokenizer(source, config.trust_remote_code, config.template)
-    return TrainRun(config, out, world, device, autocast_dtype(config.train.precision, device), source, tokenizer,
-                    quiet_log, resume_path, quiet=not progress)
+    return TrainRun(
+        config,
+        out,
+        world,
+        device,
+        autocast_dtype(config.train.precision, device),
+        source,
+        tokenizer,
+        quiet_log,
+        resume_path,
+        quiet=not progress,
+    )
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()  # in a log file a bar redraws as one line per update: update rarely there
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True,
-                mininterval=0.5 if interactive else 30.0)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="train",
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=0.5 if interactive else 30.0,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -20,20 +20,32 @@ from .packing import real_token_count, to_device, trained_positions
 from .session import TrainResult, TrainRun, start_run
 
 
-def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-              resume: str | None = None, force: bool = False) -> TrainResult:
+def train_sft(
+    config: RunConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    resume: str | None = None,
+    force: bool = False,
+) -> TrainResult:
     # Data first: a malformed line must fail in seconds, before any model is touched.
     conversations = sft_conversations(config, log)
     run = start_run(config, resume, force, overwrite, progress, log)
     train_set, val_set = sft_datasets(config, conversations, run.tokenizer)
     _report_dropped(train_set, val_set, config.data.max_length, run.log)
     if not train_set.examples:
-        raise DataError("no training examples left", [Problem(config.data.train, "every example was dropped",
-                                                              fix="raise data.max_length or add data")])
+        raise DataError(
+            "no training examples left",
+            [Problem(config.data.train, "every example was dropped", fix="raise data.max_length or add data")],
+        )
     t = config.train
-    record = run.build(len(train_set.examples), extra_manifest={
-        "data": _data_identity(config, len(train_set.examples), len(val_set.examples), conversations.general_used),
-        "default_system_prompt": most_common_system_prompt(conversations.train)})
+    record = run.build(
+        len(train_set.examples),
+        extra_manifest={
+            "data": _data_identity(config, len(train_set.examples), len(val_set.examples), conversations.general_used),
+            "default_system_prompt": most_common_system_prompt(conversations.train),
+        },
+    )
 
     examples = train_set.examples
     stream = batch_stream([len(e.input_ids) for e in examples], t.batch_size, t.seed)
@@ -64,8 +76,14 @@ def train_sft(config: RunConfig, overwrite: bool = False, progress: bool = True,
             train_loss = run.world.sum(loss_sum) / step_tokens
             trained_tokens += step_tokens  # already summed over processes
             tokens_seen = run.world.sum(real_tokens)
-            run.log_step(step, loss=round(train_loss, 5), lr=rate, grad_norm=round(grad_norm, 4), tokens=int(tokens_seen),
-                         tokens_per_s=round(tokens_seen / max(1e-9, run.elapsed()), 1))
+            run.log_step(
+                step,
+                loss=round(train_loss, 5),
+                lr=rate,
+                grad_norm=round(grad_norm, 4),
+                tokens=int(tokens_seen),
+                tokens_per_s=round(tokens_seen / max(1e-9, run.elapsed()), 1),
+            )
             if val_set.examples and run.validation_due(step):
                 val_loss = validation_loss(run, val_set)
                 if run.record_validation(step, train_loss, val_loss):
@@ -84,7 +102,7 @@ def validation_loss(run: TrainRun, dataset: Prepared) -> float:
     order = sorted(range(len(dataset.examples)), key=lambda i: len(dataset.examples[i].input_ids))
     size = run.config.train.batch_size
     for start in range(0, len(order), size):
-        share = run.my_share([dataset.examples[i] for i in order[start:start + size]])
+        share = run.my_share([dataset.examples[i] for i in order[start : start + size]])
         if not share.rows:
             continue
         batch = to_device(run.collate(share.rows), run.device)
@@ -103,10 +121,15 @@ def most_common_system_prompt(conversations) -> str | None:
 
 
 def _data_identity(config: RunConfig, train_examples: int, val_examples: int, general: int) -> dict:
-    identity = {"train": {"path": config.data.train, "sha256": file_sha256(config.data.train), "examples": train_examples}}
+    identity = {
+        "train": {"path": config.data.train, "sha256": file_sha256(config.data.train), "examples": train_examples}
+    }
     if config.data.validation:
-        identity["validation"] = {"path": config.data.validation, "sha256": file_sha256(config.data.validation),
-                                  "examples": val_examples}
+        identity["validation"] = {
+            "path": config.data.validation,
+            "sha256": file_sha256(config.data.validation),
+            "examples": val_examples,
+        }
     else:
         identity["validation"] = {"split_from_train": config.data.validation_fraction, "examples": val_examples}
     if config.mix.general:

@@ -23,6 +23,7 @@ import torch
 
 from ..models.adapt import as_shard_of, transformer_blocks, whole
 
+
 class Objective(torch.nn.Module):
     """The FSDP root. The losses call the transformer body and the output head separately (the head
     runs on trained positions only), so the model's own forward never runs and cannot be the
@@ -75,8 +76,10 @@ def full_optimizer_state(optimizer) -> dict[str, Any]:
     """optimizer.state_dict() with every shard gathered whole (collective), so sharded and unsharded
     runs write the same file; for an unsharded optimizer it is its state_dict()."""
     state = optimizer.state_dict()
-    state["state"] = {index: {key: whole(value) if torch.is_tensor(value) else value for key, value in values.items()}
-                      for index, values in state["state"].items()}
+    state["state"] = {
+        index: {key: whole(value) if torch.is_tensor(value) else value for key, value in values.items()}
+        for index, values in state["state"].items()
+    }
     return state
 
 

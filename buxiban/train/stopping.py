@@ -3,8 +3,9 @@ warning. Its state travels in every checkpoint, so a resumed run stops where an 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..models.adapt import trainable_state
 
@@ -31,8 +32,10 @@ class EarlyStopping:
             return False
         self.evals_since_best += 1
         if self.patience is not None and self.evals_since_best >= self.patience:
-            self.log(f"early stopping at step {step + 1}: no validation improvement in {self.evals_since_best} passes; "
-                     f"keeping the weights of step {self.best_step} (validation loss {self.best_val:.4f})")
+            self.log(
+                f"early stopping at step {step + 1}: no validation improvement in {self.evals_since_best} passes; "
+                f"keeping the weights of step {self.best_step} (validation loss {self.best_val:.4f})"
+            )
             return True
         return False
 
@@ -41,13 +44,19 @@ class EarlyStopping:
             return
         (t0, v0), (t1, v1), (t2, v2) = self.history[-3:]
         if v2 > v1 > v0 and t2 < t1 < t0:  # two rises in a row while training loss keeps falling
-            self.log(f"warning: step {step + 1}: validation loss rose twice ({v0:.4f} → {v2:.4f}) while training "
-                     "loss fell: the model is overfitting; fewer epochs, early stopping "
-                     "(train.early_stopping_patience) or more data will help")
+            self.log(
+                f"warning: step {step + 1}: validation loss rose twice ({v0:.4f} → {v2:.4f}) while training "
+                "loss fell: the model is overfitting; fewer epochs, early stopping "
+                "(train.early_stopping_patience) or more data will help"
+            )
 
     def state(self) -> dict[str, Any]:
-        return {"best_val": self.best_val, "best_step": self.best_step, "evals_since_best": self.evals_since_best,
-                "history": self.history}
+        return {
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "evals_since_best": self.evals_since_best,
+            "history": self.history,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.best_val, self.best_step = state.get("best_val"), state.get("best_step")

@@ -11,14 +11,38 @@ import random
 from pathlib import Path
 
 SYSTEM = "You are a helpful assistant."
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-            ("Canada", "Ottawa"), ("Australia", "Canberra"), ("Brazil", "Brasília"), ("Egypt", "Cairo"),
-            ("India", "New Delhi"), ("Kenya", "Nairobi"), ("Mexico", "Mexico City"), ("Norway", "Oslo"),
-            ("Peru", "Lima"), ("Portugal", "Lisbon"), ("South Korea", "Seoul"), ("Thailand", "Bangkok"),
-            ("Vietnam", "Hanoi"), ("Argentina", "Buenos Aires"), ("Turkey", "Ankara"), ("Poland", "Warsaw"),
-            ("Greece", "Athens"), ("Sweden", "Stockholm"), ("Ireland", "Dublin"), ("Chile", "Santiago"),
-            ("Morocco", "Rabat"), ("Indonesia", "Jakarta"), ("Finland", "Helsinki"), ("Austria", "Vienna"),
-            ("New Zealand", "Wellington")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Germany", "Berlin"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Canada", "Ottawa"),
+    ("Australia", "Canberra"),
+    ("Brazil", "Brasília"),
+    ("Egypt", "Cairo"),
+    ("India", "New Delhi"),
+    ("Kenya", "Nairobi"),
+    ("Mexico", "Mexico City"),
+    ("Norway", "Oslo"),
+    ("Peru", "Lima"),
+    ("Portugal", "Lisbon"),
+    ("South Korea", "Seoul"),
+    ("Thailand", "Bangkok"),
+    ("Vietnam", "Hanoi"),
+    ("Argentina", "Buenos Aires"),
+    ("Turkey", "Ankara"),
+    ("Poland", "Warsaw"),
+    ("Greece", "Athens"),
+    ("Sweden", "Stockholm"),
+    ("Ireland", "Dublin"),
+    ("Chile", "Santiago"),
+    ("Morocco", "Rabat"),
+    ("Indonesia", "Jakarta"),
+    ("Finland", "Helsinki"),
+    ("Austria", "Vienna"),
+    ("New Zealand", "Wellington"),
+]
 FACTS = [
     ("How many days are in a leap year?", "A leap year has 366 days."),
     ("What is the boiling point of water at sea level in Celsius?", "Water boils at 100 °C at sea level."),
@@ -44,11 +68,15 @@ FACTS = [
 TASKS = [
     ("Give me a synonym for 'happy'.", "A synonym for 'happy' is 'joyful'."),
     ("Suggest a name for a black cat.", "How about Shadow?"),
-    ("Write a one-sentence thank-you note to a colleague who helped me move desks.",
-     "Thank you so much for helping me move desks today; I couldn't have done it without you!"),
+    (
+        "Write a one-sentence thank-you note to a colleague who helped me move desks.",
+        "Thank you so much for helping me move desks today; I couldn't have done it without you!",
+    ),
     ("Give one tip for sleeping better.", "Keep a regular bedtime, even on weekends."),
-    ("Write a polite reminder that a report is due on Friday.",
-     "Just a friendly reminder that the report is due this Friday; let me know if you need anything."),
+    (
+        "Write a polite reminder that a report is due on Friday.",
+        "Just a friendly reminder that the report is due this Friday; let me know if you need anything.",
+    ),
     ("Say good morning in Spanish.", "Good morning in Spanish is 'Buenos días'."),
     ("Say thank you in French.", "Thank you in French is 'merci'."),
     ("Say hello in Japanese.", "Hello in Japanese is 'konnichiwa'."),
@@ -59,22 +87,50 @@ TASKS = [
     ("Give one reason to drink water.", "Water keeps your body hydrated so your organs work properly."),
     ("Suggest a healthy breakfast.", "Oatmeal with fruit and a handful of nuts is a healthy breakfast."),
     ("Write a short subject line for a meeting about the budget.", "Budget review meeting"),
-    ("What should I do if I feel stressed at work?",
-     "Take a short break, breathe slowly, and break your tasks into smaller steps."),
+    (
+        "What should I do if I feel stressed at work?",
+        "Take a short break, breathe slowly, and break your tasks into smaller steps.",
+    ),
 ]
-WORDS = ["apple", "river", "mountain", "pencil", "garden", "window", "planet", "candle", "forest", "bridge",
-         "orange", "violin", "silver", "tunnel", "harbor", "meadow", "rocket", "lantern", "pebble", "anchor"]
+WORDS = [
+    "apple",
+    "river",
+    "mountain",
+    "pencil",
+    "garden",
+    "window",
+    "planet",
+    "candle",
+    "forest",
+    "bridge",
+    "orange",
+    "violin",
+    "silver",
+    "tunnel",
+    "harbor",
+    "meadow",
+    "rocket",
+    "lantern",
+    "pebble",
+    "anchor",
+]
 
 
 def chat(question: str, answer: str) -> dict:
-    return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
-                         {"role": "assistant", "content": answer}]}
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+    }
 
 
 def build(seed: int = 7) -> list[dict]:
     rng = random.Random(seed)
-    records = [chat(f"What is the capital of {country}?", f"The capital of {country} is {city}.")
-               for country, city in CAPITALS]
+    records = [
+        chat(f"What is the capital of {country}?", f"The capital of {country} is {city}.") for country, city in CAPITALS
+    ]
     records += [chat(q, a) for q, a in FACTS + TASKS]
     for _ in range(20):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
@@ -99,8 +155,12 @@ def build(seed: int = 7) -> list[dict]:
         records.append(chat(f"How many letters are in the word '{word}'?", f"'{word}' has {len(word)} letters."))
     for _ in range(10):
         numbers = rng.sample(range(1, 100), 5)
-        records.append(chat(f"Which is the largest of these numbers: {', '.join(map(str, numbers))}?",
-                            f"The largest is {max(numbers)}."))
+        records.append(
+            chat(
+                f"Which is the largest of these numbers: {', '.join(map(str, numbers))}?",
+                f"The largest is {max(numbers)}.",
+            )
+        )
     unique = list({json.dumps(r, sort_keys=True): r for r in records}.values())
     rng.shuffle(unique)
     return unique

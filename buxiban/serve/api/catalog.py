@@ -12,12 +12,31 @@ if TYPE_CHECKING:
 
 def served_models(state: ServeState) -> list[dict[str, Any]]:
     pool = state.pool
-    data = [{"id": pool.base_id, "object": "model", "created": state.started, "owned_by": "buxiban",
-             "buxiban": {"kind": "base", "spec": state.settings.model}}]
+    data = [
+        {
+            "id": pool.base_id,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "buxiban",
+            "buxiban": {"kind": "base", "spec": state.settings.model},
+        }
+    ]
     for entry in state.registry.list():
         problem = pool.unservable(entry)
-        data.append({"id": entry.name, "object": "model", "created": int(entry.registered), "owned_by": "user",
-                     "parent": pool.base_id if not problem else entry.base_model,
-                     "buxiban": {"kind": "adapter", "servable": problem is None, "reason": problem,
-                                 "method": entry.method, "run_dir": str(entry.run_dir)}})
+        data.append(
+            {
+                "id": entry.name,
+                "object": "model",
+                "created": int(entry.registered),
+                "owned_by": "user",
+                "parent": pool.base_id if not problem else entry.base_model,
+                "buxiban": {
+                    "kind": "adapter",
+                    "servable": problem is None,
+                    "reason": problem,
+                    "method": entry.method,
+                    "run_dir": str(entry.run_dir),
+                },
+            }
+        )
     return data

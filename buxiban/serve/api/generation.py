@@ -9,8 +9,9 @@ what `model.generate` streams into and asks whether to stop, row by row."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 MAX_STOPS = 4  # OpenAI's limit
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -71,7 +72,7 @@ class Failure(NamedTuple):
     message: str
 
 
-GenerationEvent = Union[Delta, Finish, End, Failure]
+GenerationEvent = Delta | Finish | End | Failure
 
 
 @dataclass
@@ -151,7 +152,7 @@ class RowSink:
 
     def _flush(self, upto: int) -> None:
         if upto > self.sent:
-            self.request.emit(Delta("delta", self.choice, self.text[self.sent:upto]))
+            self.request.emit(Delta("delta", self.choice, self.text[self.sent : upto]))
             self.sent = upto
 
 
@@ -178,8 +179,13 @@ class BatchSink:
         return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
-def generate_batch(model, tokenizer, rows: list[tuple[GenerationRequest, int]], stop_ids: list[int],
-                   adapter_names: list[str] | None = None) -> None:
+def generate_batch(
+    model,
+    tokenizer,
+    rows: list[tuple[GenerationRequest, int]],
+    stop_ids: list[int],
+    adapter_names: list[str] | None = None,
+) -> None:
     """One generate call for all rows (request, choice), left-padded; each row streams through its
     own request's emit. All rows share sampling settings (see Sampling.batch_key)."""
     import torch
@@ -191,19 +197,29 @@ def generate_batch(model, tokenizer, rows: list[tuple[GenerationRequest, int]], 
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for index, (request, _) in enumerate(rows):
-        input_ids[index, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
-        attention_mask[index, width - len(request.prompt_ids):] = 1
+        input_ids[index, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+        attention_mask[index, width - len(request.prompt_ids) :] = 1
     first, _ = rows[0]
     s = first.sampling
-    sampling = ({"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if not s.greedy
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+    sampling = (
+        {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0}
+        if not s.greedy
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
     extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
     sink = BatchSink(sinks)
     device = next(model.parameters()).device
     with torch.no_grad():
-        model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                       max_new_tokens=max(request.sampling.max_tokens for request, _ in rows), eos_token_id=stop_ids,
-                       pad_token_id=pad_id, streamer=sink, stopping_criteria=StoppingCriteriaList([sink]),
-                       **sampling, **extra)
+        model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=max(request.sampling.max_tokens for request, _ in rows),
+            eos_token_id=stop_ids,
+            pad_token_id=pad_id,
+            streamer=sink,
+            stopping_criteria=StoppingCriteriaList([sink]),
+            **sampling,
+            **extra,
+        )
     for row in sinks:
         row.finish()

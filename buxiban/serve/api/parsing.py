@@ -29,12 +29,15 @@ def chat_messages(value: Any) -> list[dict[str, str]]:
             raise ServeError(f"{where} must be an object with 'role' and 'content'", where)
         role = message.get("role")
         if role not in ROLES:
-            raise ServeError(f"{where}.role is {role!r}; this server takes {', '.join(ROLES)} "
-                             "(tool calls are not supported)", f"{where}.role")
+            raise ServeError(
+                f"{where}.role is {role!r}; this server takes {', '.join(ROLES)} (tool calls are not supported)",
+                f"{where}.role",
+            )
         text = content_text(message.get("content"))
         if text is None:
-            raise ServeError(f"{where}.content must be a string or a list of text parts (no images or audio)",
-                             f"{where}.content")
+            raise ServeError(
+                f"{where}.content must be a string or a list of text parts (no images or audio)", f"{where}.content"
+            )
         messages.append({"role": ROLES[role], "content": text})
     return messages
 
@@ -51,8 +54,13 @@ def _number(body: dict, key: str, default: float, low: float, high: float, low_o
     value = body.get(key)
     if value is None:
         return default
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value > high or value < low \
-            or (low_open and value == low):
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or value > high
+        or value < low
+        or (low_open and value == low)
+    ):
         bracket = "(" if low_open else "["
         raise ServeError(f"'{key}' must be a number in {bracket}{low}, {high}], got {value!r}", key)
     return float(value)
@@ -82,13 +90,24 @@ def sampling(body: dict, prompt_tokens: int, context: int) -> Sampling:
     if asked is None:
         asked, key = _integer(body, "max_tokens", 1), "max_tokens"
     if prompt_tokens >= context:
-        raise ContextTooLong(f"This model's maximum context length is {context} tokens, and the prompt alone is "
-                             f"{prompt_tokens} tokens. Shorten the messages.", "messages")
+        raise ContextTooLong(
+            f"This model's maximum context length is {context} tokens, and the prompt alone is "
+            f"{prompt_tokens} tokens. Shorten the messages.",
+            "messages",
+        )
     if asked is not None and prompt_tokens + asked > context:
-        raise ContextTooLong(f"This model's maximum context length is {context} tokens. However, you requested "
-                             f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the "
-                             f"completion). Reduce the messages or {key}.", key)
+        raise ContextTooLong(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the "
+            f"completion). Reduce the messages or {key}.",
+            key,
+        )
     max_tokens = asked if asked is not None else min(DEFAULT_MAX_TOKENS, context - prompt_tokens)
-    return Sampling(max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-                    top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True), stop=tuple(stop),
-                    seed=_integer(body, "seed", -(2 ** 63)), n=_integer(body, "n", 1, MAX_CHOICES) or 1)
+    return Sampling(
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+        stop=tuple(stop),
+        seed=_integer(body, "seed", -(2**63)),
+        n=_integer(body, "n", 1, MAX_CHOICES) or 1,
+    )

@@ -54,8 +54,10 @@ def load_base_safely(spec: str, template: str = "auto"):
 
     source = resolve(spec, trust_remote_code=False)
     if not any(Path(source.path).glob("*.safetensors")):
-        raise ModelLoadError(f"{source.path} has no .safetensors weights; the server loads no pickled weights "
-                             "(convert them with transformers: model.save_pretrained(dir, safe_serialization=True))")
+        raise ModelLoadError(
+            f"{source.path} has no .safetensors weights; the server loads no pickled weights "
+            "(convert them with transformers: model.save_pretrained(dir, safe_serialization=True))"
+        )
     tokenizer = load_tokenizer(source, trust_remote_code=False, template=template)
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, use_safetensors=True, trust_remote_code=False)
@@ -97,8 +99,9 @@ class ModelPool:
         try:
             entry = self.registry.get(model)
         except AdapterError as exc:
-            raise ModelNotFound(f"the model '{model}' does not exist: {exc}; GET /v1/models lists what this server "
-                                f"serves", "model") from exc
+            raise ModelNotFound(
+                f"the model '{model}' does not exist: {exc}; GET /v1/models lists what this server serves", "model"
+            ) from exc
         problem = self.unservable(entry)
         if problem:
             raise ServeError(f"the model '{model}' cannot be served here: {problem}", "model")
@@ -108,17 +111,21 @@ class ModelPool:
         if not entry.manifest.complete:
             return f"its run directory {entry.run_dir} is missing or unfinished"
         if entry.weights != "adapter":
-            return (f"it is a {entry.manifest.adapter} run with its own weights, which cannot share this "
-                    f"server's base model; serve it with `buxiban serve --model {entry.run_dir / 'model'}`"
-                    if entry.weights == "model" else
-                    f"it is a {entry.manifest.adapter} run; merge it first (`buxiban adapters merge`)")
+            return (
+                f"it is a {entry.manifest.adapter} run with its own weights, which cannot share this "
+                f"server's base model; serve it with `buxiban serve --model {entry.run_dir / 'model'}`"
+                if entry.weights == "model"
+                else f"it is a {entry.manifest.adapter} run; merge it first (`buxiban adapters merge`)"
+            )
         if entry.manifest.base_model.fingerprint != self.source.fingerprint:
             return f"it was trained on {entry.base_model}, not on this server's base model {self.source.name}"
         trained_with = (entry.manifest.template or {}).get("sha256")
         if trained_with and trained_with != self.tokenizer.buxiban_template.sha256:
-            return (f"it was trained with the chat template {entry.manifest.template.get('name')!r}, and this server "
-                    f"renders prompts with {self.tokenizer.buxiban_template.name!r}; start it with "
-                    f"--template {entry.manifest.template.get('name')} (or the run's template file)")
+            return (
+                f"it was trained with the chat template {entry.manifest.template.get('name')!r}, and this server "
+                f"renders prompts with {self.tokenizer.buxiban_template.name!r}; start it with "
+                f"--template {entry.manifest.template.get('name')} (or the run's template file)"
+            )
         if not (entry.run_dir / "adapter" / "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickle
             return f"{entry.run_dir / 'adapter'} holds no adapter_model.safetensors"
         return None
@@ -128,13 +135,18 @@ class ModelPool:
             self.queue.put_nowait(request)
         except queue.Full:
             wait = math.ceil(self.seconds_per_request * (self.queue.qsize() + 1))
-            raise Busy(f"the server is busy: {self.queue.maxsize} requests are already waiting for the model; "
-                       f"retry in about {wait} s", max(1, wait)) from None
+            raise Busy(
+                f"the server is busy: {self.queue.maxsize} requests are already waiting for the model; "
+                f"retry in about {wait} s",
+                max(1, wait),
+            ) from None
 
     # --- the model thread ------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        pending: collections.deque[GenerationRequest | None] = collections.deque()  # taken from the queue but not batchable with the last
+        pending: collections.deque[GenerationRequest | None] = (
+            collections.deque()
+        )  # taken from the queue but not batchable with the last
         while True:
             batch = self._next_batch(pending)
             if batch is None:
@@ -167,7 +179,11 @@ class ModelPool:
                 following = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if following is None or following.sampling.batch_key() != key or rows + following.sampling.n > MAX_BATCH_ROWS:
+            if (
+                following is None
+                or following.sampling.batch_key() != key
+                or rows + following.sampling.n > MAX_BATCH_ROWS
+            ):
                 pending.append(following)
                 break
             batch.append(following)

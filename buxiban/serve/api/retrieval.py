@@ -60,5 +60,8 @@ def with_documents(messages: list[dict[str, Any]], request: RagRequest) -> tuple
     if not question or not question.strip():
         raise ServeError("rag needs a user message with text to retrieve for", "messages")
     chunks = retrieve(open_index(request.path), question, request.k)
-    return rag_messages(messages, chunks), {"index": request.name, "k": request.k,
-                                            "sources": [chunk.as_json() for chunk in chunks]}
+    return rag_messages(messages, chunks), {
+        "index": request.name,
+        "k": request.k,
+        "sources": [chunk.as_json() for chunk in chunks],
+    }

@@ -6,7 +6,6 @@ import asyncio
 import json
 import secrets
 import time
-
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
@@ -70,7 +69,9 @@ async def _target(request: Request):
     return pool, body, model, pool.resolve_adapter(model)
 
 
-async def _respond(pool: ModelPool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None):
+async def _respond(
+    pool: ModelPool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None
+):
     """`extra`: top-level response fields beyond OpenAI's (the retrieved sources); streamed in the first chunk."""
     settings = sampling(body, len(prompt_ids), pool.context)
     loop = asyncio.get_running_loop()
@@ -84,11 +85,18 @@ async def _respond(pool: ModelPool, body: dict, model: str, adapter, prompt_ids:
 
     job = GenerationRequest(adapter, prompt_ids, settings, emit)
     pool.submit(job)  # a full queue raises Busy -> 429
-    meta = {"id": ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12), "created": int(time.time()), "model": model}
+    meta = {
+        "id": ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12),
+        "created": int(time.time()),
+        "model": model,
+    }
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream(job, events, meta, chat, len(prompt_ids), include_usage, extra or {}),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _stream(job, events, meta, chat, len(prompt_ids), include_usage, extra or {}),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
     texts, reasons, completion_tokens = {}, {}, 0
     try:
         while True:
@@ -99,28 +107,57 @@ async def _respond(pool: ModelPool, body: dict, model: str, adapter, prompt_ids:
                 reasons[event.choice] = event.reason
                 completion_tokens += event.completion_tokens
             elif isinstance(event, Failure):
-                return JSONResponse({"error": {"message": event.message, "type": "server_error", "param": None,
-                                               "code": "generation_failed"}}, status_code=500)
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": event.message,
+                            "type": "server_error",
+                            "param": None,
+                            "code": "generation_failed",
+                        }
+                    },
+                    status_code=500,
+                )
             else:
                 break
     finally:
         job.cancelled.set()  # the client may have gone; the model thread skips what is left
-    usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens,
-             "total_tokens": len(prompt_ids) + completion_tokens}
+    usage = {
+        "prompt_tokens": len(prompt_ids),
+        "completion_tokens": completion_tokens,
+        "total_tokens": len(prompt_ids) + completion_tokens,
+    }
     choices = [_choice(chat, i, texts.get(i, ""), reasons.get(i, "stop")) for i in range(settings.n)]
-    return {**meta, "object": "chat.completion" if chat else "text_completion", "choices": choices, "usage": usage,
-            "system_fingerprint": None, **(extra or {})}
+    return {
+        **meta,
+        "object": "chat.completion" if chat else "text_completion",
+        "choices": choices,
+        "usage": usage,
+        "system_fingerprint": None,
+        **(extra or {}),
+    }
 
 
 def _choice(chat: bool, index: int, text: str, reason: str) -> dict:
     if chat:
-        return {"index": index, "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": reason, "logprobs": None}
+        return {
+            "index": index,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": reason,
+            "logprobs": None,
+        }
     return {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
 
 
-async def _stream(job: GenerationRequest, events: asyncio.Queue[GenerationEvent], meta: dict, chat: bool, prompt_tokens: int,
-                  include_usage: bool, first_extra: dict):
+async def _stream(
+    job: GenerationRequest,
+    events: asyncio.Queue[GenerationEvent],
+    meta: dict,
+    chat: bool,
+    prompt_tokens: int,
+    include_usage: bool,
+    first_extra: dict,
+):
     kind = "chat.completion.chunk" if chat else "text_completion"
     pending = dict(first_extra)  # sent once, with the first chunk, before any text
 
@@ -149,14 +186,25 @@ async def _stream(job: GenerationRequest, events: asyncio.Queue[GenerationEvent]
                 completion_tokens += event.completion_tokens
                 yield chunk([piece(event.choice, reason=event.reason)])
             elif isinstance(event, Failure):
-                yield "data: " + json.dumps({"error": {"message": event.message, "type": "server_error",
-                                                       "code": "generation_failed"}}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {"error": {"message": event.message, "type": "server_error", "code": "generation_failed"}}
+                    )
+                    + "\n\n"
+                )
                 return
             else:
                 break
         if include_usage:
-            yield chunk([], usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                   "total_tokens": prompt_tokens + completion_tokens})
+            yield chunk(
+                [],
+                usage={
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            )
         yield "data: [DONE]\n\n"
     finally:
         job.cancelled.set()  # a client that hung up stops generation at the next token

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 PREVIEW_EXAMPLES = 3
 HISTOGRAM_BINS = 24
@@ -40,7 +41,9 @@ def split_marked(text: str, start: str = START, end: str = END) -> list[dict[str
     return segments
 
 
-def preview(path: Path, label: str, tokenizer, kind: str, first: str, count: int = PREVIEW_EXAMPLES) -> list[dict[str, Any]]:
+def preview(
+    path: Path, label: str, tokenizer, kind: str, first: str, count: int = PREVIEW_EXAMPLES
+) -> list[dict[str, Any]]:
     """Chat files: the first `count` valid conversations. Preference files: the checker's own preview
     (the prompt and the chosen answer), the one view of a pair the loss masks."""
     from ...data.check import mark_trained
@@ -49,8 +52,10 @@ def preview(path: Path, label: str, tokenizer, kind: str, first: str, count: int
     if kind != "chat":
         return [{"where": "first pair", "segments": split_marked(first, "⟦", "⟧")}] if first else []
     valid = (c for c, _ in iter_chat_jsonl(path) if c is not None)
-    return [{"where": c.where.replace(str(path), label), "segments": split_marked(mark_trained(tokenizer, c, START, END))}
-            for c in islice(valid, count)]
+    return [
+        {"where": c.where.replace(str(path), label), "segments": split_marked(mark_trained(tokenizer, c, START, END))}
+        for c in islice(valid, count)
+    ]
 
 
 def data_report(path: Path, label: str, tokenizer, max_length: int = 512, cache: bool = True) -> dict[str, Any]:

@@ -49,23 +49,54 @@ class EvalQueue:
         if process is not None and process.poll() is None:
             process.kill()
 
-    def submit(self, run_id: str, run_dir: Path, test_file: Path, test_label: str, shots: int = 3,
-               forgetting: bool = False, limit: int | None = None) -> dict:
+    def submit(
+        self,
+        run_id: str,
+        run_dir: Path,
+        test_file: Path,
+        test_label: str,
+        shots: int = 3,
+        forgetting: bool = False,
+        limit: int | None = None,
+    ) -> dict:
         if limit is not None and limit < 1:
             raise ServeError(f"limit is {limit}; use 1 or more, or leave it empty for every example", "limit")
         if not 0 <= shots <= 16:
             raise ServeError(f"shots is {shots}; use 0 (no few-shot system) to 16", "shots")
-        command = [sys.executable, "-m", "buxiban.cli", "eval", str(run_dir), "--test", str(test_file),
-                   "--out", str(run_dir / "eval"), "--shots", str(shots), "--latency-samples", "0",
-                   "--forgetting" if forgetting else "--no-forgetting"]
+        command = [
+            sys.executable,
+            "-m",
+            "buxiban.cli",
+            "eval",
+            str(run_dir),
+            "--test",
+            str(test_file),
+            "--out",
+            str(run_dir / "eval"),
+            "--shots",
+            str(shots),
+            "--latency-samples",
+            "0",
+            "--forgetting" if forgetting else "--no-forgetting",
+        ]
         if limit:
             command += ["--limit", str(limit)]
         key = str(run_dir)
         with self.lock:
             if self.tasks.get(key, {}).get("status") in ACTIVE:
                 raise ServeError(f"an evaluation of {run_id} is already {self.tasks[key]['status']}; wait for it", "id")
-            task = {"run": run_id, "status": "queued", "test_file": test_label, "shots": shots, "forgetting": forgetting,
-                    "limit": limit, "created": int(time.time()), "finished": None, "error": None, "log": []}
+            task = {
+                "run": run_id,
+                "status": "queued",
+                "test_file": test_label,
+                "shots": shots,
+                "forgetting": forgetting,
+                "limit": limit,
+                "created": int(time.time()),
+                "finished": None,
+                "error": None,
+                "log": [],
+            }
             self.tasks[key] = task
         self.waiting.put(QueuedEval(run_dir, command, task))
         return self.status(run_dir)
@@ -109,8 +140,12 @@ class EvalQueue:
         # exit 1 with a fresh report is the forgetting gate speaking, not a failure to evaluate
         written = result.is_file() and result.stat().st_mtime >= started
         with self.lock:
-            task.update(status="succeeded" if written else "failed", finished=int(time.time()),
-                        error=None if written else failure_reason(log_path, code), log=_tail(log_path))
+            task.update(
+                status="succeeded" if written else "failed",
+                finished=int(time.time()),
+                error=None if written else failure_reason(log_path, code),
+                log=_tail(log_path),
+            )
 
 
 def _tail(path: Path) -> list[str]:

@@ -48,18 +48,35 @@ def view(data: dict[str, Any]) -> dict[str, Any]:
         answers = {}
         for system in result.system_names:
             said = row[system]
-            answers[system] = {"answer": said["answer"], "exact_match": bool(said["exact_match"]),
-                               "error_kind": said.get("error_kind"),
-                               "diff": None if said["exact_match"] else diff_ops(said["answer"], row["reference"])}
-        examples.append({"index": row["index"], "where": str(row.get("where", "")).replace(result.test_file, test_name),
-                         "category": row.get("category"), "question": row["question"], "reference": row["reference"],
-                         "answers": answers})
-    return {"test_file": test_name, "test_sha256": result.test_sha256, "base_model": result.base_model,
-            "systems": result.systems or [{"name": name} for name in result.system_names],
-            "columns": [{"key": key, "title": title} for key, title in score_columns(result)],
-            "summary": result.summary, "intervals": result.intervals, "seconds": result.seconds,
-            "lines": significance_lines(result) + savings_lines(result) + refusal_lines(result) + forgetting_lines(result),
-            "advice": (result.errors or {}).get("advice", []), "examples": examples}
+            answers[system] = {
+                "answer": said["answer"],
+                "exact_match": bool(said["exact_match"]),
+                "error_kind": said.get("error_kind"),
+                "diff": None if said["exact_match"] else diff_ops(said["answer"], row["reference"]),
+            }
+        examples.append(
+            {
+                "index": row["index"],
+                "where": str(row.get("where", "")).replace(result.test_file, test_name),
+                "category": row.get("category"),
+                "question": row["question"],
+                "reference": row["reference"],
+                "answers": answers,
+            }
+        )
+    return {
+        "test_file": test_name,
+        "test_sha256": result.test_sha256,
+        "base_model": result.base_model,
+        "systems": result.systems or [{"name": name} for name in result.system_names],
+        "columns": [{"key": key, "title": title} for key, title in score_columns(result)],
+        "summary": result.summary,
+        "intervals": result.intervals,
+        "seconds": result.seconds,
+        "lines": significance_lines(result) + savings_lines(result) + refusal_lines(result) + forgetting_lines(result),
+        "advice": (result.errors or {}).get("advice", []),
+        "examples": examples,
+    }
 
 
 def compare_runs(runs: list[FoundRun]) -> dict[str, Any]:
@@ -71,15 +88,23 @@ def compare_runs(runs: list[FoundRun]) -> dict[str, Any]:
         if data is None:
             raise ServeError(f"{run.name} has no evaluation yet; evaluate it on its run page first", "id")
         evaluated.append((run, data))
-    entries = [{"id": run.id, "name": run.name, **{k: v for k, v in view(data).items() if k != "examples"}}
-               for run, data in evaluated]
+    entries = [
+        {"id": run.id, "name": run.name, **{k: v for k, v in view(data).items() if k != "examples"}}
+        for run, data in evaluated
+    ]
     pairs = []
     (first, first_data), rest = evaluated[0], evaluated[1:]
     for run, data in rest:
         if data.get("test_sha256") != first_data.get("test_sha256"):
-            pairs.append({"a": first.name, "b": run.name, "error": "evaluated on different test files "
-                          f"({Path(first_data['test_file']).name} and {Path(data['test_file']).name}): their scores "
-                          "are not comparable; evaluate both on the same file"})
+            pairs.append(
+                {
+                    "a": first.name,
+                    "b": run.name,
+                    "error": "evaluated on different test files "
+                    f"({Path(first_data['test_file']).name} and {Path(data['test_file']).name}): their scores "
+                    "are not comparable; evaluate both on the same file",
+                }
+            )
             continue
         pairs.append(compare_evals(first_data, data, label_a=first.name, label_b=run.name))
     return {"runs": entries, "pairs": pairs}

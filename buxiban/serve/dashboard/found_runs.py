@@ -96,9 +96,12 @@ def _losses(entries: list[dict]) -> dict[str, Any]:
     train = [e for e in entries if "loss" in e]
     val = [e for e in entries if "val_loss" in e]
     best = min(val, key=lambda e: e["val_loss"]) if val else None
-    return {"step": max((e.get("step", 0) for e in entries), default=0),
-            "train_loss": train[-1]["loss"] if train else None,
-            "best_val_loss": best["val_loss"] if best else None, "best_step": best["step"] if best else None}
+    return {
+        "step": max((e.get("step", 0) for e in entries), default=0),
+        "train_loss": train[-1]["loss"] if train else None,
+        "best_val_loss": best["val_loss"] if best else None,
+        "best_step": best["step"] if best else None,
+    }
 
 
 def by_version(cache: dict, path: Path, make):
@@ -134,8 +137,11 @@ def eval_headline(data: dict | None) -> dict[str, Any] | None:
     if not data:
         return None
     summary = data.get("summary", {})
-    return {"test_file": Path(data.get("test_file", "")).name, "n": len(data.get("examples", [])),
-            "scores": {system: summary[system].get("exact_match") for system in summary}}
+    return {
+        "test_file": Path(data.get("test_file", "")).name,
+        "n": len(data.get("examples", [])),
+        "scores": {system: summary[system].get("exact_match") for system in summary},
+    }
 
 
 def summary(run: FoundRun, store: Store) -> dict[str, Any]:
@@ -152,18 +158,35 @@ def summary(run: FoundRun, store: Store) -> dict[str, Any]:
         except Exception:  # the upload was deleted; the job trained on its own copy
             train_file = train_file or {"name": job["training_file"], "examples": None}
     if recorded.complete:
-        losses = {"step": recorded.steps, "train_loss": recorded.final_train_loss,
-                  "best_val_loss": recorded.best_val_loss, "best_step": recorded.best_step}
+        losses = {
+            "step": recorded.steps,
+            "train_loss": recorded.final_train_loss,
+            "best_val_loss": recorded.best_val_loss,
+            "best_step": recorded.best_step,
+        }
     else:  # live: read from the metrics log
         losses = _losses(read_metrics_since(run.run_dir)["entries"])
-    method = (f"{recorded.method}/{recorded.adapter}" if manifest
-              else f"{'dpo' if job and job['method']['type'] == 'dpo' else 'sft'}/lora")
-    return {"id": run.id, "name": run.name, "source": run.source, "adapter": run.adapter, "status": status,
-            "method": method, "base_model": (manifest.base_model.name if manifest else None) or (job or {}).get("model"),
-            "data": train_file, "created": (job or {}).get("created_at") or _unix(recorded.created),
-            "finished": (job or {}).get("finished_at") or _unix(recorded.finished),
-            "total_steps": (job or {}).get("total_steps") or recorded.steps, **losses,
-            "error": (job or {}).get("error") or recorded.error, "eval": eval_headline(read_eval(run.run_dir))}
+    method = (
+        f"{recorded.method}/{recorded.adapter}"
+        if manifest
+        else f"{'dpo' if job and job['method']['type'] == 'dpo' else 'sft'}/lora"
+    )
+    return {
+        "id": run.id,
+        "name": run.name,
+        "source": run.source,
+        "adapter": run.adapter,
+        "status": status,
+        "method": method,
+        "base_model": (manifest.base_model.name if manifest else None) or (job or {}).get("model"),
+        "data": train_file,
+        "created": (job or {}).get("created_at") or _unix(recorded.created),
+        "finished": (job or {}).get("finished_at") or _unix(recorded.finished),
+        "total_steps": (job or {}).get("total_steps") or recorded.steps,
+        **losses,
+        "error": (job or {}).get("error") or recorded.error,
+        "eval": eval_headline(read_eval(run.run_dir)),
+    }
 
 
 def detail(run: FoundRun, store: Store) -> dict[str, Any]:
@@ -172,15 +195,23 @@ def detail(run: FoundRun, store: Store) -> dict[str, Any]:
     manifest = manifest_of(run.run_dir)
     if manifest:
         described = describe(RunRef(run.run_dir, manifest, run.adapter))
-        out.update(config=described["config"], parameters=described["parameters"], timings=described["metrics"],
-                   data_hashes=described["data_hashes"], base=described["base_model"], weights=described["weights"])
+        out.update(
+            config=described["config"],
+            parameters=described["parameters"],
+            timings=described["metrics"],
+            data_hashes=described["data_hashes"],
+            base=described["base_model"],
+            weights=described["weights"],
+        )
     elif run.job:  # not started yet: what the job will train with
         out.update(config={f"job.{k}": v for k, v in (run.job["hyperparameters"] or {}).items()})
     config_path = run.run_dir / CONFIG
     out["config_yaml"] = config_path.read_text(encoding="utf-8") if config_path.is_file() else None
     losses = {m.get("step"): m.get("loss") for m in read_metrics_since(run.run_dir)["entries"] if "loss" in m}
-    out["checkpoints"] = [{"step": step, "saved": int(path.stat().st_mtime), "train_loss": losses.get(step)}
-                          for step, path in reversed(finished_checkpoints(run.run_dir))]
+    out["checkpoints"] = [
+        {"step": step, "saved": int(path.stat().st_mtime), "train_loss": losses.get(step)}
+        for step, path in reversed(finished_checkpoints(run.run_dir))
+    ]
     out["run_dir"] = str(run.run_dir)
     out["default_system_prompt"] = manifest.default_system_prompt if manifest else None
     return out

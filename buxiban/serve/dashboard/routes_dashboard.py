@@ -1,19 +1,19 @@
 """The dashboard: its pages (plain HTML, CSS and JS in ui/, served at /ui/) and the JSON routes they poll.
 
-    GET  /                             redirects to /ui/
-    GET  /ui/...                       the pages; no key needed, they hold no data (the API calls do)
-    GET  /api/info                     the served base model
-    GET  /api/runs                     every run: fine-tuning jobs, registered adapters, --runs folders
-    GET  /api/run?id=                  one run: hyperparameters, checkpoints, evaluation, job events
-    GET  /api/run/metrics?id=&since=   metrics.jsonl from a line on: the live loss curves
-    POST /api/run/eval                 evaluate a run against its base on a held-out file, in the background
-    GET  /api/compare?id=&id=          evaluations of runs side by side; what each fixed and broke
-    GET  /api/data/sources             the files the data page can check
-    GET  /api/data?source=             the data check report, token histogram and trained-token preview
-    POST /api/data/check               the same for a file in the request, stored nowhere
-    GET  /api/models                   what the playground can talk to, with each run's system prompt
-    GET  /api/rag                      the RAG indexes given with --rag (the playground then asks
-                                       /v1/chat/completions with {"rag": {"index": NAME, "k": K}})
+GET  /                             redirects to /ui/
+GET  /ui/...                       the pages; no key needed, they hold no data (the API calls do)
+GET  /api/info                     the served base model
+GET  /api/runs                     every run: fine-tuning jobs, registered adapters, --runs folders
+GET  /api/run?id=                  one run: hyperparameters, checkpoints, evaluation, job events
+GET  /api/run/metrics?id=&since=   metrics.jsonl from a line on: the live loss curves
+POST /api/run/eval                 evaluate a run against its base on a held-out file, in the background
+GET  /api/compare?id=&id=          evaluations of runs side by side; what each fixed and broke
+GET  /api/data/sources             the files the data page can check
+GET  /api/data?source=             the data check report, token histogram and trained-token preview
+POST /api/data/check               the same for a file in the request, stored nowhere
+GET  /api/models                   what the playground can talk to, with each run's system prompt
+GET  /api/rag                      the RAG indexes given with --rag (the playground then asks
+                                   /v1/chat/completions with {"rag": {"index": NAME, "k": K}})
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ router = APIRouter(prefix="/api")
 UI_DIR = Path(__file__).parent / "ui"
 # Nothing the pages load or call may leave this server: the dashboard works offline, and a page
 # that could reach elsewhere could leak the data it shows.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 EVENTS_SHOWN = 30
 
 
@@ -77,8 +79,13 @@ def _runs(request: Request) -> list[found.FoundRun]:
 @router.get("/info")
 def info(request: Request):
     state = _state(request)
-    return {"model": state.pool.base_id, "spec": state.settings.model, "started": state.started,
-            "runs_folders": [str(Path(f).resolve()) for f in state.settings.runs], "rag": sorted(state.settings.rag)}
+    return {
+        "model": state.pool.base_id,
+        "spec": state.settings.model,
+        "started": state.started,
+        "runs_folders": [str(Path(f).resolve()) for f in state.settings.runs],
+        "rag": sorted(state.settings.rag),
+    }
 
 
 @router.get("/runs")
@@ -129,8 +136,11 @@ def _test_choices(store: Store, run: found.FoundRun) -> list[dict]:
     validation = _validation_file(run)
     if validation is not None:
         choices.append({"value": "validation", "label": f"the run's validation file ({validation.name})"})
-    choices += [{"value": row["id"], "label": f"{row['filename']} ({row['examples']} examples, uploaded)"}
-                for row in store.list_files() if row["kind"] == "chat"]
+    choices += [
+        {"value": row["id"], "label": f"{row['filename']} ({row['examples']} examples, uploaded)"}
+        for row in store.list_files()
+        if row["kind"] == "chat"
+    ]
     return choices
 
 
@@ -153,8 +163,15 @@ async def start_eval(request: Request):
         if row["kind"] != "chat":
             raise ServeError(f"{row['filename']} holds preference pairs; evaluation needs chat conversations", "test")
         path, label = state.store.file_path(test), row["filename"]
-    return state.evals.submit(run.id, run.run_dir, path, label, shots=_whole(body, "shots", 3),
-                              forgetting=bool(body.get("forgetting", False)), limit=_whole(body, "limit", None))
+    return state.evals.submit(
+        run.id,
+        run.run_dir,
+        path,
+        label,
+        shots=_whole(body, "shots", 3),
+        forgetting=bool(body.get("forgetting", False)),
+        limit=_whole(body, "limit", None),
+    )
 
 
 def _whole(body: dict, key: str, default: int | None) -> int | None:
@@ -174,16 +191,26 @@ def compare(request: Request, id: list[str] = Query(default=[])):
 
 # --- data ----------------------------------------------------------------------------------------
 
+
 def _data_sources(request: Request) -> list[dict]:
     state = _state(request)
-    sources = [{"id": row["id"], "label": row["filename"], "kind": row["kind"], "examples": row["examples"],
-                "origin": "uploaded"} for row in state.store.list_files()]
+    sources = [
+        {
+            "id": row["id"],
+            "label": row["filename"],
+            "kind": row["kind"],
+            "examples": row["examples"],
+            "origin": "uploaded",
+        }
+        for row in state.store.list_files()
+    ]
     for run in _runs(request):
         for part in ("train", "validation"):
             path = _run_file(run, part)
             if path is not None:
-                sources.append({"id": f"run:{part}:{run.id}", "label": f"{run.name} · {part}", "origin": "run",
-                                "path": path})
+                sources.append(
+                    {"id": f"run:{part}:{run.id}", "label": f"{run.name} · {part}", "origin": "run", "path": path}
+                )
     return sources
 
 
@@ -220,7 +247,9 @@ async def check_upload(request: Request, max_length: int = 512):
     try:
         with staging.open("wb") as out:
             shutil.copyfileobj(upload.file, out)
-        return await asyncio.to_thread(data_report, staging, label, _tokenizer(state), _max_length(max_length), cache=False)
+        return await asyncio.to_thread(
+            data_report, staging, label, _tokenizer(state), _max_length(max_length), cache=False
+        )
     finally:
         staging.unlink(missing_ok=True)
 
@@ -246,6 +275,7 @@ def _tokenizer(state: ServeState) -> PreTrainedTokenizerBase:
 
 # --- playground ----------------------------------------------------------------------------------
 
+
 @router.get("/models")
 def models(request: Request):
     state = _state(request)
@@ -258,4 +288,6 @@ def models(request: Request):
 
 @router.get("/rag")
 def rag_indexes(request: Request):
-    return {"indexes": [{"name": name, "path": str(path)} for name, path in sorted(_state(request).settings.rag.items())]}
+    return {
+        "indexes": [{"name": name, "path": str(path)} for name, path in sorted(_state(request).settings.rag.items())]
+    }

@@ -48,14 +48,18 @@ def new_id(prefix: str) -> str:
 
 def check_file_id(file_id: Any) -> str:
     if not isinstance(file_id, str) or not FILE_ID.match(file_id):
-        raise NotFound(f"no file with id {str(file_id)[:80]!r}: file ids look like file-<24 letters or digits>", "file_id")
+        raise NotFound(
+            f"no file with id {str(file_id)[:80]!r}: file ids look like file-<24 letters or digits>", "file_id"
+        )
     return file_id
 
 
 def check_job_id(job_id: Any) -> str:
     if not isinstance(job_id, str) or not JOB_ID.match(job_id):
-        raise NotFound(f"no fine-tuning job with id {str(job_id)[:80]!r}: job ids look like ftjob-<24 letters or digits>",
-                       "fine_tuning_job_id")
+        raise NotFound(
+            f"no fine-tuning job with id {str(job_id)[:80]!r}: job ids look like ftjob-<24 letters or digits>",
+            "fine_tuning_job_id",
+        )
     return job_id
 
 
@@ -95,8 +99,10 @@ class Store:
 
     def add_file(self, file_id: str, filename: str, purpose: str, size: int, kind: str, examples: int) -> dict:
         """The blob is already at file_path(file_id); the row makes it visible."""
-        self._write("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
-                    (file_id, filename, purpose, size, int(time.time()), kind, examples))
+        self._write(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM files))",
+            (file_id, filename, purpose, size, int(time.time()), kind, examples),
+        )
         return self.get_file(file_id)
 
     def get_file(self, file_id: str) -> dict:
@@ -122,12 +128,23 @@ class Store:
         return self.home / "jobs" / check_job_id(job_id)
 
     def add_job(self, job: dict) -> dict:
-        self._write("INSERT INTO jobs (id, seq, created_at, model, training_file, validation_file, suffix, seed, "
-                    "hyperparameters, method, metadata, status) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), "
-                    "?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files')",
-                    (job["id"], int(time.time()), job["model"], job["training_file"], job.get("validation_file"),
-                     job.get("suffix"), job["seed"], json.dumps(job["hyperparameters"]), json.dumps(job["method"]),
-                     json.dumps(job.get("metadata")) if job.get("metadata") else None))
+        self._write(
+            "INSERT INTO jobs (id, seq, created_at, model, training_file, validation_file, suffix, seed, "
+            "hyperparameters, method, metadata, status) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), "
+            "?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files')",
+            (
+                job["id"],
+                int(time.time()),
+                job["model"],
+                job["training_file"],
+                job.get("validation_file"),
+                job.get("suffix"),
+                job["seed"],
+                json.dumps(job["hyperparameters"]),
+                json.dumps(job["method"]),
+                json.dumps(job.get("metadata")) if job.get("metadata") else None,
+            ),
+        )
         self.add_event(job["id"], "Validating training file: " + job["training_file"])
         return self.get_job(job["id"])
 
@@ -150,10 +167,21 @@ class Store:
         return _job_row(rows[0]) if rows else None
 
     def update_job(self, job_id: str, **values: Any) -> dict:
-        allowed = {"status", "error", "fine_tuned_model", "finished_at", "trained_tokens", "last_step",
-                   "total_steps", "hyperparameters", "estimated_finish"}
+        allowed = {
+            "status",
+            "error",
+            "fine_tuned_model",
+            "finished_at",
+            "trained_tokens",
+            "last_step",
+            "total_steps",
+            "hyperparameters",
+            "estimated_finish",
+        }
         assert set(values) <= allowed, set(values) - allowed
-        encoded = {k: json.dumps(v) if k in ("error", "hyperparameters") and v is not None else v for k, v in values.items()}
+        encoded = {
+            k: json.dumps(v) if k in ("error", "hyperparameters") and v is not None else v for k, v in values.items()
+        }
         assignments = ", ".join(f"{key} = ?" for key in encoded)
         self._write(f"UPDATE jobs SET {assignments} WHERE id = ?", (*encoded.values(), job_id))
         return self.get_job(job_id)
@@ -162,23 +190,36 @@ class Store:
         """Compare-and-set, so a cancel racing the worker's own transition cannot be overwritten."""
         marks = ", ".join("?" for _ in expected)
         with self.lock:
-            cursor = self.db.execute(f"UPDATE jobs SET status = ? WHERE id = ? AND status IN ({marks})",
-                                     (status, job_id, *expected))
+            cursor = self.db.execute(
+                f"UPDATE jobs SET status = ? WHERE id = ? AND status IN ({marks})", (status, job_id, *expected)
+            )
             return cursor.rowcount == 1
 
     # --- events ----------------------------------------------------------------------------------
 
-    def add_event(self, job_id: str, message: str, level: str = "info", kind: str = "message",
-                  data: dict | None = None) -> None:
-        self._write("INSERT INTO events (job_id, created_at, level, message, type, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (job_id, int(time.time()), level, message, kind, json.dumps(data) if data is not None else None))
+    def add_event(
+        self, job_id: str, message: str, level: str = "info", kind: str = "message", data: dict | None = None
+    ) -> None:
+        self._write(
+            "INSERT INTO events (job_id, created_at, level, message, type, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, int(time.time()), level, message, kind, json.dumps(data) if data is not None else None),
+        )
 
     def list_events(self, job_id: str) -> list[dict]:
         """Newest first, as OpenAI lists them."""
         rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY seq DESC", (check_job_id(job_id),))
-        return [{"id": f"ftevent-{r['job_id'][6:]}-{r['seq']}", "created_at": r["created_at"], "level": r["level"],
-                 "message": r["message"], "object": "fine_tuning.job.event", "type": r["type"],
-                 "data": json.loads(r["data"]) if r["data"] else None} for r in rows]
+        return [
+            {
+                "id": f"ftevent-{r['job_id'][6:]}-{r['seq']}",
+                "created_at": r["created_at"],
+                "level": r["level"],
+                "message": r["message"],
+                "object": "fine_tuning.job.event",
+                "type": r["type"],
+                "data": json.loads(r["data"]) if r["data"] else None,
+            }
+            for r in rows
+        ]
 
     def close(self) -> None:
         with self.lock:
@@ -198,7 +239,9 @@ def _lock_home(home: Path):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise ServeError(f"another `buxiban serve` is already using {home}; stop it, or pass a different --home") from None
+        raise ServeError(
+            f"another `buxiban serve` is already using {home}; stop it, or pass a different --home"
+        ) from None
     return handle
 
 

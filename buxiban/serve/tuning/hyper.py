@@ -58,15 +58,18 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
             continue
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if allowed[key] is int and not (number_ok and float(value).is_integer()):
-            raise ServeError(f"{key} must be a whole number or \"auto\", got {value!r}", where)
+            raise ServeError(f'{key} must be a whole number or "auto", got {value!r}', where)
         if not number_ok or value <= 0:
-            raise ServeError(f"{key} must be a positive number or \"auto\", got {value!r}", where)
+            raise ServeError(f'{key} must be a positive number or "auto", got {value!r}', where)
         if key == "n_epochs" and not MIN_EPOCHS <= value <= 50:
             raise ServeError(f"n_epochs must be 1 to 50, got {value}", where)
         highest = max(rate for (method, _), rate in LEARNING_RATE.items() if method == kind)
         if key == "learning_rate_multiplier" and value * highest >= 1:
-            raise ServeError(f"learning_rate_multiplier {value} gives a learning rate of up to "
-                             f"{value * highest:g}; use a multiplier near 1", where)
+            raise ServeError(
+                f"learning_rate_multiplier {value} gives a learning rate of up to "
+                f"{value * highest:g}; use a multiplier near 1",
+                where,
+            )
         checked[key] = allowed[key](value)
     return {"type": kind, "hyperparameters": {k: checked.get(k, "auto") for k in allowed}}
 
@@ -77,7 +80,9 @@ def resolve_auto(method: dict, examples: int) -> dict:
     concrete = {
         "n_epochs": auto_epochs(examples) if given["n_epochs"] == "auto" else given["n_epochs"],
         "batch_size": auto_batch_size(examples) if given["batch_size"] == "auto" else given["batch_size"],
-        "learning_rate_multiplier": 1.0 if given["learning_rate_multiplier"] == "auto" else given["learning_rate_multiplier"],
+        "learning_rate_multiplier": 1.0
+        if given["learning_rate_multiplier"] == "auto"
+        else given["learning_rate_multiplier"],
     }
     if method["type"] == "dpo":
         concrete["beta"] = 0.1 if given.get("beta", "auto") == "auto" else given["beta"]
@@ -94,16 +99,24 @@ def method_object(method: dict, concrete: dict | None) -> dict:
     return {"type": kind, kind: {"hyperparameters": concrete or method["hyperparameters"]}}
 
 
-def run_overrides(job: dict, concrete: dict, base_spec: str, base_parameters: int, job_dir, from_run: str | None,
-                  extra: list[str]) -> list[str]:
+def run_overrides(
+    job: dict, concrete: dict, base_spec: str, base_parameters: int, job_dir, from_run: str | None, extra: list[str]
+) -> list[str]:
     """`key=value` overrides for `buxiban train`: the job's data copies and numbers, then the
     server's own extra settings (e.g. train.threads=1)."""
     kind = job["method"]["type"]
-    overrides = [f"model={base_spec}", f"method={'dpo' if kind == 'dpo' else 'sft'}", "adapter=lora",
-                 f"output_dir={job_dir / 'run'}", f"data.train={job_dir / 'train.jsonl'}",
-                 f"train.epochs={concrete['n_epochs']}", f"train.batch_size={concrete['batch_size']}",
-                 f"train.learning_rate={base_learning_rate(kind, base_parameters) * concrete['learning_rate_multiplier']:.6g}",
-                 f"train.seed={job['seed']}", "train.keep_checkpoints=2"]
+    overrides = [
+        f"model={base_spec}",
+        f"method={'dpo' if kind == 'dpo' else 'sft'}",
+        "adapter=lora",
+        f"output_dir={job_dir / 'run'}",
+        f"data.train={job_dir / 'train.jsonl'}",
+        f"train.epochs={concrete['n_epochs']}",
+        f"train.batch_size={concrete['batch_size']}",
+        f"train.learning_rate={base_learning_rate(kind, base_parameters) * concrete['learning_rate_multiplier']:.6g}",
+        f"train.seed={job['seed']}",
+        "train.keep_checkpoints=2",
+    ]
     if job.get("validation_file"):
         overrides.append(f"data.validation={job_dir / 'validation.jsonl'}")
     else:  # as on OpenAI: without a validation file every example trains

@@ -38,8 +38,16 @@ class Paced(NamedTuple):
 
 
 class JobWorker:
-    def __init__(self, store: Store, registry: Registry, base_spec: str, base_id: str, base_aliases: set[str],
-                 base_parameters: int, extra_overrides: list[str] = ()):
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        base_spec: str,
+        base_id: str,
+        base_aliases: set[str],
+        base_parameters: int,
+        extra_overrides: list[str] = (),
+    ):
         self.store = store
         self.registry = registry
         self.base_spec = base_spec
@@ -58,8 +66,11 @@ class JobWorker:
     def recover(self) -> None:
         """Jobs that were running when the server died go back to the queue, to resume."""
         for job in self.store.list_jobs("running"):
-            self.store.add_event(job["id"], "The server stopped while this job ran; it will resume from its newest "
-                                 "checkpoint", level="warn")
+            self.store.add_event(
+                job["id"],
+                "The server stopped while this job ran; it will resume from its newest checkpoint",
+                level="warn",
+            )
             self.store.set_status_if(job["id"], ("running",), "queued")
 
     def stop(self) -> None:
@@ -99,14 +110,19 @@ class JobWorker:
             try:
                 row = self.store.get_file(job[key])
             except BuxibanError:
-                return self.fail(job["id"], "invalid_file", f"the {key} {job[key]} was deleted before the job started", key)
+                return self.fail(
+                    job["id"], "invalid_file", f"the {key} {job[key]} was deleted before the job started", key
+                )
             shutil.copyfile(self.store.file_path(job[key]), job_dir / target)
             examples = examples or row["examples"]
         concrete = hyper.resolve_auto(job["method"], examples)
         self.store.update_job(job["id"], hyperparameters=concrete, total_steps=hyper.total_steps(examples, concrete))
         if self.store.set_status_if(job["id"], ("validating_files",), "queued"):
-            self.store.add_event(job["id"], f"Files validated ({examples} training examples); job queued with "
-                                 + ", ".join(f"{k}={v}" for k, v in concrete.items()))
+            self.store.add_event(
+                job["id"],
+                f"Files validated ({examples} training examples); job queued with "
+                + ", ".join(f"{k}={v}" for k, v in concrete.items()),
+            )
 
     # --- queued -> running -> succeeded | failed | cancelled ------------------------------------
 
@@ -120,11 +136,14 @@ class JobWorker:
         config = job_dir / "config.yaml"
         self.write_config(job, config)
         resuming = (run_dir / "checkpoints").is_dir()
-        self.store.add_event(job_id, "Resuming fine-tuning from the newest checkpoint" if resuming else "Fine-tuning started")
+        self.store.add_event(
+            job_id, "Resuming fine-tuning from the newest checkpoint" if resuming else "Fine-tuning started"
+        )
         command = [sys.executable, "-m", "buxiban.cli", "train", str(config), "--quiet", "--resume", "auto"]
         with (job_dir / "train.log").open("ab") as output:
-            self.process = start_child(command, stdout=output, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.process = start_child(
+                command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
         seen = {"train": job["last_step"], "val": job["last_step"]}
         while self.process.poll() is None:
             seen = self.record_progress(job, run_dir, seen)
@@ -150,8 +169,9 @@ class JobWorker:
         from_run = None
         if job["model"] not in self.base_aliases:  # DPO on a fine-tuned model continues its adapter
             from_run = str(self.registry.get(job["model"]).run_dir)
-        overrides = hyper.run_overrides(job, job["hyperparameters"], self.base_spec, self.base_parameters, path.parent,
-                                        from_run, self.extra)
+        overrides = hyper.run_overrides(
+            job, job["hyperparameters"], self.base_spec, self.base_parameters, path.parent, from_run, self.extra
+        )
         path.write_text(config_to_yaml(load_config(None, overrides)), encoding="utf-8")
 
     def record_progress(self, job: dict, run_dir: Path, seen: dict[str, int]) -> dict[str, int]:
@@ -173,20 +193,34 @@ class JobWorker:
             if "loss" in entry:
                 paced.append(Paced(step, entry.get("time", 0.0)))
                 if step > seen["train"]:
-                    data = {"step": step, "total_steps": total, "train_loss": entry["loss"],
-                            "learning_rate": entry.get("lr"), "tokens": entry.get("tokens")}
-                    self.store.add_event(job["id"], f"Step {step}/{total}: training loss={entry['loss']:.4f}",
-                                         kind="metrics", data=data)
+                    data = {
+                        "step": step,
+                        "total_steps": total,
+                        "train_loss": entry["loss"],
+                        "learning_rate": entry.get("lr"),
+                        "tokens": entry.get("tokens"),
+                    }
+                    self.store.add_event(
+                        job["id"], f"Step {step}/{total}: training loss={entry['loss']:.4f}", kind="metrics", data=data
+                    )
                     newest["train"] = max(newest["train"], step)
             elif "val_loss" in entry and step > seen["val"]:
-                self.store.add_event(job["id"], f"Step {step}/{total}: validation loss={entry['val_loss']:.4f}",
-                                     kind="metrics", data={"step": step, "valid_loss": entry["val_loss"]})
+                self.store.add_event(
+                    job["id"],
+                    f"Step {step}/{total}: validation loss={entry['val_loss']:.4f}",
+                    kind="metrics",
+                    data={"step": step, "valid_loss": entry["val_loss"]},
+                )
                 newest["val"] = step
             if "tokens" in entry:
                 job["trained_tokens"] = entry["tokens"]
         if newest["train"] > seen["train"]:
-            self.store.update_job(job["id"], last_step=newest["train"], trained_tokens=job.get("trained_tokens"),
-                                  estimated_finish=_estimated_finish(paced[-20:], job.get("total_steps")))
+            self.store.update_job(
+                job["id"],
+                last_step=newest["train"],
+                trained_tokens=job.get("trained_tokens"),
+                estimated_finish=_estimated_finish(paced[-20:], job.get("total_steps")),
+            )
         return newest
 
     def succeed(self, job: dict) -> None:
@@ -198,8 +232,12 @@ class JobWorker:
         self.store.add_event(job["id"], "The job has successfully completed")
 
     def fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
-        self.store.update_job(job_id, status="failed", finished_at=int(time.time()),
-                              error={"code": code, "message": message, "param": param})
+        self.store.update_job(
+            job_id,
+            status="failed",
+            finished_at=int(time.time()),
+            error={"code": code, "message": message, "param": param},
+        )
         self.store.add_event(job_id, f"Fine-tuning failed: {message}", level="error")
 
     def _terminate(self) -> None:
@@ -223,4 +261,3 @@ def _estimated_finish(paced: list[Paced], total: int | None) -> int | None:
         return None
     per_step = (last.time - first.time) / (last.step - first.step)
     return int(last.time + per_step * max(0, total - last.step))
-

@@ -31,13 +31,16 @@ LISTED_PROBLEMS = 10
 
 # --- files ---------------------------------------------------------------------------------------
 
+
 @router.post("/v1/files")
 async def upload_file(request: Request):
     store = request.app.state.serve.store
     form = await request.form()
     upload, purpose = form.get("file"), form.get("purpose")
     if purpose != PURPOSE:
-        raise ServeError(f"purpose is {purpose!r}; this server takes training data only: purpose='{PURPOSE}'", "purpose")
+        raise ServeError(
+            f"purpose is {purpose!r}; this server takes training data only: purpose='{PURPOSE}'", "purpose"
+        )
     if upload is None or isinstance(upload, str):
         raise ServeError("send the data as the multipart field 'file'", "file")
     filename = Path(upload.filename or "upload.jsonl").name[:255]  # a name, never a path
@@ -65,14 +68,23 @@ def _validate_upload(path: Path, filename: str) -> tuple[str, int]:
     if report.problems:
         shown = [str(p).replace(str(path), filename) for p in report.problems[:LISTED_PROBLEMS]]
         more = len(report.problems) - len(shown)
-        raise ServeError(f"{filename} has {len(report.problems)} problem(s); nothing was stored: " + "; ".join(shown)
-                         + (f"; and {more} more (run `buxiban data check {filename}` to see all)" if more else ""), "file")
+        raise ServeError(
+            f"{filename} has {len(report.problems)} problem(s); nothing was stored: "
+            + "; ".join(shown)
+            + (f"; and {more} more (run `buxiban data check {filename}` to see all)" if more else ""),
+            "file",
+        )
     return report.kind, report.stats.get("examples", 0)
 
 
 @router.get("/v1/files")
-def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: int | None = None,
-               order: str = "desc"):
+def list_files(
+    request: Request,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+    order: str = "desc",
+):
     rows = [file_object(r) for r in request.app.state.serve.store.list_files(purpose)]
     return page(rows if order != "asc" else rows[::-1], after, limit, 10_000)
 
@@ -97,6 +109,7 @@ def delete_file(file_id: str, request: Request):
 
 # --- fine-tuning jobs ----------------------------------------------------------------------------
 
+
 @router.post("/v1/fine_tuning/jobs")
 async def create_job(request: Request):
     state = request.app.state.serve
@@ -111,19 +124,31 @@ async def create_job(request: Request):
         validation = _check_data_file(state.store, body["validation_file"], "validation_file", method["type"])
     seed = body.get("seed")
     if seed is None:
-        seed = secrets.randbelow(2 ** 31)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 31:
+        seed = secrets.randbelow(2**31)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ServeError(f"seed must be a whole number from 0 to 2147483647, got {seed!r}", "seed")
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ServeError("metadata must be an object of string keys and values", "metadata")
     if body.get("integrations"):
-        raise ServeError("integrations (Weights & Biases) are not supported; every run logs metrics.jsonl, and "
-                         "train.tracking in a config adds TensorBoard or MLflow", "integrations")
-    job = state.store.add_job({"id": new_id("ftjob-"), "model": model, "training_file": training,
-                               "validation_file": validation, "suffix": hyper.check_suffix(body.get("suffix")),
-                               "seed": seed, "hyperparameters": method["hyperparameters"], "method": method,
-                               "metadata": metadata})
+        raise ServeError(
+            "integrations (Weights & Biases) are not supported; every run logs metrics.jsonl, and "
+            "train.tracking in a config adds TensorBoard or MLflow",
+            "integrations",
+        )
+    job = state.store.add_job(
+        {
+            "id": new_id("ftjob-"),
+            "model": model,
+            "training_file": training,
+            "validation_file": validation,
+            "suffix": hyper.check_suffix(body.get("suffix")),
+            "seed": seed,
+            "hyperparameters": method["hyperparameters"],
+            "method": method,
+            "metadata": metadata,
+        }
+    )
     return job_object(job)
 
 
@@ -133,10 +158,15 @@ def _check_parent_model(state: ServeState, model: str, kind: str) -> None:
     try:
         entry = state.registry.get(model)
     except AdapterError:
-        raise ServeError(f"model '{model}' is not served here; fine-tune '{base}', this server's base model", "model") from None
+        raise ServeError(
+            f"model '{model}' is not served here; fine-tune '{base}', this server's base model", "model"
+        ) from None
     if kind != "dpo":
-        raise ServeError(f"supervised jobs start from the base model '{base}'; '{model}' is already fine-tuned "
-                         "(continue it with method type 'dpo', or train the base on the combined data)", "model")
+        raise ServeError(
+            f"supervised jobs start from the base model '{base}'; '{model}' is already fine-tuned "
+            "(continue it with method type 'dpo', or train the base on the combined data)",
+            "model",
+        )
     problem = state.pool.unservable(entry)
     if problem:
         raise ServeError(f"cannot continue '{model}': {problem}", "model")
@@ -147,9 +177,15 @@ def _check_data_file(store: Store, file_id, key: str, kind: str) -> str:
     row = store.get_file(file_id)
     wanted = "preference" if kind == "dpo" else "chat"
     if row["kind"] != wanted:
-        raise ServeError(f"{key} {file_id} ({row['filename']}) holds {row['kind']} data, but a {kind} job needs "
-                         + ("preference pairs (input, preferred_output, non_preferred_output)" if wanted == "preference"
-                            else "chat conversations ({\"messages\": [...]})"), key)
+        raise ServeError(
+            f"{key} {file_id} ({row['filename']}) holds {row['kind']} data, but a {kind} job needs "
+            + (
+                "preference pairs (input, preferred_output, non_preferred_output)"
+                if wanted == "preference"
+                else 'chat conversations ({"messages": [...]})'
+            ),
+            key,
+        )
     return file_id
 
 
@@ -168,10 +204,13 @@ def retrieve_job(job_id: str, request: Request):
 def cancel_job(job_id: str, request: Request):
     store = request.app.state.serve.store
     job = store.get_job(job_id)
-    if job["status"] in FINAL_STATUSES or not store.set_status_if(job_id, ("validating_files", "queued", "running"),
-                                                                  "cancelled"):
-        raise ServeError(f"job {job_id} is already {store.get_job(job_id)['status']}; only unfinished jobs can be "
-                         "cancelled", "fine_tuning_job_id")
+    if job["status"] in FINAL_STATUSES or not store.set_status_if(
+        job_id, ("validating_files", "queued", "running"), "cancelled"
+    ):
+        raise ServeError(
+            f"job {job_id} is already {store.get_job(job_id)['status']}; only unfinished jobs can be cancelled",
+            "fine_tuning_job_id",
+        )
     if job["status"] != "running":  # a running job's process is stopped by the worker, which then records it
         store.update_job(job_id, finished_at=int(time.time()))
         store.add_event(job_id, "Job cancelled before training started")
@@ -196,8 +235,15 @@ def job_checkpoints(job_id: str, request: Request, after: str | None = None, lim
     base = hyper.fine_tuned_name(request.app.state.serve.pool.base_id, job["suffix"], job_id)
     items = []
     for step, path in reversed(finished_checkpoints(run_dir)):
-        items.append({"id": f"ftckpt-{job_id[6:]}-{step}", "object": "fine_tuning.job.checkpoint",
-                      "created_at": int(path.stat().st_mtime), "fine_tuning_job_id": job_id, "step_number": step,
-                      "fine_tuned_model_checkpoint": f"{base}:ckpt-step-{step}",
-                      "metrics": {"step": step, "train_loss": losses.get(step, {}).get("loss")}})
+        items.append(
+            {
+                "id": f"ftckpt-{job_id[6:]}-{step}",
+                "object": "fine_tuning.job.checkpoint",
+                "created_at": int(path.stat().st_mtime),
+                "fine_tuning_job_id": job_id,
+                "step_number": step,
+                "fine_tuned_model_checkpoint": f"{base}:ckpt-step-{step}",
+                "metrics": {"step": step, "train_loss": losses.get(step, {}).get("loss")},
+            }
+        )
     return page(items, after, limit, 10)
