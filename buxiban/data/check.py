@@ -240,6 +240,7 @@ class _TokenStats:
         self.no_trained: list[str] = []
         self.prompt_mismatch: list[str] = []
         self.untrained_end: list[str] = []
+        self.context_only: list[str] = []  # conversations with assistant turns the template keeps as context
         self.bos_counts: Counter = Counter()
         self.template_failed = False
         stops = {tokenizer.eos_token_id, *end_of_turn_ids(tokenizer)}
@@ -272,6 +273,8 @@ class _TokenStats:
                 self.over.append(conversation.where)
             if example.trained_tokens == 0:
                 self.no_trained.append(conversation.where)
+            if example.context_turns:
+                self.context_only.append(conversation.where)
             self._template_checks(conversation, example)
 
     def _template_checks(self, conversation: Conversation, example) -> None:
@@ -344,6 +347,17 @@ class _TokenStats:
                     "will send (the tokenizer merges across the turn boundary); answers may degrade",
                     self.prompt_mismatch[:LISTED],
                     len(self.prompt_mismatch),
+                )
+            )
+        if self.context_only:
+            findings.append(
+                Finding(
+                    "template",
+                    "the chat template renders earlier assistant turns differently once later turns follow, so "
+                    "those turns are context, not trained (their last turn is); to train each turn, give each its "
+                    "own conversation ending there",
+                    self.context_only[:LISTED],
+                    len(self.context_only),
                 )
             )
         if self.untrained_end:

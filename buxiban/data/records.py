@@ -20,6 +20,7 @@ from .jsonl import iter_jsonl
 ROLES = ("system", "user", "assistant", "tool")
 # `metadata` is buxiban's own: free-form fields (a category, a source) for splitting and error analysis.
 TOP_LEVEL_KEYS = ("messages", "tools", "parallel_tool_calls", "functions", "metadata")
+TOOL_KEYS = ("tool_calls", "tool_call_id", "name")  # passed to the template, which must render them
 MESSAGE_KEYS = ("role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal")
 
 
@@ -196,10 +197,13 @@ def content_text(content: Any) -> str | None:
 
 
 def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep what the chat template needs: role, text content, and the trained flag."""
+    """Keep what the chat template needs: role, text content, tool calls and results, the trained flag."""
     out = []
     for message in messages:
         item = {"role": message["role"], "content": content_text(message.get("content")) or ""}
+        for key in TOOL_KEYS:
+            if message.get(key):
+                item[key] = message[key]
         if message["role"] == "assistant":
             item["weight"] = message.get("weight", 1)
         out.append(item)

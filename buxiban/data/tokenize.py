@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DataError, Problem
+from .records import TOOL_KEYS
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips
 ENCODE_BATCH = 512
@@ -48,8 +49,46 @@ def surely_over_length(messages: list[dict[str, Any]], max_length: int) -> bool:
     return sum(len(m["content"]) for m in messages) > 32 * max_length + 100_000
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{key: m[key] for key in ("role", "content", *TOOL_KEYS) if key in m} for m in messages]
+
+
+def _tool_texts(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, text) that a render of this message must contain: each call's name, a tool's result."""
+    texts = []
+    for number, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        if function.get("name"):
+            texts.append((f"tool_calls[{number}].function.name", str(function["name"])))
+    if message["role"] == "tool" and message["content"].strip():
+        texts.append(("content", message["content"].strip()))
+    return texts
+
+
+def _rendered(text: str, full: str) -> bool:
+    """In the render as written, or as a JSON string (templates that pass results through tojson)."""
+    import json
+
+    return text in full or json.dumps(text, ensure_ascii=False)[1:-1] in full or json.dumps(text)[1:-1] in full
+
+
+def check_tools_rendered(tokenizer, messages: list[dict[str, Any]], full: str, where: str) -> None:
+    """A template without tool support renders a call-only turn as an empty answer: refuse it by line."""
+    for index, message in enumerate(messages):
+        for field, text in _tool_texts(message):
+            if not _rendered(text, full):
+                raise DataError(
+                    f"the chat template {template_name(tokenizer)} does not render tool calls",
+                    [
+                        Problem(
+                            where or "conversation",
+                            f"the template drops {text[:60]!r}, so it would not be trained",
+                            field=f"messages[{index}].{field}",
+                            fix="choose a template that renders tools (the model's own for Qwen 2.5/3, Llama 3.1, Hermes, "
+                            "Mistral: template: auto, or a .jinja file), or remove the tool turns",
+                        )
+                    ],
+                )
 
 
 class _FastTemplate:
@@ -148,6 +187,7 @@ def trained_char_spans(
     """The full render, the character spans the loss is computed on, and how many assistant turns
     stay context only because the template renders them differently once later turns follow."""
     full = render(tokenizer, messages, where=where)
+    check_tools_rendered(tokenizer, messages, full, where)
     spans, context = [], 0
     wanted = [i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
     for index in wanted:
