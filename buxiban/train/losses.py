@@ -41,6 +41,13 @@ def backbone_and_head(model):
     return getattr(base, base.base_model_prefix), base.get_output_embeddings(), base
 
 
+def head_has_extra_math(config) -> bool:
+    """Soft-capped (Gemma 2) or scaled (Granite's logits_scaling, Cohere's logit_scale) output logits:
+    running the head alone would skip that step, so the model's own forward computes the logits."""
+    scaled = any(float(getattr(config, name, None) or 1.0) != 1.0 for name in ("logits_scaling", "logit_scale"))
+    return bool(getattr(config, "final_logit_softcapping", None)) or scaled
+
+
 def summed_token_loss(
     model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None, **packing
 ) -> tuple[torch.Tensor, int]:
@@ -57,7 +64,7 @@ def summed_token_loss(
     targets = labels[:, 1:]
     selected = targets != IGNORE_INDEX
     count = int(selected.sum())
-    if getattr(base.config, "final_logit_softcapping", None):  # the head has extra math: use the model's own
+    if head_has_extra_math(base.config):
         logits = model(input_ids=input_ids, attention_mask=attention_mask, **packing).logits[:, :-1][selected]
         return F.cross_entropy(logits.float(), targets[selected], reduction="sum"), count
     hidden = body(input_ids=input_ids, attention_mask=attention_mask, **packing).last_hidden_state
@@ -80,7 +87,7 @@ def sequence_log_probs(
     body, head, base = backbone_and_head(model)
     targets = labels[:, 1:]
     selected = targets != IGNORE_INDEX
-    if getattr(base.config, "final_logit_softcapping", None):
+    if head_has_extra_math(base.config):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][selected]
     else:
         hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
