@@ -42,10 +42,10 @@ CORPUS = [
 ]
 
 
-def build_tiny_model_dir(directory: Path, seed: int = 0) -> Path:
-    import torch
+def build_tiny_tokenizer():
+    """A byte-level BPE trained on CORPUS with ChatML specials and template: deterministic, no download."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     core = Tokenizer(models.BPE(unk_token=None))
@@ -65,6 +65,14 @@ def build_tiny_model_dir(directory: Path, seed: int = 0) -> Path:
         unk_token="<|endoftext|>",
     )
     tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def build_tiny_model_dir(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

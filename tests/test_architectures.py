@@ -19,7 +19,7 @@ from buxiban.runs import read_manifest, read_metrics
 from buxiban.runs.load import load_trained
 from buxiban.train.sft import train_sft
 
-from conftest import CHATML, CORPUS, chat_record, write_jsonl
+from conftest import build_tiny_tokenizer, chat_record, write_jsonl
 
 RECORDS = [
     chat_record(f"Question {i}: how much is plan {i}?", f"Plan {i} costs NT${100 * i} per month.") for i in range(8)
@@ -71,30 +71,8 @@ WEIGHT_FILES = {
 
 @functools.cache
 def tokenizer():
-    """conftest's tokenizer: byte-level BPE on CORPUS with ChatML specials, trained once."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE(unk_token=None))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(
-        CORPUS * 4,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    made = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    made.chat_template = CHATML
-    return made
+    """conftest's tiny tokenizer, trained once for the module."""
+    return build_tiny_tokenizer()
 
 
 def build_architecture_dir(arch: str, directory, **overrides):
