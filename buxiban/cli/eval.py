@@ -137,7 +137,8 @@ def cmd_eval(args) -> int:
         return EXIT_USAGE
     from ..eval.compare import EvalOptions, evaluate_run
     from ..eval.endpoint import parse_endpoint
-    from ..eval.report import terminal_summary, write_reports
+    from ..eval.report import terminal_summary
+    from ..eval.reports import write_reports
 
     options = EvalOptions(
         shots=args.shots,

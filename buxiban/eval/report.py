@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from ..runs import write_json_atomic, write_text_atomic
 from .compare import EvalResult
 from .systems import FINE_TUNED
 
@@ -271,15 +270,3 @@ def markdown_report(result: EvalResult) -> str:
         marks = [("✓ " if r[s]["exact_match"] else "✗ ") + _cell(r[s]["answer"]) for s in names]
         out.append(f"| {r['index']} | {_cell(r['question'])} | {_cell(r['reference'])} | " + " | ".join(marks) + " |")
     return "\n".join(out) + "\n"
-
-
-def write_reports(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path, Path]:
-    from .html import html_report
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path, html_path = out_dir / "eval.json", out_dir / "eval.md", out_dir / "eval.html"
-    write_json_atomic(json_path, result.to_dict())
-    write_text_atomic(md_path, markdown_report(result))
-    write_text_atomic(html_path, html_report(result))
-    return json_path, md_path, html_path
