@@ -192,21 +192,10 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
         section["notes"].extend(calibration.notes)
     framework = (calibration.framework_rss_mib if calibration else resident_mib()) * 1024 * 1024
     autocast = autocast_dtype(config.train.precision, pick_device()) is not None
-    from ..train.packing import packs_rows
-    from .local import step_stats, total_steps
+    from .local import run_step_stats, total_steps
 
-    packed = packs_rows(config)
     _, steps = total_steps(config, len(data.train_lengths))
-    stats = step_stats(
-        data.train_lengths,
-        data.train_trained,
-        config.train.batch_size,
-        config.train.grad_accum,
-        config.train.seed,
-        steps,
-        packed,
-        config.train.micro_batch_tokens,
-    )
+    stats = run_step_stats(config, data, steps)
     memory = {}
     for method in METHODS:
         shape, counts = parameter_counts(source.path, method, config, config.trust_remote_code)
@@ -226,16 +215,7 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     section["memory"] = memory
     section["autocast_bf16"] = autocast
     if calibration is not None:  # the estimate checked against what the calibration run really used
-        calib = step_stats(
-            data.train_lengths,
-            data.train_trained,
-            config.train.batch_size,
-            config.train.grad_accum,
-            config.train.seed,
-            calibration.warmup_steps + calibration.measured_steps,
-            packed,
-            config.train.micro_batch_tokens,
-        )
+        calib = run_step_stats(config, data, calibration.warmup_steps + calibration.measured_steps)
         shape, counts = parameter_counts(source.path, config.adapter, config, config.trust_remote_code)
         section["calibration_check"] = {
             "estimated_peak_mib": estimate_peak(

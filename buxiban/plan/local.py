@@ -120,6 +120,23 @@ def step_stats(
     return StepStats(padded, longest, most_trained, most_tokens)
 
 
+def run_step_stats(config, data: RunData, steps: int) -> StepStats:
+    """step_stats for the first `steps` steps of the run `config` describes, on its data."""
+    from ..train.packing import packs_rows
+
+    t = config.train
+    return step_stats(
+        data.train_lengths,
+        data.train_trained,
+        t.batch_size,
+        t.grad_accum,
+        t.seed,
+        steps,
+        packs_rows(config),
+        t.micro_batch_tokens,
+    )
+
+
 def validation_padded(lengths: Sequence[int], batch_size: int, padding_free: bool = False) -> int:
     """Validation batches are sorted by length (train/sft.py validation_loss): little padding."""
     ordered = sorted(lengths)
@@ -154,7 +171,6 @@ def calibrate(
     import transformers  # noqa: F401
 
     from ..runs import read_metrics
-    from ..train.packing import packs_rows
     from ..train.session import available_cores
     from ..train.sft import train_sft
 
@@ -177,16 +193,7 @@ def calibrate(
         times = [m["time"] for m in read_metrics(probe.output_dir) if "loss" in m]
     if len(times) < steps:
         raise PlanError(f"the calibration run logged {len(times)} of {steps} steps")
-    stats = step_stats(
-        data.train_lengths,
-        data.train_trained,
-        config.train.batch_size,
-        config.train.grad_accum,
-        config.train.seed,
-        steps,
-        packs_rows(config),
-        config.train.micro_batch_tokens,
-    )
+    stats = run_step_stats(config, data, steps)
     # Step k is logged when it ends; the timed window runs from the end of the last warm-up step.
     seconds = times[steps - 1] - times[warmup_steps - 1] if warmup_steps else times[-1] - times[0]
     padded = sum(stats.padded[warmup_steps:steps] if warmup_steps else stats.padded[1:steps])
@@ -223,9 +230,7 @@ def predict_time(config, data: RunData, calibration: Calibration, epochs: float 
     t = config.train
     per_epoch, steps = total_steps(config, len(data.train_lengths))
     packed = packs_rows(config)
-    stats = step_stats(
-        data.train_lengths, data.train_trained, t.batch_size, t.grad_accum, t.seed, steps, packed, t.micro_batch_tokens
-    )
+    stats = run_step_stats(config, data, steps)
     train_seconds = sum(stats.padded) * calibration.seconds_per_padded_token
     passes = 0
     if data.val_lengths:
