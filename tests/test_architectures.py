@@ -1,6 +1,6 @@
 """Every training method, padding-free batches, merge and plan's counts on a tiny random model of each
 architecture buxiban supports: Llama, Qwen2, Qwen3, Gemma 3 (text-only), Phi-3, Mistral and Granite.
-What an architecture does not support is refused at once, by name: GGUF export (Llama only)."""
+Each merges, and exports to GGUF in llama.cpp's layout for that architecture."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from buxiban.cli import main
 from buxiban.config import load_config
-from buxiban.errors import AdapterError, ModelLoadError
+from buxiban.errors import ModelLoadError
 from buxiban.models.adapt import make_trainable, transformer_blocks
 from buxiban.models.load import load_model, load_tokenizer, resolve
 from buxiban.runs import read_manifest, read_metrics
@@ -235,17 +235,65 @@ def test_every_method_trains_and_merges(arch_dir, train_file, tmp_path, arch, ad
     assert torch.allclose(logits(merged, tok), expected, atol=1e-4)
 
     if adapter == "lora":
-        gguf = tmp_path / "model.gguf"
-        command = ["adapters", "export", str(out), "--format", "gguf", "--gguf-type", "f32", "--out", str(gguf)]
-        if arch == "llama":
-            assert main(command) == 0 and gguf.is_file()
-        else:
-            from buxiban.adapters.export import export
-            from buxiban.adapters.merge import resolve_run
+        path = tmp_path / "model.gguf"
+        command = ["adapters", "export", str(out), "--format", "gguf", "--gguf-type", "f32", "--out", str(path)]
+        assert main(command) == 0
+        check_gguf_holds(path, merged, arch)
+        if arch in GGUF_READABLE_BY_TRANSFORMERS:  # a second, independent reader of llama.cpp's layout
+            # transformers' GGUF reader ignores Gemma 3's layer pattern and Qwen3's head size: give it the config
+            config = merged.config if arch in ("gemma3", "qwen3") else None
+            reread = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name, config=config)
+            assert torch.allclose(logits(reread, tok), expected, atol=1e-4)
 
-            with pytest.raises(AdapterError, match=f"Llama-architecture models.*not '{model_type(arch)}'.*--format hf"):
-                export(resolve_run(str(out)), "gguf", gguf, gguf_type="f32")
-            assert not gguf.exists()
+
+# llama.cpp's architecture name for each; transformers reads all but Granite back from GGUF
+GGUF_ARCHITECTURES = {
+    "llama": "llama",
+    "mistral": "llama",
+    "granite": "granite",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "phi3": "phi3",
+    "gemma3": "gemma3",
+}
+GGUF_READABLE_BY_TRANSFORMERS = set(GGUF_ARCHITECTURES) - {"granite"}
+
+
+def check_gguf_holds(path, model, arch):
+    """Every weight under llama.cpp's name for the architecture, in its shape (GGUF lists dimensions
+    innermost first) and value: rotary rows interleaved for Llama-style graphs, Gemma's norms as 1 + w."""
+    import gguf
+    import numpy
+
+    from buxiban.adapters.gguf_export import permute_for_rope
+
+    reader = gguf.GGUFReader(str(path))
+    assert reader.fields["general.architecture"].contents() == GGUF_ARCHITECTURES[arch]
+    written = {t.name: t for t in reader.tensors}
+    arch_id = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == GGUF_ARCHITECTURES[arch])
+    allowed = {gguf.TENSOR_NAMES[t].format(bid=b) for t in gguf.MODEL_TENSORS[arch_id] for b in range(2)}
+    names = gguf.get_tensor_name_map(arch_id, 2)
+    config = model.config
+    expected = {}
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight":
+            continue  # tied: llama.cpp reads token_embd
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        value = tensor.float().numpy()
+        if arch == "gemma3" and hf_name.endswith("norm.weight"):
+            value = value + 1
+        if arch in ("llama", "mistral", "granite") and ".attn_q." in name:
+            value = permute_for_rope(value, config.num_attention_heads)
+        if arch in ("llama", "mistral", "granite") and ".attn_k." in name:
+            value = permute_for_rope(value, config.num_key_value_heads)
+        expected[name] = value
+    assert set(written) == set(expected)
+    assert {name.rsplit(".", 1)[0] for name in written} <= allowed  # only tensors llama.cpp's graph declares
+    for name, value in expected.items():
+        assert list(written[name].shape) == list(reversed(value.shape)), name
+        numpy.testing.assert_allclose(numpy.asarray(written[name].data).reshape(value.shape), value, atol=1e-6)
+    if arch == "phi3":
+        assert "blk.0.attn_qkv.weight" in written and "blk.0.ffn_up.weight" in written  # fused, as llama.cpp reads
 
 
 def test_granite_trains_once_its_logits_are_unscaled(tmp_path, train_file):

@@ -3,7 +3,8 @@
 - hf:   a merged Hugging Face directory (merge.py): transformers, vLLM, TGI; every training method.
 - peft: the LoRA adapter directory as vLLM's `--lora-modules name=path` loads it, next to a shared
         base model; LoRA only (vLLM serves LoRA adapters, not DoRA, whole models or trained blocks).
-- gguf: one GGUF file of the merged model (gguf_export.py): llama.cpp, Ollama; Llama architectures.
+- gguf: one GGUF file of the merged model (gguf_export.py): llama.cpp, Ollama; the architectures in
+        gguf_export.LAYOUTS.
 """
 
 from __future__ import annotations

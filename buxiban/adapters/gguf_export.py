@@ -1,137 +1,99 @@
-"""Write a merged Llama-architecture model as one GGUF file (llama.cpp, Ollama, LM Studio).
+"""Write a merged model as one GGUF file (llama.cpp, Ollama, LM Studio).
 
-Laid out as llama.cpp's own converter lays out a Llama: tensors under llama.cpp's names (from the
-`gguf` package's name map), the query and key projections permuted into llama.cpp's rotary layout,
-1-D tensors (norms) always float32, the output head left out when it is tied to the embeddings, and
-the tokenizer (byte-level BPE vocabulary, merges, special ids) plus the chat template as metadata.
+Laid out as llama.cpp's own converter (convert_hf_to_gguf.py) lays out each architecture: tensors under
+llama.cpp's names (from the `gguf` package's name map for that architecture), the hyperparameters its
+loader reads, 1-D tensors (norms) always float32, the output head left out when it is tied to the
+embeddings, and the tokenizer (gguf_vocab.py) plus the chat template as metadata. Per architecture:
+- Llama, Mistral (llama.cpp runs Mistral as a Llama, without the sliding window, as its converter does)
+  and Granite: query and key projections permuted into llama.cpp's interleaved rotary layout;
+  Granite's four multipliers as llama.cpp's scales;
+- Qwen2, Qwen3, Phi-3: rotary halves as Hugging Face keeps them (llama.cpp's NeoX rotation);
+  Phi-3's fused qkv and gate/up projections stay fused, as llama.cpp reads them;
+- Gemma 3 (text): norms stored as 1 + weight (Gemma's RMSNorm scales by 1 + w), the sliding and global
+  layers' pattern and rotary bases.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterError
+from .gguf_vocab import add_tokenizer, tokenizer_metadata
 
 GGUF_TYPES = ("f32", "f16", "bf16")
 
-# llama.cpp picks its pre-tokenizer split by this name; these are the two layouts buxiban can tell
-# apart from a tokenizer.json with certainty (GPT-2's regex alone, or SmolLM's digits split first).
-PRE_TOKENIZERS = {
-    ("ByteLevel",): "gpt-2",
-    ("Digits", "ByteLevel"): "smollm",
+
+@dataclass(frozen=True)
+class Layout:
+    arch: str  # gguf.MODEL_ARCH member name
+    interleave_rope: bool = False
+    norm_shift: float = 0.0
+
+
+LAYOUTS = {
+    "llama": Layout("LLAMA", interleave_rope=True),
+    "mistral": Layout("LLAMA", interleave_rope=True),
+    "granite": Layout("GRANITE", interleave_rope=True),
+    "qwen2": Layout("QWEN2"),
+    "qwen3": Layout("QWEN3"),
+    "phi3": Layout("PHI3"),
+    "gemma3_text": Layout("GEMMA3", norm_shift=1.0),
 }
 
-# llama.cpp token types
-NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
-
-def check_architecture(model_type: str | None) -> None:
-    """Only the layout this writer knows; anything else would load but compute garbage."""
-    if model_type != "llama":
+def check_architecture(model_type: str | None) -> Layout:
+    """Only the layouts this writer knows; anything else would load but compute garbage."""
+    if model_type not in LAYOUTS:
         raise AdapterError(
-            f"GGUF export supports Llama-architecture models (SmolLM2, Llama, TinyLlama), not "
-            f"'{model_type}'; use --format hf and llama.cpp's convert_hf_to_gguf.py"
-        )
-
-
-def check_llama(config) -> None:
-    check_architecture(getattr(config, "model_type", None))
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise AdapterError(
-            f"GGUF export does not handle rope scaling '{rope.get('rope_type', rope.get('type'))}'; "
+            f"GGUF export supports {', '.join(LAYOUTS)} models, not '{model_type}'; "
             "use --format hf and llama.cpp's convert_hf_to_gguf.py"
         )
+    return LAYOUTS[model_type]
+
+
+def rope_settings(config) -> dict:
+    """The global layers' rotary settings (Gemma 3 keeps one dict per layer type)."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    return rope.get("full_attention", rope)
+
+
+def check_supported(config) -> Layout:
+    layout = check_architecture(getattr(config, "model_type", None))
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    for settings in rope.values() if "full_attention" in rope else [rope]:
+        kind = settings.get("rope_type", settings.get("type", "default"))
+        if kind != "default":
+            raise AdapterError(
+                f"GGUF export does not handle rope scaling '{kind}'; use --format hf and llama.cpp's convert_hf_to_gguf.py"
+            )
+    if layout.arch == "GEMMA3" and getattr(config, "query_pre_attn_scalar", None) != head_dim_of(config):
+        raise AdapterError(
+            "GGUF export of Gemma 3 needs query_pre_attn_scalar == head_dim (llama.cpp scales attention by "
+            "1/sqrt(head_dim)); use --format hf"
+        )
+    return layout
+
+
+def head_dim_of(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def rope_theta(config) -> float:
-    rope = getattr(config, "rope_parameters", None) or {}
-    return float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+    return float(rope_settings(config).get("rope_theta", getattr(config, "rope_theta", 10000.0)))
 
 
 def permute_for_rope(weight, heads: int):
-    """HF keeps each head's rotary halves apart; llama.cpp interleaves them (its converter's permute)."""
+    """HF keeps each head's rotary halves apart; llama.cpp's Llama interleaves them (its converter's permute)."""
     return (
         weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
     )
 
 
-def tokenizer_metadata(tokenizer, vocab_size: int) -> dict[str, Any]:
-    """Vocabulary, token types, merges and special ids of a byte-level BPE tokenizer, padded to
-    the model's embedding rows as llama.cpp requires."""
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    model = spec.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise AdapterError(
-            "GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2 uses); "
-            f"this one is {model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
-        )
-    pre = pre_tokenizer_name(spec.get("pre_tokenizer"))
-    tokens: dict[int, str] = {index: token for token, index in model["vocab"].items()}
-    types = {index: NORMAL for index in tokens}
-    for added in spec.get("added_tokens", []):
-        tokens[added["id"]] = added["content"]
-        types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
-    if max(tokens) >= vocab_size:
-        raise AdapterError(f"the tokenizer has {max(tokens) + 1} tokens but the model only {vocab_size} embedding rows")
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    empty = tokenizer("", add_special_tokens=True)["input_ids"]
-    template = tokenizer.chat_template
-    if isinstance(template, dict):
-        template = template.get("default") or next(iter(template.values()), None)
-    return {
-        "pre": pre,
-        "tokens": [tokens.get(i, f"[PAD{i}]") for i in range(vocab_size)],
-        "types": [types.get(i, UNUSED) for i in range(vocab_size)],
-        "merges": merges,
-        "bos": tokenizer.bos_token_id,
-        "eos": tokenizer.eos_token_id,
-        "unk": tokenizer.unk_token_id,
-        "pad": tokenizer.pad_token_id,
-        "add_bos": tokenizer.bos_token_id is not None and tokenizer.bos_token_id in empty,
-        "add_eos": tokenizer.eos_token_id is not None and tokenizer.eos_token_id in empty,
-        "chat_template": template,
-    }
-
-
-def pre_tokenizer_name(pre: dict | None) -> str:
-    steps = (pre or {}).get("pretokenizers", [pre] if pre else [])
-    kinds = tuple(step.get("type") for step in steps)
-    byte_level = steps[-1] if steps else {}
-    digits_ok = all(step.get("individual_digits", True) for step in steps if step.get("type") == "Digits")
-    if kinds in PRE_TOKENIZERS and byte_level.get("use_regex", True) and digits_ok:
-        return PRE_TOKENIZERS[kinds]
-    raise AdapterError(
-        f"GGUF export cannot name this tokenizer's pre-tokenizer ({' + '.join(map(str, kinds)) or 'none'}) "
-        "for llama.cpp; supported: GPT-2 byte-level, SmolLM; use --format hf and llama.cpp's converter"
-    )
-
-
-def add_tokenizer(writer, meta: dict[str, Any]) -> None:
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(meta["pre"])
-    writer.add_token_list(meta["tokens"])
-    writer.add_token_types(meta["types"])
-    writer.add_token_merges(meta["merges"])
-    for add, token_id in (
-        (writer.add_bos_token_id, meta["bos"]),
-        (writer.add_eos_token_id, meta["eos"]),
-        (writer.add_unk_token_id, meta["unk"]),
-        (writer.add_pad_token_id, meta["pad"]),
-    ):
-        if token_id is not None:
-            add(token_id)
-    writer.add_add_bos_token(meta["add_bos"])
-    writer.add_add_eos_token(meta["add_eos"])
-    if meta["chat_template"]:
-        writer.add_chat_template(meta["chat_template"])
-
-
-def add_hyperparameters(writer, config, name: str, file_type: int) -> None:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+def add_hyperparameters(writer, config, layout: Layout, name: str, file_type: int) -> None:
+    head_dim = head_dim_of(config)
     writer.add_name(name)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -139,23 +101,46 @@ def add_hyperparameters(writer, config, name: str, file_type: int) -> None:
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(config.num_attention_heads)
     writer.add_head_count_kv(config.num_key_value_heads or config.num_attention_heads)
-    writer.add_rope_dimension_count(head_dim)
     writer.add_rope_freq_base(rope_theta(config))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
     writer.add_file_type(file_type)
-    if head_dim != config.hidden_size // config.num_attention_heads:
+    if layout.arch == "PHI3":
+        rotary = float(
+            rope_settings(config).get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0))
+        )
+        writer.add_rope_dimension_count(int(rotary * config.hidden_size) // config.num_attention_heads)
+        original = getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_sliding_window(getattr(config, "sliding_window", None) or 0)  # 0: Phi-4, every layer global
+        return
+    writer.add_rope_dimension_count(head_dim)
+    if head_dim != config.hidden_size // config.num_attention_heads or layout.arch == "GEMMA3":
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
+    if layout.arch == "GRANITE":
+        writer.add_attention_scale(config.attention_multiplier)
+        writer.add_embedding_scale(config.embedding_multiplier)
+        writer.add_residual_scale(config.residual_multiplier)
+        writer.add_logit_scale(config.logits_scaling)
+    if layout.arch == "GEMMA3":
+        local = (config.rope_parameters or {}).get("sliding_attention", {}).get("rope_theta")
+        if local is not None:
+            writer.add_rope_freq_base_swa(float(local))
+        if getattr(config, "final_logit_softcapping", None):
+            writer.add_final_logit_softcapping(config.final_logit_softcapping)
+        if getattr(config, "sliding_window", None):
+            writer.add_sliding_window(config.sliding_window)
+            writer.add_sliding_window_pattern([kind == "sliding_attention" for kind in config.layer_types])
 
 
-def gguf_tensors(model, tensor_type: str):
+def gguf_tensors(model, layout: Layout, tensor_type: str):
     """(gguf name, array, raw dtype or None) for every weight, converted as llama.cpp expects."""
     import gguf
     import torch
 
     config = model.config
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, layout.arch), config.num_hidden_layers)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     tied = bool(getattr(config, "tie_word_embeddings", False))
     for hf_name, tensor in model.state_dict().items():
@@ -163,11 +148,13 @@ def gguf_tensors(model, tensor_type: str):
             continue  # llama.cpp reads a missing output.weight as "tied to token_embd"
         gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
-            raise AdapterError(f"no GGUF name for tensor '{hf_name}'; this model is not a plain Llama")
+            raise AdapterError(f"no GGUF name for tensor '{hf_name}' in llama.cpp's {layout.arch.lower()} layout")
         array = tensor.detach().to(torch.float32).cpu().numpy()
-        if gguf_name.endswith(("attn_q.weight", "attn_q.bias")):
+        if layout.norm_shift and hf_name.endswith("norm.weight"):
+            array = array + layout.norm_shift
+        if layout.interleave_rope and gguf_name.endswith(("attn_q.weight", "attn_q.bias")):
             array = permute_for_rope(array, heads)
-        elif gguf_name.endswith(("attn_k.weight", "attn_k.bias")):
+        elif layout.interleave_rope and gguf_name.endswith(("attn_k.weight", "attn_k.bias")):
             array = permute_for_rope(array, kv_heads)
         if array.ndim == 1 or tensor_type == "f32":
             yield gguf_name, array, None
@@ -183,7 +170,7 @@ def write_gguf(model, tokenizer, path: str | Path, tensor_type: str = "f16", nam
 
     if tensor_type not in GGUF_TYPES:
         raise AdapterError(f"--gguf-type '{tensor_type}' is not one of {', '.join(GGUF_TYPES)}")
-    check_llama(model.config)
+    layout = check_supported(model.config)
     meta = tokenizer_metadata(tokenizer, model.config.vocab_size)  # validate before writing anything
     file_type = {
         "f32": gguf.LlamaFileType.ALL_F32,
@@ -192,12 +179,12 @@ def write_gguf(model, tokenizer, path: str | Path, tensor_type: str = "f16", nam
     }[tensor_type]
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
-    writer = gguf.GGUFWriter(str(temporary), "llama")
+    writer = gguf.GGUFWriter(str(temporary), gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, layout.arch)])
     written = 0
     try:
-        add_hyperparameters(writer, model.config, name, int(file_type))
+        add_hyperparameters(writer, model.config, layout, name, int(file_type))
         add_tokenizer(writer, meta)
-        for gguf_name, array, raw_dtype in gguf_tensors(model, tensor_type):
+        for gguf_name, array, raw_dtype in gguf_tensors(model, layout, tensor_type):
             writer.add_tensor(gguf_name, array, raw_dtype=raw_dtype)
             written += 1
         writer.write_header_to_file()
