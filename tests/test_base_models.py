@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from buxiban.cli import main
 from buxiban.config import load_config
 from buxiban.data.tokenize import end_of_turn_ids
-from buxiban.errors import ModelLoadError
+from buxiban.errors import ModelLoadError, RunDirError
 from buxiban.models.templates import FAMILIES, choose_template
 from buxiban.runs import read_manifest
 from buxiban.runs.load import load_trained
@@ -95,6 +96,18 @@ def test_a_base_model_trains_with_its_family_template_and_stops_at_its_end_of_tu
     generated = generate_with_stats(model, tokenizer, [prompt], max_new_tokens=40)
     assert generated.answers[0].startswith("The")  # 30 steps from random weights: the shape, not every digit
     assert generated.new_tokens[0] < 40  # it stopped on the end of turn, not at max_new_tokens
+
+    # naming the run's own template is fine; another is refused by eval and chat before a model loads
+    assert load_trained(out, template=family)[1].chat_template == FAMILIES[family].template
+    other = "gemma"
+    with pytest.raises(
+        RunDirError, match=f"trained with the chat template '{family}' \\(family\\).*--template {other}"
+    ):
+        load_trained(out, template=other)
+    test_file = str(tmp_path / "train.jsonl")
+    assert main(["eval", str(out), "--test", test_file, "--template", other, "--no-forgetting"]) != 0
+    assert not (out / "eval").exists()
+    assert main(["chat", "--run", str(out), "--template", other, "-m", QUESTION]) != 0
 
 
 def test_a_base_model_without_known_markers_is_refused_with_the_choices():

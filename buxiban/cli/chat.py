@@ -12,7 +12,7 @@ def add_chat_commands(commands) -> None:
     chat.add_argument(
         "--template",
         default="auto",
-        help="with --model: chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file (a run uses the template it trained with)",
+        help="with --model: chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file (a run uses the template it trained with; another is refused)",
     )
     chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
     chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")

@@ -41,7 +41,7 @@ class ChatSession:
         if run:
             from ..runs.load import load_trained
 
-            loaded, tokenizer, manifest = load_trained(run)
+            loaded, tokenizer, manifest = load_trained(run, template)
             system = system if system is not None else manifest.default_system_prompt
             return cls(loaded, tokenizer, f"run {run} ({manifest.base_model.name} + adapter)", system, max_new_tokens)
         from ..models.load import load

@@ -91,6 +91,11 @@ def add_eval_commands(commands) -> None:
         metavar=("RUN_A", "RUN_B"),
         help="list the test examples RUN_B fixed and broke relative to RUN_A (runs or eval.json files)",
     )
+    evaluate.add_argument(
+        "--template",
+        help="the chat template the run trained with is always used; naming another is refused "
+        "(a family, a .jinja file, or auto)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -154,6 +159,7 @@ def cmd_eval(args) -> int:
         batch_size=args.batch_size,
         rag=args.rag,
         rag_k=args.rag_k,
+        template=args.template,
     )
     result = evaluate_run(
         args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options, log=_log

@@ -12,6 +12,7 @@ from typing import Any
 from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
 from ..runs import file_sha256, read_manifest
+from ..runs.load import check_template_request
 from . import scoring
 from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
@@ -39,6 +40,7 @@ class EvalOptions:
     batch_size: int = 16
     rag: str | None = None  # an index: adds "base + RAG" and "fine-tuned + RAG" (see eval/rag.py)
     rag_k: int = 3
+    template: str | None = None  # --template: accepted only when it is the run's own (runs/load.py)
 
 
 @dataclass
@@ -148,6 +150,7 @@ def evaluate_run(
 ) -> EvalResult:
     options = options or EvalOptions(batch_size=batch_size)
     manifest = read_manifest(run_dir)  # every input is checked before a model loads
+    check_template_request(manifest, run_dir, options.template)
     tests = load_test_set(test_file, limit)
     refusal_prompts = load_refusals(options.refusals, manifest.default_system_prompt) if options.refusals else []
     if systems is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RunDirError
-from ..models.templates import AUTO, ChosenTemplate
+from ..models.templates import ALIASES, AUTO, FAMILIES, ChosenTemplate, choose_template
 from .manifest import read_manifest
 
 
-def load_trained(run_dir: str | Path):
-    """Base model with the run's adapter attached, its tokenizer, and the manifest."""
+def load_trained(run_dir: str | Path, template: str | None = AUTO):
+    """Base model with the run's adapter attached, its tokenizer, and the manifest. `template` is what
+    the user asked for on the command line: only the run's own (or `auto`) is accepted."""
     from peft import PeftModel
 
     from ..models.load import load
@@ -18,6 +19,7 @@ def load_trained(run_dir: str | Path):
     manifest = read_manifest(run_dir)
     if not manifest.complete:
         raise RunDirError(f"{run_dir} did not finish training (status: {manifest.status}); train it again")
+    check_template_request(manifest, run_dir, template)
     base_spec, trust, weights = manifest.base_model.spec, manifest.trust_remote_code, manifest.weights
     template = _trained_template(manifest)
     if weights == "model":  # full fine-tuning: the run holds a whole model directory
@@ -48,3 +50,21 @@ def _trained_template(manifest) -> ChosenTemplate | str:
     if not record or not isinstance(record.get("text"), str):
         return AUTO
     return ChosenTemplate(record["text"], str(record.get("name", "run")), str(record.get("origin", "model")))
+
+
+def check_template_request(manifest, run_dir: str | Path, requested: str | None) -> None:
+    """A run renders what it trained with: a model served another format than the one it learned
+    answers worse without a word, so a --template that renders differently is refused before loading."""
+    if not requested or requested.strip() == AUTO:
+        return
+    name = ALIASES.get(requested.strip().lower(), requested.strip().lower())
+    text = FAMILIES[name].template if name in FAMILIES else choose_template(None, requested).text
+    trained = _trained_template(manifest)
+    if isinstance(trained, ChosenTemplate) and trained.text == text:
+        return
+    trained_name = f"'{trained.name}' ({trained.origin})" if isinstance(trained, ChosenTemplate) else "the model's own"
+    raise RunDirError(
+        f"{run_dir} was trained with the chat template {trained_name}, and --template {requested} renders "
+        "differently; leave --template out (the run's own is used), or train again with "
+        f"template: {requested}"
+    )
