@@ -34,3 +34,26 @@ def test_bootstrap_ci_of_constant_scores_has_no_width():
     assert (interval.mean, interval.low, interval.high) == (0.75, 0.75, 0.75)
     single = bootstrap_ci([1.0, 0.0, 0.0, 0.0])
     assert single.mean == 0.25 and 0.0 <= single.low <= 0.25 <= single.high <= 1.0
+
+
+def test_wilson_interval_of_a_proportion_never_claims_certainty():
+    from buxiban.eval.stats import wilson_interval
+
+    none = wilson_interval([0.0] * 79)
+    assert none.low == 0.0 and none.high == pytest.approx(1.959964**2 / (79 + 1.959964**2), abs=1e-6)  # 0.0464
+    every = wilson_interval([1.0] * 79)
+    assert every.high == 1.0 and every.low == pytest.approx(1 - none.high, abs=1e-9)
+    half = wilson_interval([1.0] * 5 + [0.0] * 5)
+    assert (round(half.low, 4), round(half.high, 4)) == (0.2366, 0.7634)  # the textbook value for 5 of 10
+
+
+def test_exact_match_gets_wilson_and_graded_scores_the_bootstrap():
+    from buxiban.eval.scoring import example_rows, summarize
+
+    tests = [{"index": i, "where": f"t:{i}", "question": "q", "reference": "The answer is 42."} for i in range(20)]
+    rows = example_rows(tests, {"base": ["The answer is 41."] * 20})
+    summary, intervals = summarize(rows, ["base"])
+    assert summary["base"]["exact_match"] == 0.0
+    assert intervals["base"]["exact_match"]["high"] > 0.1  # 0 of 20 is not "certainly 0"
+    f1 = intervals["base"]["token_f1"]
+    assert f1["low"] == f1["high"] == summary["base"]["token_f1"]  # constant graded scores: no width

@@ -9,10 +9,11 @@ from typing import Any
 
 from .metrics import score_answer
 from .refusal import is_refusal
-from .stats import RESAMPLES, bootstrap_ci, mcnemar_exact
+from .stats import RESAMPLES, interval_of, mcnemar_exact
 
 # metrics averaged over every example; field_match only over examples whose reference is a JSON object
 TEXT_METRICS = ("exact_match", "token_f1", "rouge_l", "chrf")
+BINARY_METRICS = ("exact_match", "false_refusal_rate")  # 0/1 per example: Wilson intervals
 
 
 def example_rows(tests: Sequence[dict[str, Any]], answers: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -42,8 +43,9 @@ def metric_values(rows: Sequence[dict[str, Any]], system: str, metric: str) -> l
 def summarize(
     rows: Sequence[dict[str, Any]], systems: Sequence[str], resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, float]]]]:
-    """Per system: the mean of each metric (plus n) and its bootstrap interval. The same seed for
-    every system and metric, so two systems are resampled on the same example draws."""
+    """Per system: the mean of each metric (plus n) and its interval: Wilson for 0/1 metrics, the
+    bootstrap otherwise, with the same seed for every system and metric, so two systems are resampled
+    on the same example draws."""
     summary: dict[str, dict[str, Any]] = {}
     intervals: dict[str, dict[str, dict[str, float]]] = {}
     metrics = TEXT_METRICS + ("field_match", "false_refusal_rate", "judge")
@@ -53,7 +55,7 @@ def summarize(
             values = metric_values(rows, system, metric)
             if not values:
                 continue
-            interval = bootstrap_ci(values, resamples=resamples, seed=seed)
+            interval = interval_of(values, metric in BINARY_METRICS, resamples=resamples, seed=seed)
             summary[system][metric] = round(interval.mean, 4)
             intervals[system][metric] = interval.to_dict()
         summary[system]["n"] = len(rows)
@@ -79,7 +81,7 @@ def refusal_summary(
     out = {}
     for system, said in answers.items():
         flags = [float(is_refusal(a)) for a in said]
-        interval = bootstrap_ci(flags, resamples=resamples, seed=seed)
+        interval = interval_of(flags, True)
         out[system] = {"refusal_rate": round(interval.mean, 4), "interval": interval.to_dict(), "n": len(flags)}
     return out
 

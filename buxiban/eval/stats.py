@@ -1,4 +1,4 @@
-"""How sure a score is: bootstrap confidence intervals for one system, and the exact McNemar test
+"""How sure a score is: Wilson intervals for 0/1 scores and bootstrap intervals for graded ones, and the exact McNemar test
 for whether two systems differ on the same examples (paired, so it ignores the examples both get
 right or both get wrong, which carry no evidence either way)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from math import comb
+from math import comb, sqrt
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -37,6 +37,33 @@ def bootstrap_ci(
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return Interval(float(data.mean()), float(low), float(high))
+
+
+def wilson_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Wilson score interval of a proportion (0/1 scores such as exact match). A bootstrap of 0 out of
+    79 can only resample zeros and says [0, 0], claiming certainty; Wilson says [0, 0.046]."""
+    from statistics import NormalDist
+
+    n = len(values)
+    if n == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    share = sum(values) / n
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    # all-or-none scores reach the bound exactly (the formula lands a rounding error short of it)
+    low = 0.0 if share == 0 else max(0.0, centre - half)
+    high = 1.0 if share == 1 else min(1.0, centre + half)
+    return Interval(share, low, high)
+
+
+def interval_of(
+    values: Sequence[float], binary: bool, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> Interval:
+    """Wilson for a 0/1 score, the bootstrap for a graded one (token F1, chrF, a judge's scale)."""
+    if binary:
+        return wilson_interval(values, confidence)
+    return bootstrap_ci(values, resamples=resamples, confidence=confidence, seed=seed)
 
 
 @dataclass(frozen=True)
