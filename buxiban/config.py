@@ -60,11 +60,12 @@ class MixConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = 3.0
+    # auto: chosen from the method, what is trained, the model's and the data's size (train/auto.py)
+    epochs: float | str = "auto"
     max_steps: int | None = None  # optimizer steps; wins over `epochs` when set
-    batch_size: int = 8
+    batch_size: int | str = "auto"
     grad_accum: int = 1
-    learning_rate: float = 2e-4
+    learning_rate: float | str = "auto"
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     lr_schedule: str = "cosine"
@@ -306,18 +307,26 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         bad("lora.alpha", f"is {lora.alpha}", "use a positive number, often 2 × r")
     if not 0.0 <= lora.dropout < 1.0:
         bad("lora.dropout", f"is {lora.dropout}", "use a number in [0, 1)")
-    if t.epochs <= 0 and t.max_steps is None:
-        bad("train.epochs", f"is {t.epochs}", "use a positive number of epochs or set train.max_steps")
+    for key, value in (
+        ("train.epochs", t.epochs),
+        ("train.batch_size", t.batch_size),
+        ("train.learning_rate", t.learning_rate),
+    ):
+        if isinstance(value, str) and value != "auto":
+            kind = "an integer" if key == "train.batch_size" else "a number"
+            bad(key, f"must be {kind} or auto, got '{value}'", "leave it out (auto is the default) or give a number")
+    if not isinstance(t.epochs, str) and not t.epochs > 0 and t.max_steps is None:  # NaN too
+        bad("train.epochs", f"is {t.epochs}", "use a positive number of epochs, auto, or set train.max_steps")
     if t.max_steps is not None and t.max_steps < 1:
         bad("train.max_steps", f"is {t.max_steps}", "use a positive number of optimizer steps")
     for key, value in (("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum)):
-        if value < 1:
+        if not isinstance(value, str) and value < 1:
             bad(key, f"is {value}", "use a positive integer")
-    if not 0.0 < t.learning_rate < 1.0:
+    if not isinstance(t.learning_rate, str) and not 0.0 < t.learning_rate < 1.0:
         bad(
             "train.learning_rate",
             f"is {t.learning_rate}",
-            "LoRA usually wants 1e-4 to 1e-3, full fine-tuning 1e-5 to 5e-5",
+            "LoRA usually wants 1e-4 to 1e-3, full fine-tuning 1e-5 to 5e-5; auto picks one",
         )
     if t.weight_decay < 0:
         bad("train.weight_decay", f"is {t.weight_decay}", "use 0 or a small positive number")

@@ -28,7 +28,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(messages) == 5, messages
     text = "\n".join(messages)
     assert "unknown key 'train.learnig_rate'" in text and "did you mean 'train.learning_rate'?" in text
-    assert "'train.batch_size' must be an integer, got 'eight'" in text
+    assert "'train.batch_size' must be an integer or auto, got 'eight'" in text
     assert "'lora.r' is 0" in text
     assert "unknown key 'epochs'" in text and "did you mean 'train.epochs'?" in text
     assert "did you mean 'bf16'?" in text

@@ -4,6 +4,7 @@ data, --limit, --json, and a time estimate whose step schedule is the training l
 import json
 
 import pytest
+import yaml
 
 from buxiban.cli import main
 
@@ -126,3 +127,43 @@ def test_malformed_data_stops_the_plan_before_any_training(tiny_model_dir, twent
     code = main(["plan", str(broken), "--model", str(tiny_model_dir), *FAST])
     err = capsys.readouterr().err
     assert code == 1 and "broken.jsonl:21" in err and "calibrating" not in err
+
+
+def test_plan_train_and_a_job_pick_the_same_hyperparameters(tiny_model_dir, twenty, tmp_path, capsys):
+    """With nothing set, learning rate, epochs and batch size are chosen once, by train/auto.py, for
+    `plan`, `buxiban train` and the fine-tuning jobs API alike, and the run records them with the reason."""
+    from transformers import AutoModelForCausalLM
+
+    from buxiban.config import load_config
+    from buxiban.runs import read_manifest
+    from buxiban.serve.tuning import hyper
+    from buxiban.train.sft import train_sft
+
+    train, _ = twenty
+    assert main(["plan", str(train), "--model", str(tiny_model_dir), "--json", *FAST]) == 0
+    planned = json.loads(capsys.readouterr().out)["local"]
+    examples = planned["time"]["train_examples"]
+
+    run = tmp_path / "run"
+    said = []
+    config = load_config(
+        None, [f"model={tiny_model_dir}", f"data.train={train}", f"output_dir={run}", "train.precision=fp32"]
+    )
+    train_sft(config, progress=False, log=said.append)
+    trained = read_manifest(run).hyperparameters
+    written = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert [written[key] for key in ("learning_rate", "epochs", "batch_size")] == ["auto"] * 3  # as the user wrote
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    job = hyper.resolve_auto(hyper.parse_method(None, {}), examples, sum(p.numel() for p in base.parameters()))
+    job_rate = hyper.base_learning_rate("supervised", sum(p.numel() for p in base.parameters()))
+
+    picks = {name: (planned["hyperparameters"][name]["value"], trained[name]["value"]) for name in trained}
+    assert all(plan_value == train_value for plan_value, train_value in picks.values()), picks
+    assert (job["n_epochs"], job["batch_size"], job_rate) == (
+        trained["epochs"]["value"],
+        trained["batch_size"]["value"],
+        trained["learning_rate"]["value"],
+    )
+    assert all(choice["auto"] and choice["reason"] for choice in trained.values())
+    assert any(line.startswith("learning rate 0.001 (auto: SFT of LoRA") for line in said), said

@@ -195,7 +195,7 @@ def test_resuming_with_a_changed_config_is_refused_with_a_diff(tmp_path, tiny_mo
     changed = tiny_run(tiny_model_dir, tiny_chat_file, out, "train.max_steps=5", "train.learning_rate=5e-4")
     with pytest.raises(RunDirError) as caught:
         train_sft(changed, progress=False, log=lambda _: None, resume="auto")
-    assert "train.learning_rate: 0.0002 → 0.0005" in str(caught.value) and "--force" in str(caught.value)
+    assert "train.learning_rate: 'auto' → 0.0005" in str(caught.value) and "--force" in str(caught.value)
     said = []
     train_sft(changed, progress=False, log=said.append, resume="auto", force=True)
     assert any("resuming with changes" in line for line in said)

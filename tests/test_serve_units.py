@@ -16,35 +16,29 @@ from buxiban.serve.tuning import hyper
 from buxiban.serve.tuning.database import NotFound, Store, check_file_id, check_job_id
 
 
-@pytest.mark.parametrize(
-    "examples, epochs", [(4, 25), (10, 10), (30, 3), (34, 3), (1000, 3), (8333, 3), (8400, 2), (30_000, 1)]
-)
-def test_auto_epochs_follow_openais_rule(examples, epochs):
-    # the cookbook's rule: 3 epochs unless that gives fewer than 100 or more than 25,000 example
-    # passes, then floor(100 / n) or floor(25,000 / n); always 1 to 25
-    assert hyper.auto_epochs(examples) == epochs
-
-
-def test_plan_and_a_job_with_auto_epochs_agree_for_30_examples():
-    from buxiban.plan.hosted import hosted_training, load_prices
+def test_a_job_picks_what_buxiban_train_picks():
+    from buxiban.train.auto import choose
 
     method = hyper.parse_method(None, {"n_epochs": "auto"})
-    billed = hosted_training([100] * 30, "gpt-4o-mini", load_prices())
-    assert hyper.resolve_auto(method, 30)["n_epochs"] == billed.epochs == 3
+    for examples in (30, 320, 5000):
+        chosen = choose("sft", "lora", 135_000_000, examples)
+        concrete = hyper.resolve_auto(method, examples, 135_000_000)
+        assert (concrete["n_epochs"], concrete["batch_size"]) == (chosen.epochs.value, chosen.batch_size.value)
 
 
 def test_auto_batch_and_learning_rate_resolve_to_numbers():
-    method = hyper.parse_method(None, {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": 2})
-    concrete = hyper.resolve_auto(method, 10_000)
+    method = hyper.parse_method(None, {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": 2})
+    concrete = hyper.resolve_auto(method, 10_000, 135_000_000)
     assert concrete == {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 2.0}
-    assert hyper.resolve_auto(method, 3)["batch_size"] == 1
+    assert hyper.resolve_auto(method, 3, 135_000_000)["batch_size"] == 1
     assert hyper.total_steps(10, {"n_epochs": 3, "batch_size": 4}) == 9
     dpo = hyper.parse_method({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3}}}, None)
-    assert hyper.resolve_auto(dpo, 100)["beta"] == 0.3
-    assert hyper.resolve_auto(method, 50)["batch_size"] == 3 and hyper.resolve_auto(method, 320)["batch_size"] == 8
+    assert hyper.resolve_auto(dpo, 100, 135_000_000)["beta"] == 0.3
+    small = [hyper.resolve_auto(method, n, 135_000_000)["batch_size"] for n in (50, 320)]
+    assert small == [3, 8]
     overrides = hyper.run_overrides(
         {"method": dpo, "seed": 1},
-        hyper.resolve_auto(dpo, 100),
+        hyper.resolve_auto(dpo, 100, 135_000_000),
         "embedded",
         135_000_000,
         Path("/j"),
@@ -54,10 +48,22 @@ def test_auto_batch_and_learning_rate_resolve_to_numbers():
     assert "train.learning_rate=2e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
     sft = hyper.parse_method(None, {"learning_rate_multiplier": 0.5})
     assert "train.learning_rate=0.0005" in hyper.run_overrides(
-        {"method": sft, "seed": 1}, hyper.resolve_auto(sft, 100), "embedded", 135_000_000, Path("/j"), None, []
+        {"method": sft, "seed": 1},
+        hyper.resolve_auto(sft, 100, 135_000_000),
+        "embedded",
+        135_000_000,
+        Path("/j"),
+        None,
+        [],
     )
     assert "train.learning_rate=0.0001" in hyper.run_overrides(
-        {"method": sft, "seed": 1}, hyper.resolve_auto(sft, 100), "big", 7_000_000_000, Path("/j"), None, []
+        {"method": sft, "seed": 1},
+        hyper.resolve_auto(sft, 100, 7_000_000_000),
+        "big",
+        7_000_000_000,
+        Path("/j"),
+        None,
+        [],
     )
 
 

@@ -172,8 +172,10 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
     from .local import calibrate, local_money, predict_time, resident_mib, run_data
 
     data = run_data(config, tokenizer)
+    chosen = resolve_auto(config, source, len(data.train_lengths))  # before anything reads the numbers
     section: dict[str, Any] = {
         "config": options.config or "defaults",
+        "hyperparameters": chosen.record(),
         "batch_size": config.train.batch_size,
         "grad_accum": config.train.grad_accum,
         "max_length": config.data.max_length,
@@ -232,6 +234,16 @@ def local_section(config, tokenizer, source, options: PlanOptions, log) -> dict[
             "measured_peak_rss_mib": calibration.peak_rss_mib,
         }
     return section
+
+
+def resolve_auto(config, source, train_examples: int):
+    """`auto` learning rate, epochs and batch size resolved exactly as `buxiban train` will: the same
+    function over the same example count and the same base size, counted on the meta device."""
+    from ..train.auto import base_parameters, resolve_config
+
+    adapter = "lora" if config.adapter == "qlora" else config.adapter
+    _, counts = parameter_counts(source.path, adapter, config, config.trust_remote_code)
+    return resolve_config(config, train_examples, base_parameters(config.adapter, counts.trainable, counts.total))
 
 
 def baseline_sections(config, options: PlanOptions, prices: dict[str, float], log) -> tuple[dict, dict]:

@@ -89,6 +89,9 @@ def _local(local: dict[str, Any], method: str) -> list[str]:
         else "the defaults (--config YAML plans the run you will launch)"
     )
     lines = ["4. Local training on this machine", f"   settings: {settings}"]
+    for name, choice in local.get("hyperparameters", {}).items():
+        how = f"auto: {choice['reason']}" if choice["auto"] else "as configured"
+        lines.append(f"   {name.replace('_', ' ')}: {choice['value']:g} ({how})")
     if "time" in local:
         t, c = local["time"], local["calibration"]
         lines.append(

@@ -43,6 +43,8 @@ class Manifest:
     default_system_prompt: str | None = None
     template: dict[str, str] | None = None  # the chat template trained with: name, origin, sha256, text
     dpo: dict[str, Any] | None = None
+    # learning_rate, epochs, batch_size: {"value", "auto", "reason"} (train/auto.py)
+    hyperparameters: dict[str, Any] | None = None
     resumed_from: str | None = None
     weights: str = "adapter"  # adapter | model | trained.safetensors: where the trained weights are
     steps: int | None = None

@@ -9,6 +9,7 @@ the weights is ever held. For a fresh adapter they come from the model with its 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,7 @@ def train_dpo(
     resume: str | None = None,
     force: bool = False,
 ) -> TrainResult:
+    config = copy.deepcopy(config)  # `auto` values are resolved into this copy, never the caller's
     pairs = load_preference_jsonl(config.data.train)
     if config.data.validation:
         val_pairs = load_preference_jsonl(config.data.validation)

@@ -31,6 +31,7 @@ from ..models.adapt import (
 )
 from ..models.load import load_model, load_tokenizer, resolve
 from ..runs import Manifest, prepare_run_dir, read_manifest
+from .auto import Hyperparameters, base_parameters, resolve_config
 from .batching import collate
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint
 from .datasets import StepCounts, step_counts
@@ -111,6 +112,7 @@ class TrainRun:
     optimization: Optimization | None = None
     stopping: EarlyStopping | None = None
     record: RunRecord | None = None
+    hyperparameters: Hyperparameters | None = None
     start_step: int = 0
     started: float = 0.0
     bar: Any = None
@@ -123,11 +125,15 @@ class TrainRun:
         """Load the model, make it trainable, set up the optimizer and schedule, restore a checkpoint;
         returns the run record, to be entered around the training loop."""
         config, t = self.config, self.config.train
+        as_written = config_to_yaml(config)  # `auto` stays auto in config.yaml, so a resume compares alike
         self._build_model(init_adapter)
+        trainable, total = count_parameters(self.model)
+        self.hyperparameters = resolve_config(config, train_examples, base_parameters(config.adapter, trainable, total))
+        for line in self.hyperparameters.lines():
+            self.log(line)
         self.counts = step_counts(config, train_examples)
         self.optimization = Optimization.over(self.model, t, self.counts)
         self.stopping = EarlyStopping(t.early_stopping_patience, t.early_stopping_min_delta, self.log)
-        trainable, total = count_parameters(self.model)
         if self.resume_path is not None:
             state = load_checkpoint(self.resume_path, self.model, self.optimization.optimizer, self.world.rank)
             self.start_step = state["step"]
@@ -147,6 +153,7 @@ class TrainRun:
                     "data_hashes": data_hashes(config),
                     "parameters": {"trainable": trainable, "total": total},
                     "template": self.tokenizer.buxiban_template.record(),
+                    "hyperparameters": self.hyperparameters.record(),
                     **(extra_manifest or {}),
                 }
             )
@@ -160,7 +167,7 @@ class TrainRun:
                 self.out,
                 flatten(config.to_dict()),
             )
-        self.record.open(config_to_yaml(config), metrics)
+        self.record.open(as_written, metrics)
         self.log(
             f"{config.method} with {config.adapter} on {self.source.name}: {trainable:,} of {total:,} parameters "
             f"trained; {self.total_steps} steps, {'bf16 autocast' if self.dtype else 'fp32'} on {self.device.type} "

@@ -3,6 +3,7 @@ The run directory, checkpoints, schedule and bookkeeping live in session.py, sha
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +29,7 @@ def train_sft(
     resume: str | None = None,
     force: bool = False,
 ) -> TrainResult:
+    config = copy.deepcopy(config)  # `auto` values are resolved into this copy, never the caller's
     # Data first: a malformed line must fail in seconds, before any model is touched.
     conversations = sft_conversations(config, log)
     run = start_run(config, resume, force, overwrite, progress, log)

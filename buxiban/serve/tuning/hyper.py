@@ -8,26 +8,21 @@ import re
 from typing import Any
 
 from ...errors import ServeError
-from ...plan.hosted import auto_epochs  # OpenAI's rule for n_epochs "auto", the one plan bills with
+from ...train.auto import AUTO, RATES, choose
 
 SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MIN_EPOCHS = 1
-# LoRA learning rates. For small bases, the rates tuned on the embedded 135M model (examples/yunshan:
-# 1e-3 for SFT; 2e-5 for DPO, which moves a model that already answers well and lost two answers at
-# 5e-5); above SMALL_MODEL parameters, the usual LoRA defaults.
-SMALL_MODEL = 1_000_000_000
-LEARNING_RATE = {("supervised", True): 1e-3, ("supervised", False): 2e-4, ("dpo", True): 2e-5, ("dpo", False): 5e-6}
-MAX_BATCH = 8  # as examples/yunshan/lora.yaml; LoRA on a CPU or one GPU gains little from more
-EXAMPLES_PER_BATCH_ROW = 16  # small files keep small batches, so they still get enough optimizer steps
+# the highest rate a multiplier may scale: a request must not reach a rate of 1 or more
+HIGHEST_RATE = {kind: max(rate for (method, _, _), rate in RATES.items() if method == kind) for kind in ("sft", "dpo")}
+
+
+def train_method(kind: str) -> str:
+    return "dpo" if kind == "dpo" else "sft"
 
 
 def base_learning_rate(kind: str, parameters: int) -> float:
-    return LEARNING_RATE[(kind, parameters < SMALL_MODEL)]
-
-
-def auto_batch_size(examples: int) -> int:
-    """One row per 16 examples, 1 to MAX_BATCH: a 320-example file trains at 8, as the example config."""
-    return max(1, min(MAX_BATCH, examples // EXAMPLES_PER_BATCH_ROW))
+    """The rate `buxiban train` picks for a LoRA run of this kind on a base of this size."""
+    return choose(train_method(kind), "lora", parameters, 1).learning_rate.value
 
 
 def parse_method(method: Any, hyperparameters: Any) -> dict:
@@ -63,7 +58,7 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
             raise ServeError(f'{key} must be a positive number or "auto", got {value!r}', where)
         if key == "n_epochs" and not MIN_EPOCHS <= value <= 50:
             raise ServeError(f"n_epochs must be 1 to 50, got {value}", where)
-        highest = max(rate for (method, _), rate in LEARNING_RATE.items() if method == kind)
+        highest = HIGHEST_RATE[train_method(kind)]
         if key == "learning_rate_multiplier" and value * highest >= 1:
             raise ServeError(
                 f"learning_rate_multiplier {value} gives a learning rate of up to "
@@ -74,18 +69,27 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
     return {"type": kind, "hyperparameters": {k: checked.get(k, "auto") for k in allowed}}
 
 
-def resolve_auto(method: dict, examples: int) -> dict:
-    """Concrete numbers for every "auto", given the training set size."""
+def resolve_auto(method: dict, examples: int, base_parameters: int) -> dict:
+    """Concrete numbers for every "auto": the same choice `buxiban train` and `plan` make for a LoRA
+    run on this base and this many training examples (train/auto.py)."""
     given = method["hyperparameters"]
+    chosen = choose(
+        train_method(method["type"]),
+        "lora",
+        base_parameters,
+        examples,
+        epochs=given["n_epochs"] if given["n_epochs"] != AUTO else AUTO,
+        batch_size=given["batch_size"] if given["batch_size"] != AUTO else AUTO,
+    )
     concrete = {
-        "n_epochs": auto_epochs(examples) if given["n_epochs"] == "auto" else given["n_epochs"],
-        "batch_size": auto_batch_size(examples) if given["batch_size"] == "auto" else given["batch_size"],
+        "n_epochs": chosen.epochs.value,
+        "batch_size": int(chosen.batch_size.value),
         "learning_rate_multiplier": 1.0
-        if given["learning_rate_multiplier"] == "auto"
+        if given["learning_rate_multiplier"] == AUTO
         else given["learning_rate_multiplier"],
     }
     if method["type"] == "dpo":
-        concrete["beta"] = 0.1 if given.get("beta", "auto") == "auto" else given["beta"]
+        concrete["beta"] = 0.1 if given.get("beta", AUTO) == AUTO else given["beta"]
     return concrete
 
 

@@ -115,7 +115,7 @@ class JobWorker:
                 )
             shutil.copyfile(self.store.file_path(job[key]), job_dir / target)
             examples = examples or row["examples"]
-        concrete = hyper.resolve_auto(job["method"], examples)
+        concrete = hyper.resolve_auto(job["method"], examples, self.base_parameters)
         self.store.update_job(job["id"], hyperparameters=concrete, total_steps=hyper.total_steps(examples, concrete))
         if self.store.set_status_if(job["id"], ("validating_files",), "queued"):
             self.store.add_event(
