@@ -62,7 +62,7 @@ def base_model_dir(tokenizer_name: str, directory: Path) -> Path:
 def test_a_base_model_trains_with_its_family_template_and_stops_at_its_end_of_turn(
     family, tokenizer_name, end_of_turn, tmp_path
 ):
-    from buxiban.eval.generate import generate_with_stats
+    from buxiban.models.generate import generate_with_stats
 
     model_dir = base_model_dir(tokenizer_name, tmp_path / "base")
     data = write_jsonl(tmp_path / "train.jsonl", [chat_record(QUESTION, ANSWER)] * 8)

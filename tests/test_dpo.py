@@ -115,3 +115,59 @@ def test_sft_weight_holds_the_chosen_answers_up(tiny_model_dir, tmp_path):
         chosen[weight] = [m["chosen_logp"] for m in read_metrics(out) if "chosen_logp" in m]
     assert chosen[1.0][-1] > chosen[0.0][-1]
     assert chosen[1.0][-1] > chosen[1.0][0]
+
+
+def guard_pairs(path):
+    """The tiny SFT run's own questions, its answers preferred over a wrong one."""
+    from conftest import RECORDS
+
+    rows = []
+    for record in RECORDS:
+        *prompt, answer = record["messages"]
+        rows.append(
+            {
+                "input": {"messages": prompt},
+                "preferred_output": [answer],
+                "non_preferred_output": [{"role": "assistant", "content": "Please call us tomorrow."}],
+            }
+        )
+    return write_jsonl(path, rows * 2)
+
+
+def test_a_harmful_dpo_rate_is_caught_warned_about_and_undone(tiny_model_dir, tiny_chat_file, tmp_path):
+    """At a deliberately harmful rate the validation margin can still look fine; the guard sees the
+    chosen answers' likelihood collapse, warns at the end, and saves the weights DPO started from."""
+    from buxiban.runs.load import load_trained
+
+    from conftest import train_tiny
+
+    sft = train_tiny(tiny_model_dir, tiny_chat_file, tmp_path / "sft")
+    pairs = guard_pairs(tmp_path / "pairs.jsonl")
+    said = []
+    harmful = tmp_path / "harmful"
+    config = dpo_config(
+        tiny_model_dir, pairs, harmful, f"dpo.from_run={sft}", "train.learning_rate=0.5", "lora.dropout=0"
+    )
+    train_dpo(config, progress=False, log=said.append)
+    assert any(line.startswith("warning: DPO made the model worse") for line in said), said
+    assert any("the weights saved are the ones DPO started from" in line for line in said), said
+    assert any(line.startswith("SFT → DPO on the 8 validation pairs") for line in said), said
+    guard = read_manifest(harmful).dpo["guard"]
+    assert guard["kept"]["step"] == 0 and min(p["chosen_change"] for p in guard["passes"]) < -0.1
+    validation = [m for m in read_metrics(harmful) if "val_answers_right" in m]
+    assert len(validation) == 3
+
+    ids = torch.tensor([[1, 5, 9, 12, 3, 7]])
+    sft_model, _, _ = load_trained(sft)
+    saved, _, _ = load_trained(harmful)
+    with torch.no_grad():
+        assert torch.allclose(saved(ids).logits, sft_model(ids).logits, atol=1e-5)  # the SFT weights, kept
+
+    gentle = tmp_path / "gentle"
+    said.clear()
+    config = dpo_config(
+        tiny_model_dir, pairs, gentle, f"dpo.from_run={sft}", "train.learning_rate=1e-4", "lora.dropout=0"
+    )
+    train_dpo(config, progress=False, log=said.append)
+    assert not any(line.startswith("warning:") for line in said), said
+    assert read_manifest(gentle).dpo["guard"]["kept"]["step"] > 0

@@ -400,8 +400,8 @@ def test_interactive_chat_keeps_history_and_resets(tiny_model_dir, monkeypatch, 
 
 
 def test_merged_adapter_answers_like_the_unmerged_one(tiny_run):
-    from buxiban.eval.generate import generate_with_stats
     from buxiban.eval.systems import BASE, FINE_TUNED, LocalWeights
+    from buxiban.models.generate import generate_with_stats
 
     run, train = tiny_run
     prompts = [r["messages"][:-1] for r in RECORDS]

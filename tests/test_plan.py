@@ -218,7 +218,7 @@ def test_total_steps_match_the_training_loop():
 
 def test_baseline_few_shot_prompts_are_evals_per_task_draw(tmp_path, monkeypatch):
     """plan's few-shot number must be the one `buxiban eval` reports later: shots of the test prompt's own task."""
-    import buxiban.eval.generate as generate
+    import buxiban.models.generate as generate
     from buxiban.plan.baseline import measure_baseline
 
     from conftest import chat_record, write_jsonl

@@ -9,8 +9,8 @@ import pytest
 from buxiban.config import load_config
 from buxiban.data.records import load_chat_jsonl
 from buxiban.eval.compare import split_prompt
-from buxiban.eval.generate import generate_answers
 from buxiban.eval.metrics import exact_match
+from buxiban.models.generate import generate_answers
 from buxiban.runs import read_metrics
 from buxiban.runs.load import load_trained
 from buxiban.train.dpo import train_dpo

@@ -19,7 +19,7 @@ import pytest
 
 from buxiban.data.tokenize import IGNORE_INDEX, encode_many, encode_prompt, end_of_turn_ids
 from buxiban.errors import DataError
-from buxiban.eval.generate import stop_token_ids
+from buxiban.models.generate import stop_token_ids
 from buxiban.models.templates import choose_template, use_template
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..data.tokenize import encode_prompt
-from ..eval.generate import stop_token_ids
+from ..models.generate import stop_token_ids
 
 
 @dataclass

@@ -11,12 +11,12 @@ from typing import Any
 
 from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
+from ..models.generate import Generation, generate_with_stats
 from ..runs import file_sha256, read_manifest
 from ..runs.load import check_template_request
 from . import scoring
 from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
-from .generate import Generation, generate_with_stats
 from .inputs import load_refusals, resolve_train_file
 from .rag import FINE_TUNED_RAG, Retrieval, by_kind, check_sources, mark_retrieval, with_rag
 from .systems import BASE, FEW_SHOT, FINE_TUNED, LocalWeights, System, default_systems, few_shot_prepare

@@ -92,7 +92,7 @@ def chat_completion(
 
 def endpoint_answers(endpoint: Endpoint, prompts: Sequence[Messages], max_tokens: int):
     """Answers in prompt order, with prompt tokens as the server counted them (0 when not reported)."""
-    from .generate import Generation
+    from ..models.generate import Generation
 
     started = time.perf_counter()
     result = Generation([], [], [])

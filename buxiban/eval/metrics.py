@@ -5,32 +5,13 @@ is a plain mean and bootstrap intervals can resample per-example values."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any
 
-from ..text import CJK_CHARACTERS, normalize
+from ..text import CJK_CHARACTERS, as_json, exact_match, normalize
 
 _CJK_OR_RUN = re.compile(rf"[{CJK_CHARACTERS}]|[^{CJK_CHARACTERS}]+")
-
-
-def as_json(text: str) -> Any:
-    """The parsed value when the text is a JSON object or array, else None."""
-    text = text.strip()
-    if not text.startswith(("{", "[")):
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
-
-
-def exact_match(prediction: str, reference: str) -> bool:
-    expected = as_json(reference)
-    if expected is not None:  # structured answers: key order and spacing are irrelevant
-        return as_json(prediction) == expected
-    return normalize(prediction) == normalize(reference)
 
 
 def field_match(prediction: str, reference: str) -> dict[str, bool] | None:

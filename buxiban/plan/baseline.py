@@ -45,9 +45,9 @@ def measure_baseline(
     from ..data.records import load_chat_jsonl
     from ..data.tokenize import encode_prompt
     from ..eval.compare import split_prompt
-    from ..eval.generate import generate_answers
     from ..eval.metrics import score_answer
     from ..eval.systems import few_shot_prepare
+    from ..models.generate import generate_answers
 
     conversations = load_chat_jsonl(test_file)
     if not conversations:

@@ -23,6 +23,7 @@ from ..data.tokenize import IGNORE_INDEX, Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
 from ..runs import read_manifest
 from .batching import batch_stream, collate
+from .dpo_guard import DpoGuard
 from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
 from .packing import trained_positions
@@ -71,7 +72,13 @@ def train_dpo(
                 f"model={config.model}; set model to that run's base model"
             )
     train_set = _within_length(encode_pairs(run.tokenizer, pairs), config.data.max_length, pairs, run.log)
-    val_set = _within_length(encode_pairs(run.tokenizer, val_pairs), config.data.max_length, val_pairs, run.log)
+    val_encoded = encode_pairs(run.tokenizer, val_pairs)
+    val_set = _within_length(val_encoded, config.data.max_length, val_pairs, run.log)
+    val_pairs = [
+        p
+        for p, (c, r) in zip(val_pairs, val_encoded)
+        if max(len(c.input_ids), len(r.input_ids)) <= config.data.max_length
+    ]
     if not train_set:
         raise DataError(
             "no preference pairs left",
@@ -93,6 +100,7 @@ def train_dpo(
     # the margin starts at noise instead of 0 and the loss chases that noise (TRL turns it off as well).
     disable_dropout(run.model)
     reference = _reference_log_probs(run, train_set, val_set)
+    guard = _start_guard(run, val_set, val_pairs)
 
     beta, sft_weight, pad_id = config.dpo.beta, config.dpo.sft_weight, run.tokenizer.pad_token_id
     stream = batch_stream([len(c.input_ids) + len(r.input_ids) for c, r in train_set], t.batch_size, t.seed)
@@ -139,14 +147,32 @@ def train_dpo(
                 grad_norm=round(grad_norm, 4),
             )
             if val_set and run.validation_due(step):
-                val_loss, val_margin, val_accuracy = validate(run, val_set, reference["validation"])
-                if run.record_validation(
-                    step, train_loss, val_loss, val_margin=round(val_margin, 5), val_accuracy=round(val_accuracy, 4)
-                ):
+                val_loss, val_margin, val_accuracy, chosen_change = validate(run, val_set, reference["validation"])
+                extra = {"val_margin": round(val_margin, 5), "val_accuracy": round(val_accuracy, 4)}
+                if guard is not None:
+                    kept = guard.measure(run.model, run.tokenizer, step + 1, chosen_change, val_accuracy, val_margin)
+                    extra.update(val_answers_right=kept.correct, val_chosen_change=kept.chosen_change)
+                if run.record_validation(step, train_loss, val_loss, **extra):
                     break
             if run.checkpoint_due(step):
                 run.save_checkpoint(step)
+        if guard is not None:
+            for line in guard.finish(run.model):
+                run.log(line)
+            run.record.manifest.dpo = {**(run.record.manifest.dpo or {}), "guard": guard.record()}
         return run.complete(steps_done, train_loss, val_loss, real_tokens, run.world.sum(trained_tokens))
+
+
+def _start_guard(run: TrainRun, val_set, val_pairs) -> DpoGuard | None:
+    """Measured before the first step; off for resumed and sharded runs (their starting weights or
+    greedy answers are not at hand), and without validation pairs."""
+    if not val_set or run.resume_path is not None or run.sharded:
+        if val_set:
+            run.log("DPO guard off: it needs an unsharded run from its first step")
+        return None
+    guard = DpoGuard.for_run(run.config.dpo.from_run, val_pairs, run.log)
+    guard.measure(run.model, run.tokenizer, 0, 0.0, 0.0, 0.0)
+    return guard
 
 
 def _sft_adapter(config: RunConfig) -> Path:
@@ -203,8 +229,9 @@ def _reference_log_probs(run: TrainRun, train_set, val_set) -> dict[str, torch.T
 
 
 @torch.no_grad()
-def validate(run: TrainRun, dataset, reference: torch.Tensor) -> tuple[float, float, float]:
-    """Mean DPO loss, reward margin and preference accuracy over the validation pairs."""
+def validate(run: TrainRun, dataset, reference: torch.Tensor) -> tuple[float, float, float, float]:
+    """Mean DPO loss, reward margin and preference accuracy over the validation pairs, and the mean
+    change of the chosen answers' log-likelihood per token against the reference model."""
     run.model.eval()
     beta = run.config.dpo.beta
     losses_sum = margin_sum = right = 0.0
@@ -215,4 +242,6 @@ def validate(run: TrainRun, dataset, reference: torch.Tensor) -> tuple[float, fl
     losses_sum, margin_sum = losses.sum().item(), (chosen_rewards - rejected_rewards).sum().item()
     right = (chosen_rewards > rejected_rewards).sum().item()
     count = max(1, len(dataset))
-    return losses_sum / count, margin_sum / count, right / count
+    chosen_tokens = torch.tensor([max(1, chosen.trained_tokens) for chosen, _ in dataset])
+    chosen_change = ((policy[:, 0] - reference[:, 0]) / chosen_tokens).mean().item() if len(dataset) else 0.0
+    return losses_sum / count, margin_sum / count, right / count, chosen_change

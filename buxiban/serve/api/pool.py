@@ -73,7 +73,7 @@ def load_base_safely(spec: str, template: str = "auto"):
 
 class ModelPool:
     def __init__(self, spec: str, registry: Registry, queue_size: int = 16, template: str = "auto"):
-        from ...eval.generate import stop_token_ids
+        from ...models.generate import stop_token_ids
 
         self.registry = registry
         self.base, self.tokenizer, self.source = load_base_safely(spec, template)
