@@ -261,7 +261,7 @@ def free_port() -> int:
 class Server:
     """`python -m buxiban.cli serve ...` in its own process, so a test can SIGKILL it."""
 
-    def __init__(self, model_dir: Path, home: Path, *extra: str):
+    def __init__(self, model_dir: Path, home: Path, *extra: str, keyless: bool = False):
         import httpx
 
         self.port = free_port()
@@ -281,8 +281,7 @@ class Server:
             str(home),
             "--port",
             str(self.port),
-            "--api-key",
-            KEY,
+            *(() if keyless else ("--api-key", KEY)),
             "--threads",
             "1",
             "--train-set",

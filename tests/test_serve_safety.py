@@ -116,7 +116,8 @@ def test_size_cap_context_and_upload_validation(server, tmp_path):
     big = {"model": "tiny-model0", "messages": [{"role": "user", "content": "x" * 60_000}]}
     assert httpx.post(server.url + "/v1/chat/completions", json=big, headers=headers).status_code == 413
     chunked = (json.dumps(big).encode()[i : i + 4096] for i in range(0, 70_000, 4096))  # no Content-Length to trust
-    response = httpx.post(server.url + "/v1/chat/completions", content=chunked, headers=headers)
+    as_json = {**headers, "Content-Type": "application/json"}
+    response = httpx.post(server.url + "/v1/chat/completions", content=chunked, headers=as_json)
     assert response.status_code == 413 and "exceeds" in response.json()["error"]["message"]
     assert httpx.get(server.url + "/health").status_code == 200
     huge = tmp_path / "huge.jsonl"

@@ -27,6 +27,14 @@ def add_serve_commands(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; any other needs a key)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name this server answers besides the loopback names and --host (repeatable); "
+        "other Host headers get 403, which stops DNS-rebinding pages",
+    )
+    serve.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV) or None,
         help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV})",
@@ -95,6 +103,7 @@ def settings_from_args(args):
         home=args.home,
         host=args.host,
         port=args.port,
+        allowed_hosts=args.allowed_host,
         api_key=args.api_key,
         limits=limits,
         queue_size=args.queue_size,

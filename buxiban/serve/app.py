@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..adapters.registry import Registry
 from ..errors import AdapterError, BuxibanError, ServeError
-from .safety import Busy, Guard, Limits, check_bind, error_body
+from .safety import Busy, Guard, Limits, allowed_hosts, check_bind, error_body
 
 if TYPE_CHECKING:  # imported when the app is built: each loads torch, FastAPI or SQLite
     from transformers import PreTrainedTokenizerBase
@@ -43,6 +43,7 @@ class ServeSettings:
     home: Path | None = None  # None: buxiban_home(), shared with `buxiban adapters` and `buxiban chat`
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names besides loopback and `host`
     api_key: str | None = None
     limits: Limits = field(default_factory=Limits)
     queue_size: int = 16  # generation requests waiting for the model before new ones get 429
@@ -173,7 +174,7 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
     async def not_found(_request: Request, _exc):
         return JSONResponse(error_body(f"no route {_request.method} {_request.url.path}", "not_found"), status_code=404)
 
-    return Guard(app, settings.api_key, settings.limits)
+    return Guard(app, settings.api_key, settings.limits, allowed_hosts(settings.host, tuple(settings.allowed_hosts)))
 
 
 def serve(settings: ServeSettings, on_ready=None) -> None:

@@ -35,6 +35,16 @@ class TooLarge(ServeError):
     code = "request_too_large"
 
 
+class Forbidden(ServeError):
+    status = 403
+    code = "forbidden"
+
+
+class WrongContentType(ServeError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Busy(ServeError):
     status = 429
     code = "rate_limit_exceeded"
@@ -68,6 +78,29 @@ def check_bind(host: str, api_key: str | None) -> None:
         )
 
 
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(bound: str, extra: tuple[str, ...] = ()) -> frozenset[str] | None:
+    """The Host header values this server answers: loopback names and the bound address, plus
+    --allowed-host. None (any host) for a wildcard bind without --allowed-host: the key, which such
+    a bind requires, is then the guard. A keyless loopback server is what DNS rebinding attacks."""
+    if bound in WILDCARD_BINDS and not extra:
+        return None
+    names = {*LOOPBACK_NAMES, bound.strip("[]").lower(), *(h.strip("[]").lower() for h in extra)}
+    return frozenset(n for n in names if n not in WILDCARD_BINDS)
+
+
+def host_name(value: str) -> str:
+    """`example.org:8000` -> `example.org`; `[::1]:8000` -> `::1`."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 8 << 20  # chat and job requests: JSON, a few KB in practice
@@ -75,17 +108,54 @@ class Limits:
 
 
 class Guard:
-    """ASGI middleware: bearer key on every path but /health, then a byte cap on the request body."""
+    """ASGI middleware, in order: the Host allow-list (DNS rebinding), cross-site refusal on every
+    state-changing request (a web page the user opens must not post to a local server, key or not),
+    JSON bodies declared as JSON (no "simple" text/plain or form posts), the bearer key on every path
+    but the open ones, then a byte cap on the request body."""
 
-    def __init__(self, app, api_key: str | None, limits: Limits):
+    def __init__(self, app, api_key: str | None, limits: Limits, hosts: frozenset[str] | None = None):
         self.app = app
         self.api_key = api_key
         self.limits = limits
+        self.hosts = hosts
+
+    def _refusal(self, scope) -> ServeError | None:
+        host = host_name(_header(scope, b"host") or "")
+        if self.hosts is not None and host not in self.hosts:
+            return Forbidden(
+                f"this server does not answer for the host '{host}'; start it with --allowed-host {host} "
+                "if that name is yours"
+            )
+        if scope["method"] not in STATE_CHANGING:
+            return None
+        origin = _header(scope, b"origin")
+        if origin is not None and origin != "null":
+            origin_host = host_name(origin.split("://", 1)[-1].split("/", 1)[0])
+            if (self.hosts is not None and origin_host not in self.hosts) or (
+                self.hosts is None and origin_host != host
+            ):
+                return Forbidden(f"cross-site request from {origin} refused")
+        elif origin == "null" or (_header(scope, b"sec-fetch-site") or "") == "cross-site":
+            return Forbidden("cross-site request refused")
+        path = scope["path"].rstrip("/")
+        length = _header(scope, b"content-length")
+        has_body = (length is not None and length.strip() not in ("", "0")) or _header(
+            scope, b"transfer-encoding"
+        ) is not None
+        kind = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if has_body and path not in UPLOAD_PATHS and kind != "application/json":
+            return WrongContentType(
+                f"send the request body as JSON with 'Content-Type: application/json', not '{kind}'"
+            )
+        return None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            return await _reject(send, refusal)
         if self.api_key and not is_open(path) and not self._authorized(scope):
             return await _reject(
                 send,

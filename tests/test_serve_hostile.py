@@ -1,0 +1,138 @@
+"""What a hostile web page, a rebound DNS name or a crafted request can get from `buxiban serve`:
+the Guard middleware in front of every route, in process (fast), and the same refusals from a live,
+keyless server through raw HTTP and the official SDK (integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from buxiban.serve.safety import Guard, Limits, allowed_hosts, host_name
+
+
+def through_guard(method, path, headers, body=b"", bound="127.0.0.1", extra_hosts=(), key=None):
+    """(status the client saw, whether the app behind the guard was reached)."""
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = Guard(app, key, Limits(), allowed_hosts(bound, tuple(extra_hosts)))
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if body:
+        raw.append((b"content-length", str(len(body)).encode()))
+    scope = {"type": "http", "method": method, "path": path, "headers": raw}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"], bool(reached)
+
+
+LOCAL = {"host": "127.0.0.1:8000"}
+JSON = {"content-type": "application/json"}
+
+
+def test_host_names_are_parsed_as_browsers_send_them():
+    assert host_name("127.0.0.1:8000") == "127.0.0.1" and host_name("[::1]:8000") == "::1"
+    assert host_name("Example.ORG") == "example.org" and host_name("localhost") == "localhost"
+    assert allowed_hosts("0.0.0.0") is None  # a wildcard bind needs a key, which is then the guard
+    assert "box.lan" in allowed_hosts("0.0.0.0", ("box.lan",)) and "0.0.0.0" not in allowed_hosts("0.0.0.0", ("x",))
+
+
+@pytest.mark.parametrize(
+    "method, path, headers, body, status",
+    [
+        # DNS rebinding: the page's own name now points at 127.0.0.1, and the browser sends it as Host
+        ("GET", "/v1/files", {"host": "evil.example:8000"}, b"", 403),
+        ("GET", "/v1/files", {"host": "127.0.0.1.evil.example"}, b"", 403),
+        # a form on a web page posting to the local server: browsers send Origin (and Sec-Fetch-Site)
+        (
+            "POST",
+            "/v1/files",
+            {**LOCAL, "origin": "https://evil.example", "content-type": "multipart/form-data"},
+            b"x",
+            403,
+        ),
+        ("POST", "/v1/fine_tuning/jobs/ftjob-a/cancel", {**LOCAL, "sec-fetch-site": "cross-site"}, b"", 403),
+        ("DELETE", "/v1/files/file-a", {**LOCAL, "origin": "null"}, b"", 403),
+        # text/plain is a "simple" request a page may send without asking: JSON routes need JSON
+        ("POST", "/v1/chat/completions", {**LOCAL, "content-type": "text/plain"}, b'{"model": "m"}', 415),
+        ("POST", "/api/run/eval", {**LOCAL, "content-type": "application/x-www-form-urlencoded"}, b"a=1", 415),
+        ("POST", "/v1/chat/completions", {**LOCAL}, b'{"model": "m"}', 415),
+        # what the SDK, curl and the dashboard send is untouched
+        ("POST", "/v1/chat/completions", {**LOCAL, **JSON}, b'{"model": "m"}', 200),
+        ("POST", "/v1/chat/completions", {**LOCAL, "content-type": "application/json; charset=utf-8"}, b"{}", 200),
+        ("POST", "/v1/files", {**LOCAL, "content-type": "multipart/form-data; boundary=x"}, b"x", 200),
+        ("POST", "/v1/fine_tuning/jobs/ftjob-a/cancel", {**LOCAL}, b"", 200),
+        ("POST", "/v1/chat/completions", {**LOCAL, **JSON, "origin": "http://127.0.0.1:8000"}, b"{}", 200),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"host": "localhost:8000", **JSON, "origin": "http://localhost:8000"},
+            b"{}",
+            200,
+        ),
+        ("GET", "/v1/models", {"host": "[::1]:8000", "sec-fetch-site": "cross-site"}, b"", 200),  # reads need a key
+    ],
+)
+def test_the_guard_refuses_cross_site_rebound_and_non_json_requests(method, path, headers, body, status):
+    seen, reached = through_guard(method, path, headers, body)
+    assert seen == status and reached == (status == 200)
+
+
+def test_an_allowed_host_and_a_keyed_wildcard_bind():
+    assert through_guard("GET", "/v1/models", {"host": "box.lan:8000"}, extra_hosts=("box.lan",))[0] == 200
+    assert through_guard("GET", "/v1/models", {"host": "other.lan"}, extra_hosts=("box.lan",))[0] == 403
+    # bound to every interface with a key: any Host, but still no cross-site posts
+    wildcard = {"bound": "0.0.0.0", "key": "k"}
+    assert through_guard("GET", "/health", {"host": "10.0.0.5:8000"}, **wildcard)[0] == 200
+    cross = {"host": "10.0.0.5:8000", "origin": "https://evil.example", **JSON}
+    assert through_guard("POST", "/v1/chat/completions", cross, b"{}", **wildcard)[0] == 403
+    same = {"host": "10.0.0.5:8000", "origin": "http://10.0.0.5:8000", **JSON, "authorization": "Bearer k"}
+    assert through_guard("POST", "/v1/chat/completions", same, b"{}", **wildcard)[0] == 200
+
+
+@pytest.fixture(scope="module")
+def keyless(tiny_model_dir, tmp_path_factory):
+    from conftest import Server
+
+    running = Server(tiny_model_dir, tmp_path_factory.mktemp("hostile") / "home", keyless=True)
+    yield running
+    running.stop()
+
+
+@pytest.mark.integration
+def test_a_live_keyless_server_refuses_what_a_web_page_could_send(keyless, tmp_path):
+    from openai import OpenAI
+
+    url = keyless.url
+    form = httpx.post(
+        url + "/v1/files",
+        files={"file": ("x.jsonl", b"{}\n")},
+        data={"purpose": "fine-tune"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert form.status_code == 403 and "cross-site" in form.json()["error"]["message"]
+    plain = httpx.post(
+        url + "/v1/chat/completions",
+        content=json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    rebound = httpx.get(url + "/v1/files", headers={"Host": "evil.example"})
+    assert rebound.status_code == 403 and "--allowed-host evil.example" in rebound.json()["error"]["message"]
+    assert httpx.get(url + "/v1/files").status_code == 200  # the user's own tools still work
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    assert client.models.list().data
+    assert client.files.list().data == []  # nothing was stored by the refused upload
