@@ -249,7 +249,10 @@ def test_evaluating_against_the_base_from_the_run_page_then_comparing_runs(page,
         row.get_attribute("data-system"): row.inner_text() for row in page.query_selector_all("#eval tr[data-system]")
     }
     assert set(scores) == {"base", "few-shot", "fine-tuned"}
-    assert scores["fine-tuned"].split()[1:3] == ["1.000", "[0.51,"]  # the four answers it learned; 4 of 4 is no certainty
+    assert scores["fine-tuned"].split()[1:3] == [
+        "1.000",
+        "[0.51,",
+    ]  # the four answers it learned; 4 of 4 is no certainty
     assert scores["base"].split()[1] == "0.000"
     assert page.locator("#eval svg g.ci").count() == 3
     assert "fine-tuned vs base: exact match differs on 4 examples" in page.inner_text("#eval")

@@ -249,3 +249,50 @@ def test_resume_never_deletes_a_finished_run(tmp_path, tiny_model_dir, tiny_chat
     with pytest.raises(RunDirError, match="holds a finished run and no checkpoint"):
         train_sft(config, progress=False, log=lambda _: None, resume="auto")
     assert read_manifest(out).status == "complete" and (out / "adapter").is_dir()
+
+
+class Canary:
+    """Unpickling this runs code: it creates the file named. A safe load must never do that."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("planted", ["optimizer.pt", "rng.pt"])
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_without_running_it(
+    tmp_path, tiny_model_dir, tiny_chat_file, planted
+):
+    import torch
+
+    out = tmp_path / "run"
+    config = crashed_run(tiny_model_dir, tiny_chat_file, out)
+    canary = tmp_path / "canary-ran"
+    torch.save({"state": Canary(canary)}, out / "checkpoints" / "step-00000004" / planted)
+    with pytest.raises(RunDirError, match=f"{planted} holds something other than tensors and numbers"):
+        train_sft(config, progress=False, log=lambda _: None, resume="auto")
+    assert not canary.exists()
+    assert (out / "checkpoints" / "step-00000002").is_dir()  # the other checkpoints are left as they were
+
+
+def test_a_checkpoint_written_before_tensor_rng_states_still_resumes(tmp_path):
+    """rng.pt once held NumPy's own state tuple (an ndarray inside): still read, under a safe load."""
+    import random
+
+    import numpy
+    import torch
+
+    from buxiban.train.checkpoint import restore_rng, rng_state, safe_load
+
+    numpy.random.seed(7)
+    old = {"python": random.getstate(), "numpy": numpy.random.get_state(), "torch": torch.get_rng_state()}
+    torch.save([old], tmp_path / "rng.pt")
+    expected = numpy.random.rand(3)
+    restore_rng(safe_load(tmp_path / "rng.pt")[0])
+    assert numpy.allclose(numpy.random.rand(3), expected)
+    torch.save([rng_state()], tmp_path / "new.pt")  # the new format round-trips too
+    expected = numpy.random.rand(3)
+    restore_rng(safe_load(tmp_path / "new.pt")[0])
+    assert numpy.allclose(numpy.random.rand(3), expected)

@@ -84,3 +84,31 @@ def test_listing_checkpoints_never_touches_an_unfinished_one(tmp_path):
             (root / name / COMPLETE).write_text("ok\n")
     assert finished_checkpoints(tmp_path) == [(7, root / "step-00000007")]
     assert sorted(p.name for p in root.iterdir()) == ["step-00000007", "step-00000014.tmp-ab12", "step-00000021"]
+
+
+def test_trust_remote_code_comes_from_the_command_never_from_the_run_directory(
+    tmp_path, tiny_model_dir, tiny_chat_file, capsys
+):
+    """A crafted run directory whose manifest says trust_remote_code cannot make buxiban run a model
+    repository's code: every command that loads a run refuses unless its own flag says so."""
+    from buxiban.cli import main
+    from buxiban.runs.load import load_trained
+
+    from conftest import train_tiny
+
+    run = train_tiny(tiny_model_dir, tiny_chat_file, tmp_path / "run", steps=2)
+    manifest = read_manifest(run)
+    manifest.trust_remote_code = True
+    write_manifest(run, manifest)
+    with pytest.raises(RunDirError, match="with trust_remote_code.*pass --trust-remote-code"):
+        load_trained(run)
+    test = str(tiny_chat_file)
+    assert main(["eval", str(run), "--test", test, "--no-forgetting", "--shots", "0"]) != 0
+    assert not (run / "eval").exists()
+    assert main(["chat", "--run", str(run), "-m", "hi"]) != 0
+    assert main(["adapters", "merge", str(run), "--out", str(tmp_path / "merged")]) != 0
+    assert "--trust-remote-code" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()
+    # the user's own flag: the same run loads (the tiny model has no remote code to run)
+    assert load_trained(run, trust_remote_code=True)[2].trust_remote_code
+    assert main(["adapters", "merge", str(run), "--out", str(tmp_path / "merged"), "--trust-remote-code"]) == 0

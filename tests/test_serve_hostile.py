@@ -136,3 +136,124 @@ def test_a_live_keyless_server_refuses_what_a_web_page_could_send(keyless, tmp_p
     client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
     assert client.models.list().data
     assert client.files.list().data == []  # nothing was stored by the refused upload
+
+
+class Body:
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    async def body(self):
+        return self.raw
+
+
+def read(raw: bytes | str):
+    from buxiban.serve.jsonbody import read_json
+
+    return asyncio.run(read_json(Body(raw.encode() if isinstance(raw, str) else raw)))
+
+
+@pytest.mark.parametrize(
+    "raw, param",
+    [
+        ('{"model": "m", "temperature": NaN}', "temperature"),
+        ('{"top_p": Infinity}', "top_p"),
+        ('{"x": {"y": [1, -Infinity]}}', "x.y[1]"),
+        ('{"temperature": 1e999}', "temperature"),
+        ('{"seed": ' + "9" * 5000 + "}", "seed"),
+        ('{"seed": 9223372036854775808}', "seed"),
+        ('{"messages": [' + "[" * 40 + "]" * 40 + "]}", "messages" + "[0]" * 32),
+    ],
+)
+def test_bad_numbers_and_depth_are_refused_naming_where(raw, param):
+    from buxiban.errors import ServeError
+
+    with pytest.raises(ServeError) as caught:
+        read(raw)
+    assert caught.value.param == param and caught.value.status == 400
+
+
+def test_a_body_too_deep_for_the_parser_is_a_400_not_a_crash():
+    from buxiban.errors import ServeError
+
+    with pytest.raises(ServeError, match="nests deeper"):
+        read('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert read('{"seed": 9223372036854775807, "temperature": 0.5, "ok": true}')["seed"] == 2**63 - 1
+
+
+def test_sampling_and_job_fields_refuse_non_finite_numbers_and_bad_metadata():
+    from buxiban.errors import ServeError
+    from buxiban.serve.api.parsing import sampling
+    from buxiban.serve.tuning import hyper
+    from buxiban.serve.tuning.routes_tuning import check_metadata
+
+    for key in ("temperature", "top_p"):
+        with pytest.raises(ServeError) as caught:
+            sampling({key: float("nan")}, 5, 100)
+        assert caught.value.param == key
+    with pytest.raises(ServeError) as caught:
+        sampling({"seed": 2**64}, 5, 100)
+    assert caught.value.param == "seed"
+    with pytest.raises(ServeError) as caught:
+        hyper.parse_method(None, {"learning_rate_multiplier": float("nan")})
+    assert caught.value.param.endswith("learning_rate_multiplier")
+    assert check_metadata({"team": "support"}) == {"team": "support"}
+    for bad, where in (({"k": 3}, "metadata.k"), ({"k": "v" * 600}, "metadata.k"), ("x", "metadata")):
+        with pytest.raises(ServeError) as caught:
+            check_metadata(bad)
+        assert caught.value.param == where
+    with pytest.raises(ServeError):
+        check_metadata({f"k{i}": "v" for i in range(17)})
+
+
+def test_a_stored_job_with_a_nan_never_breaks_a_listing(tmp_path):
+    """A job written by an older server with NaN in its numbers lists as null, so the listing route can
+    always answer valid JSON."""
+    from buxiban.serve.tuning import hyper
+    from buxiban.serve.tuning.database import Store
+    from buxiban.serve.tuning.openai_objects import job_object
+
+    store = Store(tmp_path)
+    method = hyper.parse_method(None, {})
+    method["hyperparameters"]["learning_rate_multiplier"] = float("nan")
+    job = store.add_job(
+        {
+            "id": "ftjob-" + "a" * 24,
+            "model": "m",
+            "training_file": "file-x",
+            "validation_file": None,
+            "suffix": None,
+            "seed": 1,
+            "hyperparameters": {**method["hyperparameters"], "learning_rate_multiplier": float("nan")},
+            "method": method,
+            "metadata": None,
+        }
+    )
+    store.update_job(
+        job["id"], hyperparameters={"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": float("nan")}
+    )
+    shown = job_object(store.get_job(job["id"]))
+    json.dumps(shown, allow_nan=False)  # what the JSON response does: no ValueError
+    assert shown["hyperparameters"]["learning_rate_multiplier"] is None
+
+
+@pytest.mark.integration
+def test_a_live_server_answers_hostile_numbers_with_400s_naming_the_field(keyless):
+    from openai import BadRequestError, OpenAI
+
+    url, headers = keyless.url, {"Content-Type": "application/json"}
+    chat = '{"model": "tiny-model0", "messages": [{"role": "user", "content": "hi"}], '
+    for tail, param in (('"temperature": NaN}', "temperature"), ('"seed": ' + "7" * 5000 + "}", "seed")):
+        response = httpx.post(url + "/v1/chat/completions", content=chat + tail, headers=headers)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+    nested = '{"model": "x", "metadata": ' + '{"a": ' * 50 + "1" + "}" * 50 + "}"
+    assert httpx.post(url + "/v1/fine_tuning/jobs", content=nested, headers=headers).status_code == 400
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(BadRequestError) as caught:
+        client.chat.completions.create(
+            model="tiny-model0", messages=[{"role": "user", "content": "hi"}], seed=2**70, max_tokens=2
+        )
+    assert caught.value.body["param"] == "seed"
+    job = '{"model": "tiny-model0", "training_file": "file-x", "hyperparameters": {"learning_rate_multiplier": NaN}}'
+    refused = httpx.post(url + "/v1/fine_tuning/jobs", content=job, headers=headers)
+    assert refused.status_code == 400 and "learning_rate_multiplier" in refused.json()["error"]["param"]
+    assert client.fine_tuning.jobs.list().data == []  # nothing stored, and the listing answers

@@ -34,6 +34,7 @@ class RunRef:
     run_dir: Path
     manifest: Manifest
     name: str | None = None
+    trust_remote_code: bool = False  # the command's --trust-remote-code, never the run's manifest
 
     @property
     def label(self) -> str:
@@ -86,7 +87,7 @@ def merged_model(ref: RunRef):
     from ..runs.load import load_trained
 
     try:
-        model, tokenizer, _ = load_trained(ref.run_dir)
+        model, tokenizer, _ = load_trained(ref.run_dir, trust_remote_code=ref.trust_remote_code)
     except RunDirError as exc:
         raise AdapterError(str(exc)) from exc
     if ref.weights == "adapter":

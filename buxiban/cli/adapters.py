@@ -3,6 +3,7 @@ servers. Errors travel up as exceptions to cli.main."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 EXPORT_FORMATS = ("hf", "peft", "gguf")
@@ -72,6 +73,11 @@ def _output_arguments(parser) -> None:
         help="dtype of the merged model's weights (merge and --format hf; default auto: the base model's own dtype)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a run whose model needs its repository's code (never taken from the run directory)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -161,7 +167,7 @@ def cmd_export(args) -> int:
     from ..adapters.export import export
     from ..adapters.merge import resolve_run
 
-    ref = resolve_run(args.adapter)
+    ref = dataclasses.replace(resolve_run(args.adapter), trust_remote_code=args.trust_remote_code)
     result = export(ref, args.fmt, args.out, gguf_type=args.gguf_type, dtype=args.dtype, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -14,6 +14,11 @@ def add_chat_commands(commands) -> None:
         default="auto",
         help="with --model: chat template for a model without one, or instead of its own: auto (default), a family (chatml, llama3, gemma, phi3, granite, mistral) or a .jinja file (a run uses the template it trained with; another is refused)",
     )
+    chat.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model (or a run's model) that needs its repository's code; never taken from files",
+    )
     chat.add_argument("-m", "--message", help="ask once, print the answer and exit")
     chat.add_argument("--system", help="system prompt (default: the one most used in the run's training data)")
     chat.add_argument("--max-new-tokens", type=int, default=256)
@@ -41,6 +46,7 @@ def cmd_chat(args) -> int:
         max_new_tokens=args.max_new_tokens,
         adapter=args.adapter,
         template=args.template,
+        trust_remote_code=args.trust_remote_code,
     )
     session.rag, session.rag_k = rag, args.rag_k
     if args.message is not None:

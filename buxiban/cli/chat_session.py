@@ -33,6 +33,7 @@ class ChatSession:
         max_new_tokens: int = 256,
         adapter: str | None = None,
         template: str = "auto",
+        trust_remote_code: bool = False,
     ) -> ChatSession:
         if adapter:  # a registered name stands for its run directory
             from ..adapters.registry import Registry
@@ -41,12 +42,12 @@ class ChatSession:
         if run:
             from ..runs.load import load_trained
 
-            loaded, tokenizer, manifest = load_trained(run, template)
+            loaded, tokenizer, manifest = load_trained(run, template, trust_remote_code)
             system = system if system is not None else manifest.default_system_prompt
             return cls(loaded, tokenizer, f"run {run} ({manifest.base_model.name} + adapter)", system, max_new_tokens)
         from ..models.load import load
 
-        loaded, tokenizer, source = load(model, template=template)
+        loaded, tokenizer, source = load(model, trust_remote_code, template=template)
         return cls(loaded, tokenizer, f"base model {source.name}", system, max_new_tokens)
 
     def reset(self) -> None:

@@ -96,6 +96,11 @@ def add_eval_commands(commands) -> None:
         help="the chat template the run trained with is always used; naming another is refused "
         "(a family, a .jinja file, or auto)",
     )
+    evaluate.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a run whose model needs its repository's code (never taken from the run directory)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -160,6 +165,7 @@ def cmd_eval(args) -> int:
         rag=args.rag,
         rag_k=args.rag_k,
         template=args.template,
+        trust_remote_code=args.trust_remote_code,
     )
     result = evaluate_run(
         args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options, log=_log

@@ -13,7 +13,7 @@ from ..data.records import collect, iter_raw_chat_records, load_chat_jsonl
 from ..errors import DataError, Problem
 from ..models.generate import Generation, generate_with_stats
 from ..runs import file_sha256, read_manifest
-from ..runs.load import check_template_request
+from ..runs.load import check_remote_code, check_template_request
 from . import scoring
 from .analysis import analyze
 from .endpoint import Endpoint, endpoint_answers
@@ -41,6 +41,7 @@ class EvalOptions:
     rag: str | None = None  # an index: adds "base + RAG" and "fine-tuned + RAG" (see eval/rag.py)
     rag_k: int = 3
     template: str | None = None  # --template: accepted only when it is the run's own (runs/load.py)
+    trust_remote_code: bool = False  # --trust-remote-code of the command, never the run's manifest
 
 
 @dataclass
@@ -151,6 +152,7 @@ def evaluate_run(
     options = options or EvalOptions(batch_size=batch_size)
     manifest = read_manifest(run_dir)  # every input is checked before a model loads
     check_template_request(manifest, run_dir, options.template)
+    check_remote_code(manifest, run_dir, options.trust_remote_code)
     tests = load_test_set(test_file, limit)
     refusal_prompts = load_refusals(options.refusals, manifest.default_system_prompt) if options.refusals else []
     if systems is None:
@@ -177,7 +179,11 @@ def evaluate_run(
         test_sha256=file_sha256(test_file),
         systems=[s.to_dict() for s in systems],
     )
-    local = LocalWeights.load(run_dir) if any(s.weights for s in systems) or options.forgetting else None
+    local = (
+        LocalWeights.load(run_dir, options.trust_remote_code)
+        if any(s.weights for s in systems) or options.forgetting
+        else None
+    )
     if max_new_tokens is None:
         max_new_tokens = answer_budget(local.tokenizer if local else None, [t["reference"] for t in tests])
         log(

@@ -90,15 +90,16 @@ class LocalWeights:
     model: Any
     tokenizer: Any
     manifest: Manifest
+    trust_remote_code: bool = False  # the command's flag, never the manifest's
     _base: tuple[Any, Any] | None = field(default=None, repr=False)
     _merged: bool = False
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> LocalWeights:
+    def load(cls, run_dir: str | Path, trust_remote_code: bool = False) -> LocalWeights:
         from ..runs.load import load_trained
 
-        model, tokenizer, manifest = load_trained(run_dir)
-        return cls(Path(run_dir), model, tokenizer, manifest)
+        model, tokenizer, manifest = load_trained(run_dir, trust_remote_code=trust_remote_code)
+        return cls(Path(run_dir), model, tokenizer, manifest, trust_remote_code)
 
     @contextmanager
     def use(self, weights: str) -> Iterator[tuple[Any, Any]]:
@@ -119,7 +120,7 @@ class LocalWeights:
             if self._base is None:
                 from ..models.load import load
 
-                base, tokenizer, _ = load(self.manifest.base_model.spec, self.manifest.trust_remote_code)
+                base, tokenizer, _ = load(self.manifest.base_model.spec, self.trust_remote_code)
                 base.eval()
                 self._base = (base, tokenizer)
             yield self._base

@@ -9,9 +9,11 @@ from ..models.templates import ALIASES, AUTO, FAMILIES, ChosenTemplate, choose_t
 from .manifest import read_manifest
 
 
-def load_trained(run_dir: str | Path, template: str | None = AUTO):
+def load_trained(run_dir: str | Path, template: str | None = AUTO, trust_remote_code: bool = False):
     """Base model with the run's adapter attached, its tokenizer, and the manifest. `template` is what
-    the user asked for on the command line: only the run's own (or `auto`) is accepted."""
+    the user asked for on the command line: only the run's own (or `auto`) is accepted.
+    `trust_remote_code` comes from the command being run, never from the run directory: a run
+    someone else wrote must not be able to make buxiban execute a model repository's code."""
     from peft import PeftModel
 
     from ..models.load import load
@@ -20,7 +22,9 @@ def load_trained(run_dir: str | Path, template: str | None = AUTO):
     if not manifest.complete:
         raise RunDirError(f"{run_dir} did not finish training (status: {manifest.status}); train it again")
     check_template_request(manifest, run_dir, template)
-    base_spec, trust, weights = manifest.base_model.spec, manifest.trust_remote_code, manifest.weights
+    base_spec, weights = manifest.base_model.spec, manifest.weights
+    check_remote_code(manifest, run_dir, trust_remote_code)
+    trust = trust_remote_code
     template = _trained_template(manifest)
     if weights == "model":  # full fine-tuning: the run holds a whole model directory
         model, tokenizer, _ = load(str(Path(run_dir) / "model"), trust, template)
@@ -68,3 +72,11 @@ def check_template_request(manifest, run_dir: str | Path, requested: str | None)
         "differently; leave --template out (the run's own is used), or train again with "
         f"template: {requested}"
     )
+
+
+def check_remote_code(manifest, run_dir: str | Path, trusted: bool) -> None:
+    if manifest.trust_remote_code and not trusted:
+        raise RunDirError(
+            f"{run_dir} was trained on '{manifest.base_model.spec}' with trust_remote_code, which runs code "
+            "from the model's repository; pass --trust-remote-code to this command if you trust that model"
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import RunDirError
 from ..models.adapt import load_trainable_state
 from ..runs.checkpoints import COMPLETE, STAGING, checkpoint_name, checkpoint_root, is_complete_checkpoint
 
@@ -40,7 +42,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Tensors, numbers and strings only, so that `torch.load(weights_only=True)` reads it back."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -48,7 +59,12 @@ def rng_state() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    if isinstance(saved, dict):
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state((saved["name"], keys, saved["position"], saved["has_gauss"], saved["gauss"]))
+    else:  # a checkpoint from before, with NumPy's own tuple (read under safe_load's NumPy globals)
+        np.random.set_state(saved)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -110,6 +126,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def safe_load(path: Path) -> Any:
+    """torch.load that can only build tensors and plain containers: a checkpoint someone else placed in
+    a shared run directory cannot run code through pickle. NumPy's array type is allowed so that
+    checkpoints written before the RNG state was stored as tensors still resume."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1
+        from numpy.core.multiarray import _reconstruct
+    allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), _reconstruct]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise RunDirError(
+            f"{path} holds something other than tensors and numbers, so it is not loaded (loading it could "
+            f"run code someone put in it); resume from another checkpoint or train again ({str(exc).splitlines()[0]})"
+        ) from exc
+
+
 def load_checkpoint(path: Path, model, optimizer, rank: int = 0) -> dict[str, Any]:
     """Restore the trained tensors, optimizer and this process's RNGs; return the saved state."""
     from safetensors.torch import load_file
@@ -117,7 +152,7 @@ def load_checkpoint(path: Path, model, optimizer, rank: int = 0) -> dict[str, An
     from .sharding import load_full_optimizer_state
 
     load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
-    load_full_optimizer_state(optimizer, torch.load(path / "optimizer.pt", weights_only=False))
-    states = torch.load(path / "rng.pt", weights_only=False)
+    load_full_optimizer_state(optimizer, safe_load(path / "optimizer.pt"))
+    states = safe_load(path / "rng.pt")
     restore_rng(states[rank] if rank < len(states) else states[0])
     return json.loads((path / "state.json").read_text())

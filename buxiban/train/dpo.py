@@ -23,6 +23,7 @@ from ..data.tokenize import IGNORE_INDEX, Encoded, encode_many
 from ..errors import DataError, Problem, RunDirError
 from ..runs import read_manifest
 from .batching import batch_stream, collate
+from .checkpoint import safe_load
 from .dpo_guard import DpoGuard
 from .dropout import disable_dropout
 from .losses import dpo_loss, sequence_log_probs
@@ -216,7 +217,7 @@ def _log_probs_of(run: TrainRun, dataset, batch_size: int) -> torch.Tensor:
 def _reference_log_probs(run: TrainRun, train_set, val_set) -> dict[str, torch.Tensor]:
     path = run.out / REFERENCE_FILE
     if run.resume_path is not None and path.is_file():
-        return torch.load(path)
+        return safe_load(path)
     run.model.eval()
     fresh_adapter = run.config.dpo.from_run is None and hasattr(run.model, "disable_adapter")
     context = run.model.disable_adapter() if fresh_adapter else contextlib.nullcontext()

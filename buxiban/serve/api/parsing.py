@@ -3,6 +3,7 @@ The body itself is read by jsonbody.read_json."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ...data.records import content_text
@@ -57,6 +58,7 @@ def _number(body: dict, key: str, default: float, low: float, high: float, low_o
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)
+        or not math.isfinite(value)
         or value > high
         or value < low
         or (low_open and value == low)
@@ -108,6 +110,6 @@ def sampling(body: dict, prompt_tokens: int, context: int) -> Sampling:
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
         stop=tuple(stop),
-        seed=_integer(body, "seed", -(2**63)),
+        seed=_integer(body, "seed", -(2**63), 2**63 - 1),
         n=_integer(body, "n", 1, MAX_CHOICES) or 1,
     )

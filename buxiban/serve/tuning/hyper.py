@@ -54,7 +54,7 @@ def parse_method(method: Any, hyperparameters: Any) -> dict:
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if allowed[key] is int and not (number_ok and float(value).is_integer()):
             raise ServeError(f'{key} must be a whole number or "auto", got {value!r}', where)
-        if not number_ok or value <= 0:
+        if not number_ok or not math.isfinite(value) or value <= 0:
             raise ServeError(f'{key} must be a positive number or "auto", got {value!r}', where)
         if key == "n_epochs" and not MIN_EPOCHS <= value <= 50:
             raise ServeError(f"n_epochs must be 1 to 50, got {value}", where)

@@ -3,6 +3,8 @@ fine-tuning routes answer, and what the dashboard shows of a run's job."""
 
 from __future__ import annotations
 
+import math
+
 from . import hyper
 
 
@@ -38,7 +40,23 @@ def file_object(row: dict) -> dict:
     }
 
 
+def finite(value):
+    """Non-finite numbers as null: a job stored by an older server with a NaN in it must never make a
+    listing fail (JSON has no NaN, and the response would be a 500 for good)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
 def job_object(job: dict) -> dict:
+    return finite(_job_object(job))
+
+
+def _job_object(job: dict) -> dict:
     method = job["method"]
     concrete = job["hyperparameters"] if job["status"] != "validating_files" else None
     shown = {k: v for k, v in (concrete or method["hyperparameters"]).items() if k != "beta"}

@@ -127,9 +127,7 @@ async def create_job(request: Request):
         seed = secrets.randbelow(2**31)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ServeError(f"seed must be a whole number from 0 to 2147483647, got {seed!r}", "seed")
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ServeError("metadata must be an object of string keys and values", "metadata")
+    metadata = check_metadata(body.get("metadata"))
     if body.get("integrations"):
         raise ServeError(
             "integrations (Weights & Biases) are not supported; every run logs metrics.jsonl, and "
@@ -150,6 +148,24 @@ async def create_job(request: Request):
         }
     )
     return job_object(job)
+
+
+MAX_METADATA_KEYS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's limits
+
+
+def check_metadata(metadata):
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
+        raise ServeError(f"metadata must be an object of at most {MAX_METADATA_KEYS} string pairs", "metadata")
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY or not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise ServeError(
+                f"metadata.{key[:40]} must be a string of at most {MAX_METADATA_VALUE} characters under a key of "
+                f"at most {MAX_METADATA_KEY}",
+                f"metadata.{key[:40]}",
+            )
+    return metadata
 
 
 def _check_parent_model(state: ServeState, model: str, kind: str) -> None:
