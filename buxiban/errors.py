@@ -27,13 +27,46 @@ class Problem:
         return f"{head} ({self.fix})" if self.fix else head
 
 
+KEPT_PROBLEMS = 10_000  # about 3 MB of problems, whatever the number of bad lines
+
+
+class Problems(list):
+    """The first KEPT_PROBLEMS problems with their places, and a count of all of them: checking a file
+    of a million bad lines holds ten thousand problems, not a million (memory flat in the bad lines).
+    len() is the count of all, so every "N problem(s)" message stays true; iterating gives the kept."""
+
+    def __init__(self, problems=(), keep: int = KEPT_PROBLEMS):
+        super().__init__()
+        self.keep, self.total = keep, 0
+        self.extend(problems)
+
+    def append(self, problem: Problem) -> None:
+        self.total += 1
+        if super().__len__() < self.keep:
+            super().append(problem)
+
+    def extend(self, problems) -> None:
+        for problem in problems:
+            self.append(problem)
+
+    def __len__(self) -> int:
+        return self.total
+
+    @property
+    def unlisted(self) -> int:
+        return self.total - super().__len__()
+
+
 class ProblemsError(BuxibanError):
-    """Carries every problem found, so that a user fixes them all in one pass."""
+    """Carries every problem found (up to KEPT_PROBLEMS of them, and the count of the rest), so that a
+    user fixes them all in one pass."""
 
     def __init__(self, summary: str, problems: list[Problem]):
         self.summary = summary
-        self.problems = list(problems)
-        super().__init__(summary + "".join(f"\n  {p}" for p in self.problems))
+        self.problems = problems if isinstance(problems, Problems) else Problems(problems)
+        listed = "".join(f"\n  {p}" for p in self.problems)
+        more = f"\n  … and {self.problems.unlisted} more" if self.problems.unlisted else ""
+        super().__init__(summary + listed + more)
 
 
 class DataError(ProblemsError):

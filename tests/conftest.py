@@ -258,10 +258,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _file_size_limit(max_bytes: int):
+    """A disk that fills up, for one process: writes past max_bytes fail with EFBIG (Python ignores
+    the SIGXFSZ that would otherwise kill it)."""
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
 class Server:
     """`python -m buxiban.cli serve ...` in its own process, so a test can SIGKILL it."""
 
-    def __init__(self, model_dir: Path, home: Path, *extra: str, keyless: bool = False):
+    def __init__(self, model_dir: Path, home: Path, *extra: str, keyless: bool = False, max_file_bytes: int = 0):
         import httpx
 
         self.port = free_port()
@@ -289,7 +301,14 @@ class Server:
             *extra,
         ]
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes else None,
+            )
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.process.poll() is None, self.log.read_text()

@@ -124,3 +124,14 @@ def test_text_parts_are_joined_and_weight_kept(tmp_path):
     messages = conversations[0].messages
     assert messages[0]["content"] == "Hi there"
     assert [m.get("weight") for m in messages] == [None, 0, None, 1]
+
+
+def test_problem_lists_keep_the_first_ones_and_count_the_rest():
+    from buxiban.errors import DataError, Problem, Problems
+
+    problems = Problems(keep=3)
+    problems.extend(Problem(f"f.jsonl:{line}", "is not valid JSON") for line in range(1, 1001))
+    assert len(problems) == 1000 and [p.where for p in problems] == ["f.jsonl:1", "f.jsonl:2", "f.jsonl:3"]
+    assert problems.unlisted == 997 and problems  # truthy: there are problems
+    error = DataError("f.jsonl: 1000 problem(s)", problems)
+    assert str(error).endswith("f.jsonl:3: is not valid JSON\n  … and 997 more")

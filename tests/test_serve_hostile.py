@@ -257,3 +257,50 @@ def test_a_live_server_answers_hostile_numbers_with_400s_naming_the_field(keyles
     refused = httpx.post(url + "/v1/fine_tuning/jobs", content=job, headers=headers)
     assert refused.status_code == 400 and "learning_rate_multiplier" in refused.json()["error"]["param"]
     assert client.fine_tuning.jobs.list().data == []  # nothing stored, and the listing answers
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = open(f"/proc/{pid}/status").read()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+@pytest.mark.integration
+def test_a_50_mb_upload_of_bad_lines_is_refused_with_flat_memory(keyless, tmp_path):
+    before = peak_rss_mib(keyless.process.pid)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"x\n" * (25 << 20))  # 50 MiB, one byte and a newline per line
+    with bad.open("rb") as handle:
+        response = httpx.post(
+            keyless.url + "/v1/files", files={"file": ("bad.jsonl", handle)}, data={"purpose": "fine-tune"}, timeout=300
+        )
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message.startswith("bad.jsonl has at least 1000 problem(s); nothing was stored: bad.jsonl:1:")
+    assert peak_rss_mib(keyless.process.pid) - before < 100
+    assert not list((keyless.home / "files").glob("*")) if (keyless.home / "files").exists() else True
+    assert httpx.get(keyless.url + "/health").json()["status"] == "ok"
+
+
+@pytest.mark.integration
+def test_a_full_disk_during_an_upload_answers_507_and_leaves_nothing(tiny_model_dir, tmp_path):
+    from conftest import Server
+
+    home = tmp_path / "home"
+    full = Server(tiny_model_dir, home, keyless=True, max_file_bytes=3 << 20)
+    try:
+        data = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+        response = httpx.post(
+            full.url + "/v1/files",
+            files={"file": ("big.jsonl", data * 60_000)},  # 5.6 MB: past the 3 MB the "disk" has room for
+            data={"purpose": "fine-tune"},
+            timeout=120,
+        )
+        assert response.status_code == 507, response.text
+        assert "no room to store" in response.json()["error"]["message"]
+        assert not [p for p in home.rglob("*") if p.name.endswith(".uploading")]
+        small = httpx.post(
+            full.url + "/v1/files", files={"file": ("small.jsonl", data * 8)}, data={"purpose": "fine-tune"}
+        )
+        assert small.status_code == 200  # the server keeps serving, and stores what fits
+    finally:
+        full.stop()

@@ -102,6 +102,9 @@ def cmd_check(args) -> int:
         return EXIT_PROBLEMS if failed else 0
     for problem in report.problems:
         print(problem)
+    unlisted = getattr(report.problems, "unlisted", 0)
+    if unlisted:
+        print(f"… and {unlisted:,} more problem(s) of the same file, not listed")
     if report.stats:
         print(format_stats(report, args.model))
     for finding in report.findings:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, Problem
+from ..errors import DataError, Problem, Problems
 from .advice import sufficiency
 from .dedup import DuplicateIndex
 from .jsonl import iter_jsonl
@@ -47,7 +47,7 @@ class Finding:
 class CheckReport:
     path: str
     kind: str = "chat"  # chat | preference
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=Problems)
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     preview: str = ""  # the first example, trained text marked, so a user sees what the loss sees
@@ -67,6 +67,7 @@ class CheckReport:
             "problems": [
                 {"where": p.where, "field": p.field, "message": p.message, "fix": p.fix} for p in self.problems
             ],
+            "problem_count": len(self.problems),  # all of them; the list keeps the first KEPT_PROBLEMS
             "findings": [
                 {"kind": f.kind, "message": f.message, "count": f.count, "where": f.where[:LISTED]}
                 for f in self.findings
@@ -91,10 +92,15 @@ def spread(values) -> dict[str, float]:
     }
 
 
+KIND_PROBE_LINES = 1000  # a file whose first thousand lines are all broken is checked as chat data
+
+
 def detect_kind(path: str | Path) -> str:
-    for _, record, problem in iter_jsonl(path):
+    for seen, (_, record, problem) in enumerate(iter_jsonl(path)):
         if problem is None:
             return "preference" if is_preference_record(record) else "chat"
+        if seen >= KIND_PROBE_LINES:
+            break
     return "chat"
 
 
@@ -105,7 +111,10 @@ def check_file(
     test_file: str | Path | None = None,
     near_threshold: float = 0.8,
     kind: str = "auto",
+    stop_after: int | None = None,
 ) -> CheckReport:
+    """`stop_after`: stop reading at that many problems (the server's upload check: a file that bad
+    is refused either way, and reading the rest would only keep the client waiting)."""
     kind = detect_kind(path) if kind == "auto" else kind
     report = CheckReport(str(path), kind)
     duplicates = DuplicateIndex(threshold=near_threshold, sources=[str(path)])
@@ -116,6 +125,9 @@ def check_file(
     token_stats = _TokenStats(tokenizer, max_length, report) if tokenizer is not None else None
     for item, problems in _stream(path, kind):
         report.problems.extend(problems)
+        if stop_after is not None and len(report.problems) >= stop_after:
+            report.stats["stopped_after_problems"] = len(report.problems)
+            break
         if item is None:
             continue
         messages = item.messages if kind == "chat" else item.prompt + [{"role": "assistant", "content": item.chosen}]

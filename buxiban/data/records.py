@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, Problem
+from ..errors import DataError, Problem, Problems
 from .jsonl import iter_jsonl
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -61,7 +61,7 @@ def iter_raw_chat_records(path: str | Path) -> Iterator[tuple[tuple[int, dict] |
 def collect(stream: Iterator[tuple[Any, list[Problem]]]) -> tuple[list[Any], list[Problem]]:
     """Every valid item and every problem of a validating stream."""
     items: list[Any] = []
-    problems: list[Problem] = []
+    problems = Problems()
     for item, found in stream:
         if item is not None:
             items.append(item)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse
 
 from ...errors import AdapterError, ServeError
 from ...runs.checkpoints import finished_checkpoints
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 router = APIRouter()
 PURPOSE = "fine-tune"
 LISTED_PROBLEMS = 10
+STOP_AFTER_PROBLEMS = 1000  # an upload that bad is refused; reading on only keeps the client waiting
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -35,7 +37,10 @@ LISTED_PROBLEMS = 10
 @router.post("/v1/files")
 async def upload_file(request: Request):
     store = request.app.state.serve.store
-    form = await request.form()
+    try:  # Starlette spools the upload to a temporary file first: the disk can fill up there too
+        form = await request.form()
+    except OSError as exc:
+        raise _disk_full(exc, "the upload") from exc
     upload, purpose = form.get("file"), form.get("purpose")
     if purpose != PURPOSE:
         raise ServeError(
@@ -47,29 +52,50 @@ async def upload_file(request: Request):
     file_id = new_id("file-")
     final = store.file_path(file_id)
     staging = final.with_name(final.name + ".uploading")
-    with staging.open("wb") as out:
-        shutil.copyfileobj(upload.file, out)
-        out.flush()
-        os.fsync(out.fileno())
-    try:
+    try:  # copying and fsyncing a large file must not stall every other request
+        await asyncio.to_thread(_write_upload, upload.file, staging)
         kind, examples = await asyncio.to_thread(_validate_upload, staging, filename)
-    except BaseException:
+    except BaseException as exc:
         staging.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _disk_full(exc, filename) from exc
         raise
     os.replace(staging, final)
     return file_object(store.add_file(file_id, filename, purpose, final.stat().st_size, kind, examples))
+
+
+class DiskFull(ServeError):
+    status = 507
+    code = "insufficient_storage"
+
+
+def _disk_full(exc: OSError, what: str) -> Exception:
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return exc
+    return DiskFull(
+        f"no room to store {what} on the server's disk ({os.strerror(exc.errno)}); nothing was stored; "
+        "free space in the server's home (--home) and its temporary directory, then upload again"
+    )
+
+
+def _write_upload(source, staging: Path) -> None:
+    with staging.open("wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _validate_upload(path: Path, filename: str) -> tuple[str, int]:
     """The data checker, with problems located in the user's own file name."""
     from ...data.check import check_file
 
-    report = check_file(path, tokenizer=None)
+    report = check_file(path, tokenizer=None, stop_after=STOP_AFTER_PROBLEMS)
     if report.problems:
         shown = [str(p).replace(str(path), filename) for p in report.problems[:LISTED_PROBLEMS]]
         more = len(report.problems) - len(shown)
+        counted = "at least " if "stopped_after_problems" in report.stats else ""
         raise ServeError(
-            f"{filename} has {len(report.problems)} problem(s); nothing was stored: "
+            f"{filename} has {counted}{len(report.problems)} problem(s); nothing was stored: "
             + "; ".join(shown)
             + (f"; and {more} more (run `buxiban data check {filename}` to see all)" if more else ""),
             "file",
@@ -98,7 +124,7 @@ def retrieve_file(file_id: str, request: Request):
 def file_content(file_id: str, request: Request):
     store = request.app.state.serve.store
     store.get_file(file_id)
-    return Response(store.file_path(file_id).read_bytes(), media_type="application/octet-stream")
+    return FileResponse(store.file_path(file_id), media_type="application/octet-stream")  # streamed, not read whole
 
 
 @router.delete("/v1/files/{file_id}")
