@@ -11,4 +11,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check buxiban tests scripts bench
 .venv/bin/ruff format --check buxiban tests scripts bench
 .venv/bin/lint-imports
+.venv/bin/python scripts/audit.py
 exec .venv/bin/python -m pytest "$@"

@@ -109,3 +109,14 @@ def test_files_of_each_kind_and_bad_inputs(tmp_path):
         chunk_sections([], chunk_tokens=40, overlap=20)
     with pytest.raises(RagError, match="chunk_tokens"):
         chunk_sections([], chunk_tokens=4, overlap=0)
+
+
+def test_a_heading_with_long_runs_of_spaces_parses_at_once():
+    """The old heading pattern backtracked cubically on runs of spaces (1,000 took 2.5 s, 2,000 took
+    20 s; a hostile 20,000 would take hours). The title is still the text, without the closing hashes."""
+    from buxiban.rag.documents import MARKDOWN_HEADING
+
+    spaces = " " * 20_000
+    assert MARKDOWN_HEADING.match("#" + spaces + "a" + spaces + "!").group(2).strip() == "a" + spaces + "!"
+    assert MARKDOWN_HEADING.match("## Plans ##").group(2).rstrip("#").strip() == "Plans"
+    assert MARKDOWN_HEADING.match("#hashtag") is None and MARKDOWN_HEADING.match("#   ") is None

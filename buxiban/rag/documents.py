@@ -29,7 +29,9 @@ SUFFIXES = {
 }
 TOKEN = re.compile(r"\w+|[^\w\s]")
 SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+")
-MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# Greedy to the end of the line and trimmed in Python: a lazy title followed by optional spaces and
+# hashes backtracked cubically on a long run of spaces (a hostile document hung indexing).
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$")
 FENCE = re.compile(r"^(```|~~~)")
 
 
@@ -92,7 +94,8 @@ def markdown_sections(text: str) -> list[Section]:
         if heading:
             close()
             level = len(heading.group(1))
-            path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, heading.group(2))]
+            title = heading.group(2).rstrip().rstrip("#").rstrip() or heading.group(2).strip()
+            path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
         else:
             lines.append(line)
     close()
