@@ -138,14 +138,19 @@ def create_app(settings: ServeSettings, state: ServeState | None = None):
 
     @app.get("/health")
     def health():
+        """503 when a worker thread has died: a load balancer then stops sending, and an operator sees
+        why nothing runs, instead of an "ok" over a server whose jobs wait forever."""
         pool = state.pool
-        return {
-            "status": "ok",
+        workers = {"jobs": state.worker.alive, "evaluations": state.evals.alive}
+        body = {
+            "status": "ok" if all(workers.values()) else "unhealthy",
+            "workers": {name: "alive" if alive else "dead" for name, alive in workers.items()},
             "model": pool.base_id,
             "queued_requests": pool.queue.qsize(),
             "adapters_attached": len(pool.attached),
             "served": pool.served,
         }
+        return JSONResponse(body, status_code=200 if all(workers.values()) else 503)
 
     @app.exception_handler(ServeError)
     async def refused(_request: Request, exc: ServeError):

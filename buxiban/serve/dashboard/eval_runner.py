@@ -7,6 +7,7 @@ dies with the server like a training job does."""
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import subprocess
@@ -21,6 +22,8 @@ from ..children import failure_reason, start_child
 
 ACTIVE = ("queued", "running")
 SHOWN_LOG_LINES = 4
+
+log = logging.getLogger(__name__)
 
 
 class QueuedEval(NamedTuple):
@@ -117,7 +120,16 @@ class EvalQueue:
             item = self.waiting.get()
             if item is None:
                 return
-            self._run(item)
+            try:
+                self._run(item)
+            except Exception as exc:  # one evaluation's surprise must not end the queue for the rest
+                log.exception("dashboard evaluation failed")
+                with self.lock:
+                    item.task.update(status="failed", finished=int(time.time()), error=f"{type(exc).__name__}: {exc}")
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() or self.thread.ident is None
 
     def _run(self, queued: QueuedEval) -> None:
         run_dir, command, task = queued

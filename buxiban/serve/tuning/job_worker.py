@@ -28,6 +28,9 @@ from .database import FINAL_STATUSES, Store
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+FAIL_RETRIES = 3
+MAX_SERVER_STOPS = 3  # a job running while the server died this often is failed, not resumed again
+STOPPED_WHILE_RUNNING = "The server stopped while this job ran"
 
 
 class Paced(NamedTuple):
@@ -64,14 +67,32 @@ class JobWorker:
         self.thread.start()
 
     def recover(self) -> None:
-        """Jobs that were running when the server died go back to the queue, to resume."""
+        """Jobs that were running when the server died go back to the queue, to resume; a job the
+        server died under MAX_SERVER_STOPS times is failed instead, in case it is what kills it."""
         for job in self.store.list_jobs("running"):
+            stops = 1 + sum(e["message"].startswith(STOPPED_WHILE_RUNNING) for e in self.store.list_events(job["id"]))
+            if stops >= MAX_SERVER_STOPS:
+                self.fail(
+                    job["id"],
+                    "server_error",
+                    f"the server stopped {stops} times while this job ran; it is not resumed again (see the "
+                    "server's log for what stopped it)",
+                )
+                continue
             self.store.add_event(
                 job["id"],
-                "The server stopped while this job ran; it will resume from its newest checkpoint",
+                f"{STOPPED_WHILE_RUNNING}; it will resume from its newest checkpoint",
                 level="warn",
             )
             self.store.set_status_if(job["id"], ("running",), "queued")
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() or not self.started
+
+    @property
+    def started(self) -> bool:
+        return self.thread.ident is not None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -93,8 +114,19 @@ class JobWorker:
             except Exception as exc:  # the worker must outlive any one job's surprise
                 log.exception("job worker error")
                 if job is not None:
-                    self.fail(job["id"], "server_error", f"{type(exc).__name__}: {exc}")
+                    self._fail_surviving(job["id"], f"{type(exc).__name__}: {exc}")
             self.stopping.wait(POLL_SECONDS)
+
+    def _fail_surviving(self, job_id: str, message: str) -> None:
+        """Mark the job failed even when the database is what broke (a full disk): retried, logged,
+        never raised, so the worker thread lives on to run the next job."""
+        for attempt in range(FAIL_RETRIES):
+            try:
+                self.fail(job_id, "server_error", message)
+                return
+            except Exception:
+                log.exception("could not record the failure of %s (attempt %d)", job_id, attempt + 1)
+                self.stopping.wait(POLL_SECONDS * (attempt + 1))
 
     # --- validating_files -> queued --------------------------------------------------------------
 
