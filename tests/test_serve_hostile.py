@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -304,3 +305,34 @@ def test_a_full_disk_during_an_upload_answers_507_and_leaves_nothing(tiny_model_
         assert small.status_code == 200  # the server keeps serving, and stores what fits
     finally:
         full.stop()
+
+
+@pytest.mark.integration
+def test_a_non_streamed_request_whose_client_hangs_up_stops_generating(keyless):
+    """Eight long answers asked for, the client gone after a moment: the model thread stops at its
+    next decoding step instead of generating the rest for nobody."""
+
+    def steps() -> int:
+        return httpx.get(keyless.url + "/health").json()["served"]["decoding_steps"]
+
+    body = {
+        "model": "tiny-model0",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": 400,
+        "n": 8,
+        "temperature": 1.0,
+        "seed": 3,
+    }
+    before = steps()
+    full = httpx.post(keyless.url + "/v1/chat/completions", json=body, timeout=120).json()
+    full_steps = steps() - before
+    assert full_steps > 100 and max(c["finish_reason"] == "length" for c in full["choices"])
+    before = steps()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(keyless.url + "/v1/chat/completions", json=body, timeout=0.3)
+    time.sleep(1.0)  # what a hung-up request would still be generating
+    deadline = time.time() + 30
+    while httpx.get(keyless.url + "/health").json()["queued_requests"] and time.time() < deadline:
+        time.sleep(0.1)
+    abandoned_steps = steps() - before
+    assert abandoned_steps < full_steps / 2, (abandoned_steps, full_steps)

@@ -162,11 +162,13 @@ class BatchSink:
     def __init__(self, rows: list[RowSink]):
         self.rows = rows
         self.prompt_seen = False
+        self.steps = 0  # decoding steps run: /health counts them, a cancelled request's stop early
 
     def put(self, value) -> None:  # first the prompt, then one token per row and step
         if not self.prompt_seen:
             self.prompt_seen = True
             return
+        self.steps += 1
         for row, token in zip(self.rows, value.reshape(-1).tolist()):
             row.push(int(token))
 
@@ -185,7 +187,7 @@ def generate_batch(
     rows: list[tuple[GenerationRequest, int]],
     stop_ids: list[int],
     adapter_names: list[str] | None = None,
-) -> None:
+) -> int:
     """One generate call for all rows (request, choice), left-padded; each row streams through its
     own request's emit. All rows share sampling settings (see Sampling.batch_key)."""
     import torch
@@ -223,3 +225,4 @@ def generate_batch(
         )
     for row in sinks:
         row.finish()
+    return sink.steps

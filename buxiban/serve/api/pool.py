@@ -86,7 +86,8 @@ class ModelPool:
         self.attached: dict[tuple[str, str], str] = {}  # (name, run_dir) -> PEFT adapter slot
         self.queue: queue.Queue[GenerationRequest | None] = queue.Queue(maxsize=queue_size)  # None: stop
         self.seconds_per_request = 1.0  # running mean; feeds Retry-After
-        self.served = {"requests": 0, "batches": 0}  # shown on /health: how much batching happens
+        # shown on /health: how much batching happens, and how much decoding it took
+        self.served = {"requests": 0, "batches": 0, "decoding_steps": 0}
         self.thread = threading.Thread(target=self._serve, name="buxiban-model", daemon=True)
         self.thread.start()
 
@@ -155,7 +156,7 @@ class ModelPool:
             try:
                 live = [r for r in batch if not r.cancelled.is_set()]
                 if live:
-                    self._generate(live)
+                    self.served["decoding_steps"] += self._generate(live)
                 for request in batch:
                     request.emit(End())
             except Exception as exc:  # one bad batch must not end the thread that serves all of them
@@ -190,7 +191,7 @@ class ModelPool:
             rows += following.sampling.n
         return batch
 
-    def _generate(self, batch: list[GenerationRequest]) -> None:
+    def _generate(self, batch: list[GenerationRequest]) -> int:
         """Rows are (request, choice); each runs under its request's adapter: one generate call with
         PEFT's per-row adapter_names when the batch mixes adapters, or one call per adapter where
         PEFT cannot mix them (DoRA)."""
@@ -203,10 +204,12 @@ class ModelPool:
         names = [slots[request.adapter] for request, _ in rows]
         if len(set(names)) > 1 and not any(self.peft.peft_config[n].use_dora for n in set(names) - {None}):
             return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids, [n or BASE_ROW for n in names])
-        for slot in dict.fromkeys(names):  # each adapter's rows together, in arrival order
+        return sum(  # each adapter's rows together, in arrival order
             self._generate_one_adapter(slot, [row for row, name in zip(rows, names) if name == slot])
+            for slot in dict.fromkeys(names)
+        )
 
-    def _generate_one_adapter(self, slot: str | None, rows) -> None:
+    def _generate_one_adapter(self, slot: str | None, rows) -> int:
         if slot is not None:
             self.peft.set_adapter(slot)
             return generate_batch(self.peft, self.tokenizer, rows, self.stop_ids)

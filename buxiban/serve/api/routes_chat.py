@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...data.tokenize import encode_prompt
 from ...errors import ServeError
@@ -46,8 +46,10 @@ async def chat_completions(request: Request):
     wanted, sources = rag_request(body, request.app.state.serve.settings.rag), None
     if wanted is not None:  # embedding the question takes milliseconds of CPU: not on the event loop
         messages, sources = await asyncio.to_thread(with_documents, messages, wanted)
-    prompt_ids = encode_prompt(pool.tokenizer, messages)
-    return await _respond(pool, body, model, adapter, prompt_ids, chat=True, extra={"rag": sources} if sources else {})
+    # a long prompt takes a while to tokenize: off the event loop, which serves everyone else meanwhile
+    prompt_ids = await asyncio.to_thread(encode_prompt, pool.tokenizer, messages)
+    extra = {"rag": sources} if sources else {}
+    return await _respond(request, pool, body, model, adapter, prompt_ids, chat=True, extra=extra)
 
 
 @router.post("/v1/completions")
@@ -55,10 +57,11 @@ async def completions(request: Request):
     pool, body, model, adapter = await _target(request)
     if body.get("rag") is not None:
         raise ServeError("rag works with /v1/chat/completions, where the question is a user message", "rag")
-    prompt_ids = list(pool.tokenizer(completion_prompt(body.get("prompt")))["input_ids"])
+    text = completion_prompt(body.get("prompt"))
+    prompt_ids = list((await asyncio.to_thread(pool.tokenizer, text))["input_ids"])
     if not prompt_ids:
         raise ServeError("'prompt' is empty", "prompt")
-    return await _respond(pool, body, model, adapter, prompt_ids, chat=False)
+    return await _respond(request, pool, body, model, adapter, prompt_ids, chat=False)
 
 
 async def _target(request: Request):
@@ -69,8 +72,21 @@ async def _target(request: Request):
     return pool, body, model, pool.resolve_adapter(model)
 
 
+async def _client_gone(request: Request) -> None:
+    """Returns when the client hangs up. The body has been read, so the next message is the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _respond(
-    pool: ModelPool, body: dict, model: str, adapter, prompt_ids: list[int], chat: bool, extra: dict | None = None
+    request: Request,
+    pool: ModelPool,
+    body: dict,
+    model: str,
+    adapter,
+    prompt_ids: list[int],
+    chat: bool,
+    extra: dict | None = None,
 ):
     """`extra`: top-level response fields beyond OpenAI's (the retrieved sources); streamed in the first chunk."""
     settings = sampling(body, len(prompt_ids), pool.context)
@@ -98,9 +114,17 @@ async def _respond(
             headers={"Cache-Control": "no-cache"},
         )
     texts, reasons, completion_tokens = {}, {}, 0
+    # A non-streamed client that hangs up is never written to, so only watching for the disconnect
+    # stops the generation; otherwise it would run to max_tokens × n on the one model thread.
+    gone = asyncio.ensure_future(_client_gone(request))
     try:
         while True:
-            event = await events.get()
+            getting = asyncio.ensure_future(events.get())
+            await asyncio.wait({getting, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+            event = getting.result()
             if isinstance(event, Delta):
                 texts[event.choice] = texts.get(event.choice, "") + event.text
             elif isinstance(event, Finish):
@@ -121,6 +145,7 @@ async def _respond(
             else:
                 break
     finally:
+        gone.cancel()
         job.cancelled.set()  # the client may have gone; the model thread skips what is left
     usage = {
         "prompt_tokens": len(prompt_ids),
