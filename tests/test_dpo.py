@@ -165,9 +165,9 @@ def test_a_harmful_dpo_rate_is_caught_warned_about_and_undone(tiny_model_dir, ti
 
     gentle = tmp_path / "gentle"
     said.clear()
-    config = dpo_config(
-        tiny_model_dir, pairs, gentle, f"dpo.from_run={sft}", "train.learning_rate=1e-4", "lora.dropout=0"
-    )
+    # bf16 autocast keeps the frozen weights in bf16: the guard's generation must run under it too
+    extra = ("train.learning_rate=1e-4", "lora.dropout=0", "train.precision=bf16")
+    config = dpo_config(tiny_model_dir, pairs, gentle, f"dpo.from_run={sft}", *extra)
     train_dpo(config, progress=False, log=said.append)
     assert not any(line.startswith("warning:") for line in said), said
     assert read_manifest(gentle).dpo["guard"]["kept"]["step"] > 0

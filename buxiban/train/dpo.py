@@ -151,7 +151,10 @@ def train_dpo(
                 val_loss, val_margin, val_accuracy, chosen_change = validate(run, val_set, reference["validation"])
                 extra = {"val_margin": round(val_margin, 5), "val_accuracy": round(val_accuracy, 4)}
                 if guard is not None:
-                    kept = guard.measure(run.model, run.tokenizer, step + 1, chosen_change, val_accuracy, val_margin)
+                    with run.autocast():  # frozen weights may be bf16 under autocast training
+                        kept = guard.measure(
+                            run.model, run.tokenizer, step + 1, chosen_change, val_accuracy, val_margin
+                        )
                     extra.update(val_answers_right=kept.correct, val_chosen_change=kept.chosen_change)
                 if run.record_validation(step, train_loss, val_loss, **extra):
                     break
@@ -172,7 +175,8 @@ def _start_guard(run: TrainRun, val_set, val_pairs) -> DpoGuard | None:
             run.log("DPO guard off: it needs an unsharded run from its first step")
         return None
     guard = DpoGuard.for_run(run.config.dpo.from_run, val_pairs, run.log)
-    guard.measure(run.model, run.tokenizer, 0, 0.0, 0.0, 0.0)
+    with run.autocast():
+        guard.measure(run.model, run.tokenizer, 0, 0.0, 0.0, 0.0)
     return guard
 
 
