@@ -72,14 +72,10 @@ def train_dpo(
                 f"dpo.from_run {config.dpo.from_run} was trained on another base model than "
                 f"model={config.model}; set model to that run's base model"
             )
-    train_set = _within_length(encode_pairs(run.tokenizer, pairs), config.data.max_length, pairs, run.log)
-    val_encoded = encode_pairs(run.tokenizer, val_pairs)
-    val_set = _within_length(val_encoded, config.data.max_length, val_pairs, run.log)
-    val_pairs = [
-        p
-        for p, (c, r) in zip(val_pairs, val_encoded)
-        if max(len(c.input_ids), len(r.input_ids)) <= config.data.max_length
-    ]
+    train_set, _ = _within_length(encode_pairs(run.tokenizer, pairs), config.data.max_length, pairs, run.log)
+    val_set, val_pairs = _within_length(
+        encode_pairs(run.tokenizer, val_pairs), config.data.max_length, val_pairs, run.log
+    )
     if not train_set:
         raise DataError(
             "no preference pairs left",
@@ -190,14 +186,16 @@ def _sft_adapter(config: RunConfig) -> Path:
     return run_dir / "adapter"
 
 
-def _within_length(encoded, max_length: int, pairs, log) -> list[tuple[Encoded, Encoded]]:
-    kept = []
+def _within_length(encoded, max_length: int, pairs, log) -> tuple[list[tuple[Encoded, Encoded]], list]:
+    """The encoded pairs that fit, and the pairs they came from (the DPO guard reads their prompts)."""
+    kept, kept_pairs = [], []
     for (chosen, rejected), pair in zip(encoded, pairs):
         if max(len(chosen.input_ids), len(rejected.input_ids)) > max_length:
             log(f"warning: {pair.where}: over data.max_length={max_length}; pair skipped")
         else:
             kept.append((chosen, rejected))
-    return kept
+            kept_pairs.append(pair)
+    return kept, kept_pairs
 
 
 def _pair_batch(dataset, indices, pad_id: int, device) -> dict[str, torch.Tensor]:
