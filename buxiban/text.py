@@ -14,12 +14,22 @@ from typing import Any
 CJK_CHARACTERS = r"\u3400-\u9fff\uf900-\ufaff"
 
 _PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+_THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_SPACE_BESIDE_CJK = re.compile(rf" (?=[{CJK_CHARACTERS}])|(?<=[{CJK_CHARACTERS}]) ")
 
 
 def normalize(text: str) -> str:
-    """Case, width, punctuation and spacing do not change what an answer says."""
+    """Case, width, punctuation and spacing do not change what an answer says.
+
+    In order: NFKC folds full-width letters, digits, punctuation and spaces to their half-width forms
+    (３，８００ → 3,800); thousands separators go (3,800 → 3800, so "1,190" and "1190" agree);
+    punctuation becomes a space; runs of spaces become one; and a space beside a CJK character goes,
+    because Chinese is written without spaces and house styles differ on spacing around numbers and
+    Latin words: 新台幣 3,800 元, 新台幣3,800元 and 新台幣３，８００元 all read 新台幣3800元.
+    """
     text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_PUNCTUATION.sub(" ", text).split())
+    text = _PUNCTUATION.sub(" ", _THOUSANDS_SEPARATOR.sub("", text))
+    return _SPACE_BESIDE_CJK.sub("", " ".join(text.split()))
 
 
 def as_json(text: str) -> Any:

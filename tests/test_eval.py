@@ -24,6 +24,17 @@ def test_exact_match_normalizes_text_and_compares_json_as_data():
     assert normalize("  Ｈello,   WORLD! ") == "hello world"
 
 
+def test_chinese_answers_match_across_width_spacing_and_thousands_separators():
+    reference = "搬家費用為新台幣 3,800 元。"
+    for said in ("搬家費用為新台幣3,800元。", "搬家費用為新台幣３，８００元", "搬家費用為 新台幣 3800 元 。"):
+        assert exact_match(said, reference), said
+    assert not exact_match("搬家費用為新台幣 3,900 元。", reference)
+    assert not exact_match("搬家費用為新台幣 38,000 元。", reference)
+    assert not exact_match("費用為新台幣 3,800 元。", reference)
+    assert normalize("用 LINE Pay 付款，1,190 元") == "用line pay付款1190元"
+    assert token_f1("搬家費用為新台幣3,800元", reference) == 1.0
+
+
 def test_token_f1_numbers():
     assert token_f1("the deposit is NT$3,000", "The deposit is NT$3,000.") == 1.0
     assert token_f1("", "") == 1.0

@@ -3,7 +3,7 @@ from collections import Counter
 from pathlib import Path
 
 from buxiban.cli import main
-from buxiban.data.pii import find_pii, iban_valid, luhn_valid, redact_text
+from buxiban.data.pii import find_pii, iban_valid, id_number_valid, luhn_valid, redact_text, tax_id_valid
 
 from conftest import chat_record, write_jsonl
 
@@ -45,9 +45,58 @@ def test_prices_times_ids_and_decimals_are_not_personal_data():
         assert kinds(text) == [], text
 
 
+def test_taiwanese_phone_numbers_in_their_common_spellings_even_inside_chinese_text():
+    for number in (
+        "0912-345-678",
+        "0912 345 678",
+        "0912345678",
+        "0912-345678",
+        "+886 912 345 678",
+        "+886-912-345-678",
+        "02-2700-1234",
+        "(02)2700-1234",
+        "(02) 2700 1234",
+        "07-123-4567",
+        "+886-2-2700-1234",
+    ):
+        assert [(f.kind, f.start, f.end) for f in find_pii(f"電話{number}，謝謝")] == [("phone", 2, 2 + len(number))]
+
+
+def test_taiwanese_id_numbers_pass_only_with_their_check_digit():
+    assert id_number_valid("A123456789") and not id_number_valid("A123456788")
+    assert id_number_valid("A800000014") and not id_number_valid("A800000015")  # resident, new format
+    assert id_number_valid("AC01234567") and not id_number_valid("AC01234568")  # resident, old format
+    assert kinds("身分證字號A123456789，居留證號A800000014與AC01234567") == ["id_number"] * 3
+    assert kinds("身分證字號A123456788") == []
+    assert kinds("型號 XA12345678 與 A1234567890") == []  # embedded in a longer code
+
+
+def test_company_tax_ids_need_their_label_and_checksum():
+    assert tax_id_valid("04595257") and tax_id_valid("22099131") and not tax_id_valid("04595258")
+    assert tax_id_valid("12345675")  # seventh digit 7: 28 counts as 1
+    text, counts = redact_text("公司統一編號：22099131，統編04595257，VAT No. 04595257")
+    assert text == "公司統一編號：[TAX_ID]，統編[TAX_ID]，VAT No. [TAX_ID]" and counts == Counter(tax_id=3)
+    assert kinds("統一編號：04595258") == []
+    assert kinds("訂單編號 22099131 已出貨") == []  # eight digits without the label are an order number
+
+
+def test_chinese_prices_dates_and_order_numbers_are_not_personal_data():
+    for text in (
+        "搬家費用為新台幣 3,800 元，訂金新台幣 1,000 元。",
+        "新台幣3,800元",
+        "預約日期 2026/12/01 或 2026-12-01 上午 08:00",
+        "訂單編號 HF-20261234",
+        "訂單 20261201 與 0201",
+        "5 噸貨車每趟新台幣 6,500 元，樓層加價每層 300 元",
+    ):
+        assert kinds(text) == [], text
+
+
 def test_shipped_examples_hold_no_personal_data():
-    for name in ("train.jsonl", "test.jsonl", "preferences.jsonl"):
-        assert kinds((EXAMPLES / name).read_text(encoding="utf-8")) == [], name
+    for example in sorted(EXAMPLES.parent.iterdir()):
+        for name in ("train.jsonl", "test.jsonl", "preferences.jsonl"):
+            if (example / name).exists():
+                assert kinds((example / name).read_text(encoding="utf-8")) == [], example / name
 
 
 def test_redact_text_masks_and_counts():

@@ -144,6 +144,8 @@ def format_stats(report, model: str) -> str:
     if "personal_data" in s:
         found = ", ".join(f"{n} {k}" for k, n in s["personal_data"].items()) or "none found"
         lines.append(f"personal data: {found}")
+    if "script" in s:  # answers in Chinese: which script they are written in
+        lines.append("Chinese script of the answers: " + ", ".join(f"{n} {k}" for k, n in s["script"].items()))
     if "sufficiency" in s and s["sufficiency"]["level"] == "ok":  # a warning is printed as a finding
         lines.append(f"data size: {s['sufficiency']['advice']}")
     if report.preview:

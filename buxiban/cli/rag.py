@@ -12,7 +12,12 @@ def add_rag_commands(commands) -> None:
     index = sub.add_parser("index", help="chunk and embed Markdown, text and HTML files; re-embeds only changed files")
     index.add_argument("docs", help="folder of .md, .txt and .html documents (searched recursively)")
     index.add_argument("--out", required=True, help="the index file (SQLite), created or updated")
-    index.add_argument("--embedder", help="a sentence-transformers directory (default: the shipped all-MiniLM-L6-v2)")
+    index.add_argument(
+        "--embedder",
+        help="'minilm' (the shipped all-MiniLM-L6-v2, English), 'use-multilingual' (Universal Sentence Encoder, "
+        "Chinese and 15 other languages) or a sentence-transformers directory (default: the one the index was "
+        "built with; for a new index, multilingual when the documents are mostly CJK)",
+    )
     index.add_argument("--chunk-tokens", type=int, default=160, help="words and punctuation per chunk (default 160)")
     index.add_argument(
         "--overlap", type=int, default=32, help="tokens a chunk repeats from the one before (default 32)"
@@ -103,6 +108,8 @@ def cmd_index(args) -> int:
     if args.json:
         print(json.dumps(report.__dict__, indent=2))
         return 0
+    if report.embedder_reason:
+        print(f"embedder: {report.embedder} ({report.embedder_reason})")
     if report.rebuilt and report.rebuilt != "new index":
         print(f"re-embedding everything: {report.rebuilt}")
     print(

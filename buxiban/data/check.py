@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, Problem, Problems
+from ..script import script_of
 from .advice import sufficiency
 from .dedup import DuplicateIndex
 from .jsonl import iter_jsonl
@@ -121,6 +122,7 @@ def check_file(
     leakage = DuplicateIndex(threshold=near_threshold, sources=[str(path), str(test_file)]) if test_file else None
     pii_lines: dict[str, list[str]] = defaultdict(list)
     pii_counts: Counter = Counter()
+    scripts = _ScriptTally()
     messages_per = array("i")
     token_stats = _TokenStats(tokenizer, max_length, report) if tokenizer is not None else None
     for item, problems in _stream(path, kind):
@@ -139,6 +141,7 @@ def check_file(
         for pii_kind, count in found.items():
             pii_counts[pii_kind] += count
             pii_lines[pii_kind].append(item.where)
+        scripts.add(item.where, " ".join(m["content"] for m in messages if m["role"] == "assistant"))
         if token_stats is not None:
             token_stats.add(item if kind == "chat" else Conversation(messages, item.source, item.line))
     if token_stats is not None:
@@ -161,6 +164,7 @@ def check_file(
                 )
             )
     report.stats["personal_data"] = dict(pii_counts)
+    scripts.report(report)
     level, advice = sufficiency(len(messages_per))
     report.stats["sufficiency"] = {"level": level, "advice": advice}
     if level == "warning":
@@ -170,6 +174,44 @@ def check_file(
 
 def _stream(path, kind) -> Iterator[tuple[Any, list[Problem]]]:
     return iter_chat_jsonl(path) if kind == "chat" else iter_preference_jsonl(path)
+
+
+class _ScriptTally:
+    """Chinese script of the assistant answers. An answer that mixes the scripts is always a slip;
+    a Simplified answer is one when the rest of the data set is Traditional (the brand's voice)."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+        self.slips: dict[str, list[str]] = defaultdict(list)
+        self.examples: Counter = Counter()
+
+    def add(self, where: str, answer: str) -> None:
+        script = script_of(answer)
+        if script.name is None:
+            return
+        self.counts[script.name] += 1
+        if script.simplified and len(self.slips[script.name]) < LISTED:
+            self.slips[script.name].append(where)
+        self.examples.update(script.simplified)
+
+    def report(self, report: CheckReport) -> None:
+        if not self.counts:
+            return
+        report.stats["script"] = dict(self.counts)
+        flagged = self.counts["mixed"] + (self.counts["simplified"] if self.counts["traditional"] else 0)
+        if not flagged:
+            return
+        characters = "".join(char for char, _ in self.examples.most_common(8))
+        report.findings.append(
+            Finding(
+                "simplified script",
+                f"{flagged} answer(s) use Simplified characters ({characters}) in a data set written in "
+                "Traditional Chinese; the model learns to mix scripts. Convert them to Taiwan's standard with "
+                "OpenCC (`opencc -c s2twp.json`) and check the figures after",
+                (self.slips["mixed"] + (self.slips["simplified"] if self.counts["traditional"] else []))[:LISTED],
+                flagged,
+            )
+        )
 
 
 def _dialogue_text(messages, kind, item) -> str:

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..script import is_traditional_text
 from ..text import CJK_CHARACTERS, as_json, exact_match, normalize
 
 _CJK_OR_RUN = re.compile(rf"[{CJK_CHARACTERS}]|[^{CJK_CHARACTERS}]+")
@@ -110,6 +111,8 @@ def score_answer(prediction: str, reference: str) -> dict[str, Any]:
         "rouge_l": round(rouge_l(prediction, reference), 4),
         "chrf": round(chrf(prediction, reference), 4),
     }
+    if is_traditional_text(reference):  # a Taiwanese brand voice: Simplified characters are a miss
+        scores["traditional_script"] = is_traditional_text(prediction)
     fields = field_match(prediction, reference)
     if fields is not None:
         scores["fields"] = fields

@@ -10,6 +10,7 @@ from typing import Any
 PLOTTED_METRICS = (
     ("exact_match", "exact match"),
     ("field_match", "JSON fields"),
+    ("traditional_script", "Traditional script"),
     ("token_f1", "token F1"),
     ("rouge_l", "ROUGE-L"),
     ("chrf", "chrF"),

@@ -12,6 +12,7 @@ PERPLEXITY_WARNING = 0.25  # a rise this large shows the model drifting even whe
 COLUMNS = (
     ("exact_match", "exact match"),
     ("field_match", "JSON fields"),
+    ("traditional_script", "Traditional script"),
     ("token_f1", "token F1"),
     ("rouge_l", "ROUGE-L"),
     ("chrf", "chrF"),

@@ -11,9 +11,10 @@ from .metrics import score_answer
 from .refusal import is_refusal
 from .stats import RESAMPLES, interval_of, mcnemar_exact
 
-# metrics averaged over every example; field_match only over examples whose reference is a JSON object
+# metrics averaged over every example; field_match only over examples whose reference is a JSON object,
+# traditional_script only over those whose reference is written in Traditional Chinese
 TEXT_METRICS = ("exact_match", "token_f1", "rouge_l", "chrf")
-BINARY_METRICS = ("exact_match", "false_refusal_rate")  # 0/1 per example: Wilson intervals
+BINARY_METRICS = ("exact_match", "traditional_script", "false_refusal_rate")  # 0/1 per example: Wilson intervals
 
 
 def example_rows(tests: Sequence[dict[str, Any]], answers: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def summarize(
     on the same example draws."""
     summary: dict[str, dict[str, Any]] = {}
     intervals: dict[str, dict[str, dict[str, float]]] = {}
-    metrics = TEXT_METRICS + ("field_match", "false_refusal_rate", "judge")
+    metrics = TEXT_METRICS + ("field_match", "traditional_script", "false_refusal_rate", "judge")
     for system in systems:
         summary[system], intervals[system] = {}, {}
         for metric in metrics:

@@ -119,6 +119,12 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
         "method": config.adapter,
         "data": data_section(check),
     }
+    from ..data.records import load_chat_jsonl
+    from .language import language_fit
+
+    fit = language_fit(load_chat_jsonl(options.train), tokenizer, source.name)
+    if fit is not None:
+        plan["data"]["language"] = fit
 
     lengths = example_lengths(options.train, tokenizer)
     note = (

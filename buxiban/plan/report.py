@@ -48,6 +48,11 @@ def _data(data: dict[str, Any]) -> list[str]:
     for finding in data["findings"]:
         if finding["kind"] != "too little data":
             lines.append(f"   finding: {finding['kind']}: {finding['message']}")
+    language = data.get("language")
+    if language:
+        lines.append(f"   Chinese text: {language['tokens_per_character']:.2f} tokens per character")
+        if "warning" in language:
+            lines.append(f"   WARNING: {language['warning']}")
     return lines + [""]
 
 

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import RagError
+from ..text import CJK_CHARACTERS
 
 SUFFIXES = {
     ".md": "markdown",
@@ -27,12 +28,16 @@ SUFFIXES = {
     ".html": "html",
     ".htm": "html",
 }
-TOKEN = re.compile(r"\w+|[^\w\s]")
-SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+")
+# A CJK character is a token of its own (Chinese has no spaces; one character is about one model token),
+# other words are runs of word characters, punctuation marks count one each.
+TOKEN = re.compile(rf"[{CJK_CHARACTERS}]|(?:(?![{CJK_CHARACTERS}])\w)+|[^\w\s]")
+# Latin sentences end at a stop and a space; Chinese ones at a full-width stop, with no space after it.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])\s*")
 # Greedy to the end of the line and trimmed in Python: a lazy title followed by optional spaces and
 # hashes backtracked cubically on a long run of spaces (a hostile document hung indexing).
 MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$")
 FENCE = re.compile(r"^(```|~~~)")
+_SPACE_INSIDE_CJK = re.compile(rf"(?<=[{CJK_CHARACTERS}]) (?=[{CJK_CHARACTERS}])")
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,13 @@ def read_sections(path: Path) -> list[Section]:
 
 
 def split_paragraphs(text: str) -> list[str]:
-    return [" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+    return [join_words(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+
+
+def join_words(words) -> str:
+    """Words joined by one space, except between two CJK characters: a Chinese sentence wrapped over
+    two lines is one run of text, and a space inside it would split a word."""
+    return _SPACE_INSIDE_CJK.sub("", " ".join(words))
 
 
 def markdown_sections(text: str) -> list[Section]:
@@ -111,7 +122,7 @@ def _markdown_paragraphs(lines: list[str]) -> list[str]:
         if rows and all(re.match(r"([-*+]|\d+[.)]|\|)\s?", row) for row in rows):
             paragraphs.append("\n".join(rows))
         elif rows:
-            paragraphs.append(" ".join(" ".join(row.split()) for row in rows))
+            paragraphs.append(join_words(" ".join(rows).split()))
     return paragraphs
 
 
@@ -189,7 +200,7 @@ class _HtmlSections(HTMLParser):
         (self.heading_words if self.heading_level else self.words).append(data)
 
     def end_paragraph(self) -> None:
-        text = " ".join("".join(self.words).split())
+        text = join_words("".join(self.words).split())
         if text:
             self.paragraphs.append(text)
         self.words = []

@@ -34,6 +34,14 @@ def default_embedder_dir() -> Path:
     return Path(get_model_path())
 
 
+def load_embedder(spec: str | None):
+    """The embedder a spec names: the shipped English MiniLM ("minilm" or none), the multilingual
+    Universal Sentence Encoder ("use-multilingual"), or a sentence-transformers directory."""
+    from .multilingual import NAME, MultilingualEmbedder
+
+    return MultilingualEmbedder.load() if spec == NAME else Embedder.load(spec)
+
+
 def resolve_embedder(spec: str | None) -> Path:
     if spec in (None, "", DEFAULT_EMBEDDER):
         return default_embedder_dir()
@@ -41,7 +49,8 @@ def resolve_embedder(spec: str | None) -> Path:
     if not (path / "config.json").is_file():
         raise RagError(
             f"--embedder {spec}: no config.json there; give a sentence-transformers or Hugging Face "
-            f"encoder directory, or '{DEFAULT_EMBEDDER}' for the shipped all-MiniLM-L6-v2"
+            f"encoder directory, '{DEFAULT_EMBEDDER}' for the shipped all-MiniLM-L6-v2 (English) or "
+            "'use-multilingual' for the Universal Sentence Encoder (Chinese and 15 other languages)"
         )
     return path.resolve()
 

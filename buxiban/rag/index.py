@@ -7,14 +7,23 @@ stale, so everything is re-embedded (and the report says so). Deleted files lose
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, Problem, RagError
+from ..text import CJK_CHARACTERS
 from .documents import SUFFIXES, chunk_file, chunk_sections
-from .embed import DEFAULT_EMBEDDER, Embedder
-from .store import VectorStore
+from .embed import DEFAULT_EMBEDDER, Embedder, load_embedder
+from .multilingual import NAME as MULTILINGUAL
+from .store import KEYWORD_TOKENS, VectorStore
+
+# The share of letters that are CJK above which a folder is Chinese (or Japanese) documents: the
+# English-only default embedder finds their documents near-randomly.
+CJK_SHARE_FOR_MULTILINGUAL = 0.3
+_CJK = re.compile(rf"[{CJK_CHARACTERS}]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass
@@ -28,6 +37,8 @@ class IndexReport:
     files: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    embedder: str = ""  # the spec used: "minilm", "use-multilingual" or a directory
+    embedder_reason: str = ""  # why, when it was chosen automatically
 
 
 def document_files(docs_dir: Path) -> dict[str, Path]:
@@ -42,6 +53,22 @@ def document_files(docs_dir: Path) -> dict[str, Path]:
     if not found:
         raise RagError(f"{docs_dir}: no documents ({', '.join(sorted(SUFFIXES))}) found in it or below it")
     return found
+
+
+def choose_embedder(files: dict[str, Path], previous: dict) -> tuple[str, str]:
+    """(spec, reason) when no --embedder was given: the one the index was built with, so an update
+    never re-embeds everything because a document was added; else multilingual for mostly-CJK text."""
+    if previous.get("embedder_spec"):
+        return previous["embedder_spec"], "the embedder this index was built with"
+    cjk = letters = 0
+    for path in files.values():
+        text = path.read_bytes()[:200_000].decode("utf-8", errors="ignore")
+        cjk += len(_CJK.findall(text))
+        letters += len(_LETTER.findall(text))
+    share = cjk / max(letters, 1)
+    if share >= CJK_SHARE_FOR_MULTILINGUAL:
+        return MULTILINGUAL, f"{share:.0%} of the documents' letters are CJK; MiniLM knows only English"
+    return DEFAULT_EMBEDDER, f"{share:.0%} of the documents' letters are CJK"
 
 
 def embedding_text(heading: str, text: str) -> str:
@@ -62,13 +89,18 @@ def build_index(
     docs_dir, out = Path(docs_dir), Path(out)
     files = document_files(docs_dir)
     chunk_sections([], chunk_tokens, overlap)  # validates the settings before the model loads
-    if embedder is None:
-        embedder = Embedder.load(embedder_spec)
     store = VectorStore(out, create=True)
     try:
         report = IndexReport()
+        previous = store.meta()
+        if embedder_spec in (None, "", "auto"):
+            embedder_spec, report.embedder_reason = choose_embedder(files, previous)
+        if embedder is None:
+            embedder = load_embedder(embedder_spec)
         # an absolute path, so that `rag query` from another directory finds the same model
-        spec = DEFAULT_EMBEDDER if embedder_spec in (None, "", DEFAULT_EMBEDDER) else str(Path(embedder_spec).resolve())
+        named = embedder_spec in (DEFAULT_EMBEDDER, MULTILINGUAL)
+        spec = embedder_spec if named else str(Path(embedder_spec).resolve())
+        report.embedder = spec
         settings = {
             "embedder": embedder.identity,
             "embedder_spec": spec,
@@ -76,7 +108,8 @@ def build_index(
             "overlap": overlap,
             "bm25": bm25,
         }
-        previous = store.meta()
+        if bm25:
+            settings["keyword_tokens"] = KEYWORD_TOKENS
         if any(previous.get(key) != value for key, value in settings.items() if key != "embedder_spec"):
             report.rebuilt = rebuild_reason(previous, settings)
             with store.transaction():

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from ..data.records import content_text
 from ..errors import RagError
-from .embed import Embedder
-from .store import StoredChunk, VectorStore
+from .embed import Embedder, load_embedder
+from .store import StoredChunk, VectorStore, keyword_text
 
 RRF_K = 60  # the constant from Cormack et al. (2009): damps the weight of the very first ranks
 CONTEXT_HEADER = "Answer from these company documents; they are newer than anything you remember."
@@ -66,7 +66,7 @@ class RagIndex:
         meta = self.store.meta()
         if not meta.get("embedder"):
             raise RagError(f"{self.path}: the index was never finished; run `buxiban rag index` again")
-        self.embedder = embedder or Embedder.load(meta["embedder_spec"])
+        self.embedder = embedder or load_embedder(meta["embedder_spec"])
         if self.embedder.identity != meta["embedder"]:
             raise RagError(
                 f"{self.path}: built with embedder {meta['embedder']} but {self.embedder.identity} is loaded; "
@@ -122,8 +122,9 @@ def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tu
 
 
 def fts_query(question: str) -> str:
-    """Any of the question's content words, each quoted so FTS5 syntax in user text (AND, *, ") is inert."""
-    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS]
+    """Any of the question's content words, each quoted so FTS5 syntax in user text (AND, *, ") is inert.
+    Chinese runs become the same overlapping character pairs the index stores (store.keyword_text)."""
+    words = [w for w in re.findall(r"\w+", keyword_text(question).lower()) if w not in STOPWORDS]
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 

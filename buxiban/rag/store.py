@@ -15,12 +15,30 @@ fails there. apsw ships a current SQLite with FTS5 and extension loading on ever
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RagError
+from ..text import CJK_CHARACTERS
 
 SCHEMA_VERSION = 1
+# What the keyword table holds for CJK text; an index built before it (plain runs) is rebuilt.
+KEYWORD_TOKENS = "cjk-bigrams"
+_CJK_RUN = re.compile(rf"[{CJK_CHARACTERS}]+")
+
+
+def keyword_text(text: str) -> str:
+    """Text for FTS5 with every run of CJK characters written as its overlapping character pairs
+    (押金多少 → 押金 金多 多少). Chinese has no spaces, so unicode61 would index a whole clause as one
+    word and no question would ever match it; pairs are the classic unit for Chinese BM25 (most words
+    are two characters) and need no dictionary. Other text passes through unchanged."""
+
+    def pairs(match: re.Match) -> str:
+        run = match.group()
+        return " " + (" ".join(run[i : i + 2] for i in range(len(run) - 1)) if len(run) > 1 else run) + " "
+
+    return _CJK_RUN.sub(pairs, text)
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,8 @@ class VectorStore:
             )
             if self.has_bm25:
                 self.db.execute(
-                    "insert into keywords(rowid, heading, text) values (?, ?, ?)", (chunk_id, heading, text)
+                    "insert into keywords(rowid, heading, text) values (?, ?, ?)",
+                    (chunk_id, keyword_text(heading), keyword_text(text)),
                 )
         self.db.execute("insert or replace into files(path, sha256) values (?, ?)", (path, sha256))
 
