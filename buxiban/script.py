@@ -38,7 +38,7 @@ def _converters():
 
 @cache
 def _kind(char: str) -> str:
-    """"simplified", "traditional" or "" (both scripts write it) for one character. Characters alone,
+    """ "simplified", "traditional" or "" (both scripts write it) for one character. Characters alone,
     not phrases: OpenCC's phrase tables also rewrite word choices (家具 → 傢俱), which is not script."""
     if char in SHARED or not _CJK.match(char):
         return ""
