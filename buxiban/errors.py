@@ -111,3 +111,8 @@ class RagError(BuxibanError):
 
 class EndpointError(BuxibanError):
     """An OpenAI-compatible endpoint (an extra eval system or the judge) is misconfigured or failed."""
+
+
+class MigrateError(BuxibanError):
+    """A hosted fine-tuning job cannot be brought home: the source refused, failed or answered
+    something unusable, or its data does not pass the checks. Nothing was left half-written."""

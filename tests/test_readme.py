@@ -41,6 +41,8 @@ def test_no_placeholder_is_left_in_the_readme():
         "BUXIBAN_SCREENSHOTS",
         "BUXIBAN_NO_BROWSER",
         "BUXIBAN_ALLOCATOR",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
         "MLFLOW_TRACKING_URI",
         "XDG_CACHE_HOME",
         "XDG_DATA_HOME",

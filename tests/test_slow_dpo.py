@@ -17,7 +17,8 @@ from buxiban.train.dpo import train_dpo
 from buxiban.train.sft import train_sft
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "yunshan"
-pytestmark = pytest.mark.slow
+# long: about 11 minutes of CI's 30 (SFT to convergence, DPO, two evaluations); `bash scripts/test.sh -m long`
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def exact_match_rate(run_dir) -> float:

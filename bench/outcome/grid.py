@@ -5,7 +5,8 @@ bench/outcome/results.jsonl: held-out exact match with its interval, training ti
     python bench/outcome/grid.py PLAN          # a line: NAME DATASET [key=value ...]
     python bench/outcome/grid.py --show        # the results as a table
 
-DATASET is yunshan (examples/yunshan), harbor or catalog (bench/outcome/data, datasets.py). A point
+DATASET is a shipped example (yunshan, hefeng: examples/NAME) or harbor or catalog (bench/outcome/data,
+datasets.py). A point
 whose name already has a result is skipped, so an interrupted grid continues where it stopped. Time
 points only when nothing else runs on the machine.
 """
@@ -26,7 +27,8 @@ BUXIBAN = [str(ROOT / ".venv" / "bin" / "buxiban")]
 
 
 def dataset_files(name: str) -> dict[str, Path]:
-    folder = ROOT / "examples" / "yunshan" if name == "yunshan" else Path(__file__).resolve().parent / "data" / name
+    shipped = ROOT / "examples" / name
+    folder = shipped if shipped.is_dir() else Path(__file__).resolve().parent / "data" / name
     return {"train": folder / "train.jsonl", "test": folder / "test.jsonl", "preferences": folder / "preferences.jsonl"}
 
 

@@ -14,6 +14,7 @@ from .adapters import add_adapter_commands
 from .chat import add_chat_commands
 from .data import add_data_commands
 from .eval import add_eval_commands
+from .migrate import add_migrate_commands
 from .plan import add_plan_commands
 from .rag import add_rag_commands
 from .serve import add_serve_commands
@@ -96,4 +97,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(commands)
     add_eval_commands(commands)
     add_chat_commands(commands)
+    add_migrate_commands(commands)
     return parser

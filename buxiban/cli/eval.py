@@ -101,6 +101,16 @@ def add_eval_commands(commands) -> None:
         action="store_true",
         help="allow a run whose model needs its repository's code (never taken from the run directory)",
     )
+    evaluate.add_argument(
+        "--price-per-hour",
+        type=float,
+        metavar="USD",
+        help="cost per 1,000 requests for each system: local ones from their measured time at this price, "
+        "endpoints from the price file (their price= option, or guessed from the model id)",
+    )
+    evaluate.add_argument(
+        "--prices", metavar="FILE", help="price file for the endpoints' costs (default: buxiban/plan/prices.json)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -127,6 +137,10 @@ def usage_problems(args) -> list[str]:
             f"--rag {args.rag}: no such index; build one with `buxiban rag index DOCS --out {args.rag}`",
         ),
         (args.rag_k < 1, f"--rag-k {args.rag_k}: use 1 or more (3 is the default)"),
+        (
+            args.price_per_hour is not None and args.price_per_hour < 0,
+            f"--price-per-hour {args.price_per_hour}: give the machine's cost in USD per hour, e.g. 0.5",
+        ),
     ]
     return [message for failed, message in checks if failed]
 
@@ -150,10 +164,12 @@ def cmd_eval(args) -> int:
     from ..eval.report import terminal_summary
     from ..eval.reports import write_reports
 
+    endpoints = [parse_endpoint(s) for s in args.endpoint]
+    pricing = _pricing(args, endpoints)  # a bad price file or price= fails before any model loads
     options = EvalOptions(
         shots=args.shots,
         train_file=args.train,
-        endpoints=[parse_endpoint(s) for s in args.endpoint],
+        endpoints=endpoints,
         judge=parse_endpoint(args.judge, named=False) if args.judge else None,
         refusals=args.refusals,
         forgetting=args.forgetting or args.max_forgetting is not None,
@@ -170,6 +186,7 @@ def cmd_eval(args) -> int:
     result = evaluate_run(
         args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options, log=_log
     )
+    priced = _price_answers(result, endpoints, *pricing) if pricing else {}
     json_path, _, html_path = write_reports(result, args.out or Path(args.run) / "eval")
     if args.json:
         print(
@@ -182,6 +199,7 @@ def cmd_eval(args) -> int:
                     "retrieval": result.retrieval,
                     "seconds": result.seconds,
                     "savings": result.savings,
+                    "cost_per_1000_requests": priced,
                     "forgetting_failed": bool(result.forgetting and result.forgetting["failed"]),
                     "report": str(json_path),
                 },
@@ -189,8 +207,39 @@ def cmd_eval(args) -> int:
             )
         )
     else:
-        print(terminal_summary(result, html_path))
+        from ..plan.answer_costs import cost_lines
+
+        print("\n".join([terminal_summary(result, html_path), *cost_lines(priced)]))
     return EXIT_FORGETTING if result.forgetting and result.forgetting["failed"] else 0
+
+
+def _pricing(args, endpoints):
+    """(price table, price per hour) when costs were asked for: --price-per-hour, --prices or an
+    endpoint's price= option; None otherwise. Checked before any model loads."""
+    if args.price_per_hour is None and args.prices is None and not any(e.price for e in endpoints):
+        return None
+    from ..errors import EndpointError
+    from ..plan.answer_costs import HOURLY
+    from ..plan.hosted import load_prices
+
+    table = load_prices(args.prices)
+    for endpoint in endpoints:
+        if endpoint.price and endpoint.price != HOURLY and endpoint.price not in table.models:
+            raise EndpointError(
+                f"endpoint {endpoint.name}: price={endpoint.price} is not in {table.path}; use one of "
+                f"{', '.join(sorted(table.models))}, or price=hourly for a server of your own"
+            )
+    return table, args.price_per_hour
+
+
+def _price_answers(result, endpoints, table, price_per_hour) -> dict:
+    """Cost per 1,000 requests per system, also kept in eval.json beside each system's token and time costs."""
+    from ..plan.answer_costs import answer_costs
+
+    priced = answer_costs(result.costs, result.systems, {e.name: e.price for e in endpoints}, table, price_per_hour)
+    for name, cost in priced.items():
+        result.costs[name]["per_1000_requests"] = cost
+    return priced
 
 
 def cmd_compare(args) -> int:

@@ -47,6 +47,14 @@ def add_serve_commands(commands) -> None:
         help="register a finished run under NAME before serving (repeatable)",
     )
     serve.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="OLD_NAME=MODEL",
+        help="answer requests for OLD_NAME with MODEL, a registered adapter or the base, so client code keeps "
+        "its model name, e.g. --alias ft:gpt-4o-mini:acme::abc=acme (repeatable)",
+    )
+    serve.add_argument(
         "--queue-size", type=int, default=16, help="generation requests that may wait before 429 (default 16)"
     )
     serve.add_argument("--max-body-mb", type=float, default=8.0, help="request body cap for JSON routes (default 8)")
@@ -87,6 +95,7 @@ def settings_from_args(args):
 
     adapters = _named(args.adapter, "--adapter", "NAME=RUN_DIR")
     rag = _named(args.rag, "--rag", "NAME=INDEX (e.g. docs=docs.db)")
+    aliases = _aliases(args.alias)
     for item in args.train_set:
         if "=" not in item:
             raise ServeError(f"--train-set {item!r} is not KEY=VALUE (e.g. train.threads=1)")
@@ -112,6 +121,7 @@ def settings_from_args(args):
         threads=args.threads,
         runs=args.runs,
         rag=rag,
+        aliases=aliases,
     )
 
 
@@ -123,6 +133,20 @@ def _named(items: list[str], flag: str, shape: str) -> dict[str, str]:
             raise ServeError(f"{flag} {item!r} is not {shape}")
         named[name] = value
     return named
+
+
+def _aliases(items: list[str]) -> dict[str, str]:
+    """OLD=MODEL split at the last '=': a hosted model's name is the part that may be unusual, while
+    MODEL is a registered name, which never holds '='."""
+    aliases = {}
+    for item in items:
+        old, sep, target = item.rpartition("=")
+        if not sep or not old or not target:
+            raise ServeError(f"--alias {item!r} is not OLD_NAME=MODEL (e.g. ft:gpt-4o-mini:acme::abc=acme)")
+        if old in aliases and aliases[old] != target:
+            raise ServeError(f"--alias {old} is given twice, for {aliases[old]} and for {target}; keep one")
+        aliases[old] = target
+    return aliases
 
 
 def cmd_serve(args) -> int:

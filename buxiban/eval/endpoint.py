@@ -24,6 +24,9 @@ class Endpoint:
     url: str
     model: str
     key_env: str | None = None
+    # how `eval --price-per-hour` prices its answers: a model in the price file (a hosted model), or
+    # "hourly" (a server of your own, billed by measured time); None: guessed from the model id
+    price: str | None = None
 
     @property
     def completions_url(self) -> str:
@@ -32,9 +35,10 @@ class Endpoint:
 
 
 def parse_endpoint(spec: str, named: bool = True) -> Endpoint:
-    """`NAME=URL[,model=M][,key_env=VAR]` (or `URL[,…]` when `named` is False, for the judge). The
-    model defaults to NAME (or "default"); the API key, if any, is read from the environment variable
-    VAR, never from the command line, so it stays out of shell history and reports."""
+    """`NAME=URL[,model=M][,key_env=VAR][,price=P]` (or `URL[,…]` when `named` is False, for the
+    judge). The model defaults to NAME (or "default"); the API key, if any, is read from the
+    environment variable VAR, never from the command line, so it stays out of shell history and
+    reports; P names the price-file model (or "hourly") that answers are billed at."""
     name = ""
     if named:
         name, sep, spec = spec.partition("=")
@@ -48,13 +52,15 @@ def parse_endpoint(spec: str, named: bool = True) -> Endpoint:
     settings: dict[str, str] = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if key not in ("model", "key_env") or not sep or not value:
-            raise EndpointError(f"endpoint option '{option}' is not model=NAME or key_env=VARIABLE")
+        if key not in ("model", "key_env", "price") or not sep or not value:
+            raise EndpointError(
+                f"endpoint option '{option}' is not model=NAME, key_env=VARIABLE or price=MODEL_IN_PRICE_FILE|hourly"
+            )
         settings[key] = value
     key_env = settings.get("key_env")
     if key_env and key_env not in os.environ:
         raise EndpointError(f"endpoint {name or url}: environment variable {key_env} (key_env) is not set")
-    return Endpoint(name.strip(), url, settings.get("model", name.strip() or "default"), key_env)
+    return Endpoint(name.strip(), url, settings.get("model", name.strip() or "default"), key_env, settings.get("price"))
 
 
 def chat_completion(

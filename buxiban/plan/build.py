@@ -4,13 +4,15 @@ serving it would cost. Validation first; the model is touched only once the inpu
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, PlanError, Problem
-from .hosted import hosted_training, load_prices
+from .hosted import PriceTable, hosted_training, load_prices
+from .lifecycle import availability
 from .memory import METHODS, estimate_peak, parameter_counts
 
 METHOD_TO_ADAPTER = {"lora": "lora", "qlora": "qlora", "full": "full", "freeze": "freeze"}
@@ -35,6 +37,7 @@ class PlanOptions:
     calibration_steps: int = 5
     warmup_steps: int = 3
     max_new_tokens: int = 96
+    today: datetime.date | None = None  # the day the end dates are read against; None: today
 
 
 def check_options(options: PlanOptions) -> list[Problem]:
@@ -131,7 +134,26 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
         f"token counts use {source.name}'s tokenizer and chat template, not OpenAI's; OpenAI's own count for "
         f"{options.hosted_model} differs (another tokenizer, a few tokens of overhead per message)"
     )
-    hosted = hosted_training(lengths, options.hosted_model, prices, options.epochs, note).to_dict()
+    plan["hosted"] = hosted_section(lengths, options.hosted_model, prices, options.epochs, note, options.today)
+
+    plan["local"] = local
+
+    if options.test:
+        plan["baseline"], plan["using"] = baseline_sections(config, options, prices.price(options.hosted_model), log)
+    return plan
+
+
+def hosted_section(
+    lengths: list[int],
+    model: str,
+    prices: PriceTable,
+    epochs: int | None = None,
+    note: str = "",
+    today: datetime.date | None = None,
+) -> dict[str, Any]:
+    """Section 3: the hosted bill, the price file it came from, and until when the hosted model can
+    be fine-tuned and served (with the local path as the alternative)."""
+    hosted = hosted_training(lengths, model, prices, epochs, note).to_dict()
     hosted["price_file"] = {
         "path": prices.path,
         "version": prices.version,
@@ -139,13 +161,8 @@ def build_plan(options: PlanOptions, log: Callable[[str], None] = lambda _: None
         "source": prices.source,
         "note": prices.note,
     }
-    plan["hosted"] = hosted
-
-    plan["local"] = local
-
-    if options.test:
-        plan["baseline"], plan["using"] = baseline_sections(config, options, prices.price(options.hosted_model), log)
-    return plan
+    hosted["availability"] = availability(model, prices.lifecycle, today or datetime.date.today())
+    return hosted
 
 
 def data_section(check) -> dict[str, Any]:

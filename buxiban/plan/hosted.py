@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PlanError
+from .lifecycle import Lifecycle, parse_lifecycle
 
 PRICE_FILE = "prices.json"
 PRICE_KEYS = ("training", "input", "output")
@@ -43,6 +44,7 @@ class PriceTable:
     version: int
     note: str = ""
     path: str = ""
+    lifecycle: Lifecycle | None = None  # when each model stops taking jobs and being served
 
     def price(self, model: str) -> dict[str, float]:
         if model not in self.models:
@@ -87,7 +89,14 @@ def _price_table(raw: Any, where: str) -> PriceTable:
     known = EpochRule.__dataclass_fields__
     rule = EpochRule(**{k: int(v) for k, v in raw.get("epochs_rule", {}).items() if k in known})
     return PriceTable(
-        models, rule, str(raw["read_on"]), str(raw["source"]), int(raw["version"]), str(raw.get("note", "")), where
+        models,
+        rule,
+        str(raw["read_on"]),
+        str(raw["source"]),
+        int(raw["version"]),
+        str(raw.get("note", "")),
+        where,
+        parse_lifecycle(raw.get("lifecycle"), where),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .lifecycle import availability_line
+
 
 def usd(value: float | None) -> str:
     if value is None:
@@ -30,10 +32,10 @@ def format_plan(plan: dict[str, Any]) -> str:
             "2. Baseline: not measured (give --test with held-out conversations to see whether a prompt is enough)",
             "",
         ]
-    lines += _hosted(plan["hosted"])
+    lines += hosted_lines(plan["hosted"])
     lines += _local(plan["local"], plan["method"])
     if "using" in plan:
-        lines += _using(plan["using"])
+        lines += _using(plan["using"], plan["hosted"].get("availability"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -74,17 +76,27 @@ def _baseline(baseline: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _hosted(hosted: dict[str, Any]) -> list[str]:
+def hosted_lines(hosted: dict[str, Any]) -> list[str]:
+    """Section 3: the bill, where the prices come from, and how long the hosted model lasts."""
     prices, source = hosted["prices"], hosted["price_file"]
-    return [
+    lines = [
         "3. Hosted fine-tuning cost",
         f"   {hosted['model']}: {hosted['dataset_tokens']:,} tokens per epoch × {hosted['epochs']} epochs "
         f"({hosted['epochs_chosen']}) = {hosted['billed_tokens']:,} billed tokens × "
         f"${prices['training']:g}/1M = {usd(hosted['cost_usd'])}",
         f"   note: {hosted['tokenizer_note']}",
         f"   prices read {source['read_on']} from {source['source']} ({source['path']}, version {source['version']})",
-        "",
     ]
+    found = hosted.get("availability")
+    if found:
+        lines.append(f"   note: {availability_line(found)}")
+        if not found.get("new_jobs_open", True):
+            lines.append("   a new hosted job can no longer be started: the bill above is what it would have cost")
+        lines.append(
+            "   the local alternative: section 4 trains the same data on this machine; `buxiban migrate` brings "
+            "a hosted fine-tune's job, data and settings home"
+        )
+    return lines + [""]
 
 
 def _local(local: dict[str, Any], method: str) -> list[str]:
@@ -133,7 +145,7 @@ def _local(local: dict[str, Any], method: str) -> list[str]:
     return lines + [""]
 
 
-def _using(using: dict[str, Any]) -> list[str]:
+def _using(using: dict[str, Any], found: dict[str, Any] | None = None) -> list[str]:
     tokens, monthly, per = using["tokens_per_request"], using["monthly_usd"], using["per_request_usd"]
     lines = [
         "5. Using it",
@@ -144,6 +156,11 @@ def _using(using: dict[str, Any]) -> list[str]:
         f"few-shot {usd(monthly['hosted_few_shot'])} ({usd(per['hosted_few_shot'])}/request), "
         f"fine-tuned {usd(monthly['hosted_fine_tuned'])} ({usd(per['hosted_fine_tuned'])}/request)",
     ]
+    if found and "shutdown" in found:
+        lines.append(
+            f"   hosted fine-tuned models on {found['model']} are served until {found['shutdown']} (see section 3); "
+            "a self-hosted one is served as long as you run it"
+        )
     if "self_hosted" in monthly:
         even = using["break_even_daily_requests"]
         lines.append(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..adapters.registry import Registry
 from ..errors import AdapterError, BuxibanError, ServeError
+from .api.catalog import aliases_to_base_checked, check_aliases
 from .safety import Busy, Guard, Limits, allowed_hosts, check_bind, error_body
 
 if TYPE_CHECKING:  # imported when the app is built: each loads torch, FastAPI or SQLite
@@ -54,6 +55,8 @@ class ServeSettings:
     rag: dict[str, str] = field(
         default_factory=dict
     )  # name -> RAG index chat requests (and the playground) may retrieve from
+    # old model name -> a registered adapter or the base: a client moved from a hosted fine-tune keeps its name
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,12 +85,14 @@ def open_state(settings: ServeSettings) -> ServeState:
     registry = Registry(home)
     for name, run_dir in settings.adapters.items():
         registry.register(name, run_dir, replace=True)
+    check_aliases(settings.aliases, registry)
     store = Store(home)
     if settings.threads:  # leave cores to a training job running beside the server
         import torch
 
         torch.set_num_threads(settings.threads)
     pool = ModelPool(settings.model, registry, settings.queue_size, settings.template)
+    pool.model_aliases = aliases_to_base_checked(settings.aliases, registry, pool.aliases)
     # jobs train with the template the server renders with, so their adapters are servable here
     overrides = [f"template={settings.template}", *settings.train_overrides]
     worker = JobWorker(store, registry, settings.model, pool.base_id, pool.aliases, pool.parameters, overrides)

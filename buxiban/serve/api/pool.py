@@ -80,6 +80,7 @@ class ModelPool:
         self.base_id = model_name(self.source.name)
         self.parameters = sum(p.numel() for p in self.base.parameters())  # tied weights counted once
         self.aliases = {self.base_id, spec, self.source.name}
+        self.model_aliases: dict[str, str] = {}  # --alias: another name -> a registered adapter or the base
         self.context = int(getattr(self.base.config, "max_position_embeddings", 0) or 2048)
         self.stop_ids = stop_token_ids(self.base, self.tokenizer)
         self.peft: PeftModel | None = None  # wraps self.base once the first adapter is attached
@@ -95,6 +96,7 @@ class ModelPool:
 
     def resolve_adapter(self, model: str) -> str | None:
         """The adapter name a request's `model` selects (None: the base), or a 404 that says why."""
+        model = self.model_aliases.get(model, model)
         if model in self.aliases:
             return None
         try:

@@ -142,6 +142,7 @@ async def create_job(request: Request):
     body = await read_json(request)
     method = hyper.parse_method(body.get("method"), body.get("hyperparameters"))
     model = required_string(body, "model")
+    model = state.pool.model_aliases.get(model, model)  # --alias: the job is recorded on what the name stands for
     if model not in state.pool.aliases:
         _check_parent_model(state, model, method["type"])
     training = _check_data_file(state.store, body.get("training_file"), "training_file", method["type"])
