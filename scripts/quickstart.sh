@@ -33,6 +33,9 @@ $buxiban train $data/lora.yaml output_dir=$run --overwrite
 step "3/4 base vs fine-tuned on the held-out test set: buxiban eval $run --test $data/test.jsonl"
 $buxiban eval $run --test $data/test.jsonl
 step "4/4 ask it: buxiban chat --run $run -m \"$question\""
-echo "base model:  $($buxiban chat --model "$(.venv/bin/python -c 'import json;print(json.load(open("'$run'/buxiban-run.json"))["base_model"]["spec"])')" -m "$question" --system "$(.venv/bin/python -c 'import json;print(json.load(open("'$run'/buxiban-run.json"))["default_system_prompt"])')")"
-echo "fine-tuned:  $($buxiban chat --run $run -m "$question")"
+# the assistant's system prompt, not the ticket router's (the example trains both)
+system=$(.venv/bin/python -c "import sys; sys.path.insert(0, '$data'); import facts; print(facts.ASSISTANT_SYSTEM)")
+base=$(.venv/bin/python -c 'import json;print(json.load(open("'$run'/buxiban-run.json"))["base_model"]["spec"])')
+echo "base model:  $($buxiban chat --model "$base" -m "$question" --system "$system")"
+echo "fine-tuned:  $($buxiban chat --run $run -m "$question" --system "$system")"
 printf '\nquickstart finished in %d min %d s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))
