@@ -61,12 +61,10 @@ def test_multilingual_retrieval_on_the_chinese_example_beats_the_english_embedde
     assert recall["use-multilingual"] >= 0.9 and recall["minilm"] < 0.6, recall
 
 
-def test_the_chinese_rag_questions_are_new_and_their_documents_state_the_answers(tmp_path, monkeypatch):
+def test_the_chinese_rag_questions_are_new_and_their_documents_state_the_answers():
+    """The generator's determinism is tested with Yunshan's in test_rag_examples.py."""
     import json
     import re
-    import runpy
-    import shutil
-    import sys
 
     from buxiban.rag.documents import read_sections
 
@@ -85,11 +83,3 @@ def test_the_chinese_rag_questions_are_new_and_their_documents_state_the_answers
             text = " ".join(p for s in read_sections(HEFENG / "docs" / source) for p in s.paragraphs)
             if meta["kind"] != "style":
                 assert all(f in text for f in figure.findall(reference)), (source, reference)
-    copy = tmp_path / "hefeng"
-    shutil.copytree(HEFENG, copy, ignore=shutil.ignore_patterns("rag_test.jsonl", "__pycache__", "docs-2026"))
-    monkeypatch.syspath_prepend(str(copy))
-    monkeypatch.setattr(sys, "argv", ["rag_questions.py"])
-    for name in ("facts", "generate"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    runpy.run_path(str(copy / "rag_questions.py"), run_name="__main__")
-    assert (copy / "rag_test.jsonl").read_bytes() == (HEFENG / "rag_test.jsonl").read_bytes()

@@ -73,8 +73,9 @@ def test_references_keep_the_training_style_and_state_what_the_documents_say():
             assert not missing, f"{source} does not state {missing} for {meta['fact']}"
 
 
-def test_question_generator_is_deterministic(tmp_path, monkeypatch):
-    copy = tmp_path / "yunshan"
+@pytest.mark.parametrize("DATA", [DATA, DATA.parent / "hefeng"], ids=["yunshan", "hefeng"])
+def test_question_generator_is_deterministic(DATA, tmp_path, monkeypatch):
+    copy = tmp_path / DATA.name
     shutil.copytree(DATA, copy, ignore=shutil.ignore_patterns("rag_test.jsonl", "__pycache__", "docs-2026"))
     monkeypatch.syspath_prepend(str(copy))
     monkeypatch.setattr(sys, "argv", ["rag_questions.py"])

@@ -57,7 +57,7 @@ def language_fit(conversations, tokenizer, model_name: str) -> dict[str, Any] | 
     fit: dict[str, Any] = {
         "cjk_messages": len(texts),
         "tokens_per_character": round(spent, 3),
-        "multilingual_reference": {name: value for name, value in MULTILINGUAL_TOKENS_PER_CHARACTER.items()},
+        "multilingual_reference": dict(MULTILINGUAL_TOKENS_PER_CHARACTER),
     }
     if spent >= WARN_AT * best:
         fit["warning"] = (

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RagError
+from ..runs.files import file_sha256
 
 NAME = "use-multilingual"
 DIMENSION = 512
@@ -36,11 +37,9 @@ def _package_files() -> tuple[Path, ...]:
 
 
 def _fingerprint(files: tuple[Path, ...]) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    """Every index open checks this identity: file_sha256 hashes the 30 MB of weights once per process
+    (cached by path, size and modification time), not on every open."""
+    digest = hashlib.sha256("".join(file_sha256(path) for path in files).encode())
     return f"{NAME}:{digest.hexdigest()[:16]}"
 
 
