@@ -6,6 +6,7 @@ end run with real servers is tests/test_migrate_serve.py."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -308,6 +309,27 @@ def test_an_existing_migration_is_never_written_over(source, tmp_path, tiny_mode
     assert migrate(source, tmp_path, tiny_model_dir, "--job", JOB, "--no-train") == 1
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "migrations" / JOB / "migration.json").read_text() == before
+
+
+def test_a_killed_migrations_staging_folder_is_removed_by_the_next_one(source, tmp_path, tiny_model_dir, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # a process that has exited: what SIGKILL leaves behind
+    out = tmp_path / "migrations"
+    host = socket.gethostname()
+    abandoned = out / f".migrating-{host}-{dead_pid}-x1.partial"
+    running = out / f".migrating-{host}-{os.getpid()}-x2.partial"  # a live process: another migration at work
+    other_host = out / f".migrating-elsewhere-{dead_pid}-x3.partial"
+    for folder in (abandoned, running, other_host):
+        (folder / "data").mkdir(parents=True)
+    source.standard()
+    assert migrate(source, tmp_path, tiny_model_dir, "--job", JOB, "--no-train") == 0
+    assert not abandoned.exists()
+    assert running.is_dir() and other_host.is_dir()
+    assert f"removed {abandoned.name}" in capsys.readouterr().err
 
 
 def test_openai_without_a_key_is_refused_before_any_request(monkeypatch, tmp_path, capsys):

@@ -199,6 +199,9 @@ def test_eval_compares_the_hosted_and_the_local_model_with_costs(
     )
     assert result["costs"]["local"]["per_1000_requests"]["basis"] == "measured time"
     assert "cost per 1,000 requests" in out and "at gpt-4o-mini prices" in out and "2027-01-14" in out
+    for report in ("eval.md", "eval.html"):  # the written reports carry the same lines as the terminal
+        text = (tmp_path / "eval" / report).read_text()
+        assert "at gpt-4o-mini prices" in text and "/hour for" in text and "2027-01-14" in text
 
 
 def test_the_job_can_be_created_on_a_running_buxiban_serve_instead(hosted, local, tmp_path, monkeypatch, capsys):

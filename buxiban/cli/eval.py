@@ -187,6 +187,10 @@ def cmd_eval(args) -> int:
         args.run, args.test, max_new_tokens=args.max_new_tokens, limit=args.limit, options=options, log=_log
     )
     priced = _price_answers(result, endpoints, *pricing) if pricing else {}
+    if priced:
+        from ..plan.answer_costs import cost_lines
+
+        result.cost_notes = cost_lines(priced)
     json_path, _, html_path = write_reports(result, args.out or Path(args.run) / "eval")
     if args.json:
         print(
@@ -207,9 +211,7 @@ def cmd_eval(args) -> int:
             )
         )
     else:
-        from ..plan.answer_costs import cost_lines
-
-        print("\n".join([terminal_summary(result, html_path), *cost_lines(priced)]))
+        print("\n".join([terminal_summary(result, html_path), *result.cost_notes]))
     return EXIT_FORGETTING if result.forgetting and result.forgetting["failed"] else 0
 
 

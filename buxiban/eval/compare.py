@@ -65,6 +65,9 @@ class EvalResult:
     retrieval: dict[str, Any] | None = None  # recall@k of the +RAG systems' chunks
     by_kind: dict[str, Any] = field(default_factory=dict)  # scores per metadata.kind (or category)
     rag_errors: dict[str, Any] | None = None  # the error analysis of fine-tuned + RAG, the system to ship with --rag
+    # cost per 1,000 requests as sentences, when the command priced the answers (plan's prices sit
+    # above eval in the pipeline, so the command writes them and the reports only show them)
+    cost_notes: list[str] = field(default_factory=list)
 
     @property
     def system_names(self) -> list[str]:
@@ -90,6 +93,7 @@ class EvalResult:
             "retrieval": self.retrieval,
             "by_kind": self.by_kind,
             "rag_errors": self.rag_errors,
+            "cost_notes": self.cost_notes,
             "examples": self.examples,
         }
 

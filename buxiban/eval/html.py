@@ -117,6 +117,11 @@ def html_report(result: EvalResult) -> str:
             _table(["system", "prompt tokens", "answer tokens", "seconds (batched)", "seconds (alone)"], rows),
             _list(savings_lines(result)),
         ]
+    if result.cost_notes:
+        parts += [
+            f"<h2>{escape(result.cost_notes[0].rstrip(':'))}</h2>",
+            _list([line.strip() for line in result.cost_notes[1:]]),
+        ]
     if result.refusals:
         parts += [
             "<h2>Refusals</h2>",

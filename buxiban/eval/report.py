@@ -239,6 +239,8 @@ def markdown_report(result: EvalResult) -> str:
         + refusal_lines(result)
         + forgetting_lines(result)
     ]
+    if result.cost_notes:
+        out += ["", "## Cost per 1,000 requests", "", *(f"- {line.strip()}" for line in result.cost_notes[1:])]
     if result.errors:
         out += ["", "## What to fix next", ""] + [f"- {line}" for line in result.errors["advice"]]
     if result.rag_errors and result.rag_errors["failed"]:

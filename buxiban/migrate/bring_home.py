@@ -9,13 +9,16 @@ mapped to a run config, and a record of all of it, in one folder:
 
 Everything is written into a hidden staging folder beside it and renamed into place only when every
 download and check has passed: a refusal, a malformed file or a dropped connection leaves nothing
-behind, and an existing migration is never written over."""
+behind, and an existing migration is never written over. A process killed outright (SIGKILL, power
+loss) cannot clean up, so its staging folder names the host and process, and the next migration into
+the same folder removes those whose process is gone."""
 
 from __future__ import annotations
 
 import datetime
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +38,8 @@ from .source import Client, SourceError, printable
 RECORD = "migration.json"
 CONFIG = "config.yaml"
 LISTED_PROBLEMS = 10
+STAGING_TAG = "migrating"
+STAGING_SUFFIX = ".partial"
 
 
 @dataclass
@@ -87,7 +92,8 @@ def bring_home(client: Client, job_id: str, options: Options, log: Callable[[str
     staging = None
     try:
         made = _make_dirs(options.out)
-        staging = Path(tempfile.mkdtemp(prefix=f".{job.id}-", suffix=".partial", dir=options.out))
+        _remove_abandoned_staging(options.out, log)
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(os.getpid()), suffix=STAGING_SUFFIX, dir=options.out))
         record = _fill(client, job, staging, final, options, log)
         os.rename(staging, final)
     except BaseException as exc:
@@ -104,6 +110,32 @@ def bring_home(client: Client, job_id: str, options: Options, log: Callable[[str
             ) from exc
         raise
     return Migration(final, record, job)
+
+
+def _staging_prefix(pid: int) -> str:
+    # the host keeps a process id from another machine sharing the folder from looking dead here
+    return f".{STAGING_TAG}-{socket.gethostname()}-{pid}-"
+
+
+def _remove_abandoned_staging(out: Path, log: Callable[[str], None]) -> None:
+    """Staging folders of this host whose process no longer runs: a killed migration's leftovers."""
+    host_prefix = f".{STAGING_TAG}-{socket.gethostname()}-"
+    for folder in out.glob(f"{host_prefix}*{STAGING_SUFFIX}"):
+        pid_text = folder.name[len(host_prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)) or folder.is_symlink():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"removed {folder.name}, left by a migration that was killed (process {pid_text})")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _fill(
