@@ -197,14 +197,14 @@ class TrainRun:
         if self.dtype is not None and config.adapter == "lora" and t.sharding == "none":
             store_frozen_linears_in(self.model, self.dtype)
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
-        if t.gradient_checkpointing:  # recomputed blocks keep no dropout noise, and torch's recomputes faster
+        # drawn from torch's generator, so checkpointing's replay of the RNG state recomputes the same masks
+        use_masked_dropout(self.model)
+        if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=checkpointing_kwargs(
                     "selective" if t.gradient_checkpointing == "selective" else "full"
                 )
             )
-        else:
-            use_masked_dropout(self.model)
         self.sharded_root = shard_model(self.model, t.sharding, self.world.size)
 
     @property
