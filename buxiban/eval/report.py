@@ -240,7 +240,8 @@ def markdown_report(result: EvalResult) -> str:
         + forgetting_lines(result)
     ]
     if result.cost_notes:
-        out += ["", "## Cost per 1,000 requests", "", *(f"- {line.strip()}" for line in result.cost_notes[1:])]
+        heading, *lines = result.cost_notes  # the same heading as the terminal's and the HTML page's
+        out += ["", f"## {heading.rstrip(':')}", "", *(f"- {line.strip()}" for line in lines)]
     if result.errors:
         out += ["", "## What to fix next", ""] + [f"- {line}" for line in result.errors["advice"]]
     if result.rag_errors and result.rag_errors["failed"]:

@@ -112,14 +112,18 @@ def bring_home(client: Client, job_id: str, options: Options, log: Callable[[str
     return Migration(final, record, job)
 
 
-def _staging_prefix(pid: int) -> str:
+def _host_prefix() -> str:
     # the host keeps a process id from another machine sharing the folder from looking dead here
-    return f".{STAGING_TAG}-{socket.gethostname()}-{pid}-"
+    return f".{STAGING_TAG}-{socket.gethostname()}-"
+
+
+def _staging_prefix(pid: int) -> str:
+    return f"{_host_prefix()}{pid}-"
 
 
 def _remove_abandoned_staging(out: Path, log: Callable[[str], None]) -> None:
     """Staging folders of this host whose process no longer runs: a killed migration's leftovers."""
-    host_prefix = f".{STAGING_TAG}-{socket.gethostname()}-"
+    host_prefix = _host_prefix()
     for folder in out.glob(f"{host_prefix}*{STAGING_SUFFIX}"):
         pid_text = folder.name[len(host_prefix) :].split("-", 1)[0]
         if not pid_text.isdigit() or _process_alive(int(pid_text)) or folder.is_symlink():

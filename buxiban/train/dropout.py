@@ -46,10 +46,8 @@ class _MaskedDropout(torch.autograd.Function):
 
 class MaskedDropout(torch.nn.Dropout):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not torch.is_grad_enabled() or inputs.device.type != "cpu":
+        if not self.training or not 0 < self.p < 1 or not torch.is_grad_enabled() or inputs.device.type != "cpu":
             return super().forward(inputs)  # CUDA's fused dropout already keeps a 1-byte mask
-        if self.p >= 1:
-            return inputs * 0
         return _MaskedDropout.apply(inputs, self.p)
 
 
