@@ -428,3 +428,24 @@ def test_merged_adapter_answers_like_the_unmerged_one(tiny_run):
     with local.use(BASE) as (model, tokenizer):  # switching back unmerges: the base answers again
         assert generate_with_stats(model, tokenizer, prompts, 24).answers == base
     assert not local._merged
+
+
+def test_generation_takes_as_many_rows_as_memory_allows_and_answers_the_same(tiny_run, monkeypatch):
+    from buxiban.eval.systems import LocalWeights
+    from buxiban.models import generate
+
+    run, _ = tiny_run
+    prompts = [r["messages"][:-1] for r in RECORDS]
+    local = LocalWeights.load(run)
+    model, tokenizer = local.model, local.tokenizer
+    per_row = generate.bytes_per_row(model.config, 40, 24, 4)
+    assert generate.bytes_per_row(model.config, 80, 24, 4) > per_row  # longer prompts, fewer rows
+    monkeypatch.setattr(generate, "free_memory_bytes", lambda device: 10 * per_row / generate.MEMORY_SHARE)
+    assert generate.rows_that_fit(model, 40, 24) == 10
+    monkeypatch.setattr(generate, "free_memory_bytes", lambda device: 0)
+    assert generate.rows_that_fit(model, 40, 24) == 1  # still answers, one at a time
+    monkeypatch.setattr(generate, "free_memory_bytes", lambda device: 1 << 40)
+    assert generate.rows_that_fit(model, 40, 24) == generate.MAX_ROWS
+    one_by_one = generate.generate_with_stats(model, tokenizer, prompts, 24, batch_size=1)
+    together = generate.generate_with_stats(model, tokenizer, prompts, 24)
+    assert together.answers == one_by_one.answers and together.new_tokens == one_by_one.new_tokens

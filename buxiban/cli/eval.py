@@ -27,7 +27,12 @@ def add_eval_commands(commands) -> None:
         metavar="N",
         help="answer length limit (default: twice the longest reference plus 16 tokens, at most 512)",
     )
-    evaluate.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    evaluate.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="prompts generated together (default: as many as fit in a quarter of the free memory, at most 64)",
+    )
     evaluate.add_argument(
         "--shots",
         type=int,
@@ -126,7 +131,7 @@ def usage_problems(args) -> list[str]:
         (args.shots < 0, f"--shots {args.shots}: use 0 (no few-shot system) or more"),
         (args.resamples < 100, f"--resamples {args.resamples}: use at least 100 (1000 is the default)"),
         (args.latency_samples < 0, f"--latency-samples {args.latency_samples}: use 0 (skip) or more"),
-        (args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
+        (args.batch_size is not None and args.batch_size < 1, f"--batch-size {args.batch_size}: use 1 or more"),
         (
             args.max_new_tokens is not None and args.max_new_tokens < 1,
             f"--max-new-tokens {args.max_new_tokens}: use 1 or more",

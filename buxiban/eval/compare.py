@@ -37,7 +37,7 @@ class EvalOptions:
     latency_samples: int = 3  # requests timed one at a time for the savings table; 0 skips
     resamples: int = scoring.RESAMPLES
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | None = None  # None: as many rows as fit in memory (models/generate.py)
     rag: str | None = None  # an index: adds "base + RAG" and "fine-tuned + RAG" (see eval/rag.py)
     rag_k: int = 3
     template: str | None = None  # --template: accepted only when it is the run's own (runs/load.py)
@@ -148,7 +148,7 @@ def evaluate_run(
     test_file: str | Path,
     max_new_tokens: int | None = None,
     limit: int | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     options: EvalOptions | None = None,
     systems: Sequence[System] | None = None,
     log: Callable[[str], None] = lambda _: None,

@@ -40,7 +40,7 @@ def measure_baseline(
     shots: int = 3,
     limit: int | None = None,
     max_new_tokens: int = 96,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> Baseline:
     from ..data.records import load_chat_jsonl
     from ..data.tokenize import encode_prompt
