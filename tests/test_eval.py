@@ -449,3 +449,8 @@ def test_generation_takes_as_many_rows_as_memory_allows_and_answers_the_same(tin
     one_by_one = generate.generate_with_stats(model, tokenizer, prompts, 24, batch_size=1)
     together = generate.generate_with_stats(model, tokenizer, prompts, 24)
     assert together.answers == one_by_one.answers and together.new_tokens == one_by_one.new_tokens
+    sizes = []
+    monkeypatch.setattr(model, "generate", lambda input_ids, **kw: sizes.append(len(input_ids)) or input_ids)
+    monkeypatch.setattr(generate, "rows_that_fit", lambda *args: 4)
+    generate.generate_with_stats(model, tokenizer, (prompts * 5)[:9], 24)
+    assert sizes == [3, 3, 3]  # even batches: the last one does not take as many steps for fewer rows

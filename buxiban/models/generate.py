@@ -4,6 +4,7 @@ one step over the batch, not a pass over the whole prompt again."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -94,7 +95,9 @@ def generate_with_stats(
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     if batch_size is None and encoded:
-        batch_size = rows_that_fit(model, max(len(ids) for ids in encoded), max_new_tokens)
+        fit = rows_that_fit(model, max(len(ids) for ids in encoded), max_new_tokens)
+        # even batches: 72 prompts as 36 + 36, not 64 + 8 whose 8 rows would take as many steps
+        batch_size = math.ceil(len(encoded) / math.ceil(len(encoded) / fit))
     model.eval()
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
