@@ -151,6 +151,25 @@ def test_probe_checks():
         passes("x", {"contains": "x"})
 
 
+def test_probe_checks_see_through_echoes_and_both_options():
+    question = "Is 9 an odd number or an even number?"
+    choice = {"first": ["odd", "even"]}
+    assert passes("9 is odd.", choice, question) and passes("Odd, not even.", choice, question)
+    assert not passes("9 is even, but not all odd numbers.", choice, question)  # both named, the wrong one first
+    # a base model repeating the question, variants of it, and the question cut off at the token limit
+    echo = "You are a helpful assistant.\n\nIs 9 an odd number or an even number? Is 9 even or odd?\nIs 9 an odd"
+    assert not passes(echo, choice, question) and passes(echo, choice)  # without the question it would pass
+    assert not passes(
+        "Which number is smaller, 41 or 14?", {"first": ["14", "41"]}, "Which number is smaller, 14 or 41?"
+    )
+    river = "Write one sentence that uses the word 'river'."
+    assert not passes(f"{river} {river}", {"any": ["river"]}, river)
+    assert passes("The river runs to the sea.", {"any": ["river"]}, river)
+    for probe in load_probes():  # a choice question names its options; naming the right one first is the check
+        if " or " in probe.question and probe.id != "k-hump":
+            assert "first" in probe.check or "exact" in probe.check, probe.id
+
+
 def test_shipped_probes_are_checkable_and_apart_from_the_replay_set():
     import difflib
     import re

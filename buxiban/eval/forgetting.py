@@ -46,15 +46,40 @@ def _unfenced(answer: str) -> str:
     return match.group(1) if match else answer
 
 
-def passes(answer: str, check: dict[str, Any]) -> bool:
-    """Every condition in `check` must hold:
-    any: one of the phrases appears as whole words (after normalization); regex: the pattern is found
-    (case-insensitive); exact: equal after normalization; json: the answer is exactly this JSON value;
-    upper/lower: every letter is upper/lower case; max_words: 1 to N words; lines: exactly N non-empty
-    lines; starts_with: the normalized answer begins with the phrase."""
+def without_echo(answer: str, question: str) -> str:
+    """The answer without repetitions of the question: sentences that end in a question mark or
+    begin with the question's first three words (cut off at the token limit, they end in neither).
+    A base model asked "Is 9 an odd number or an even number?" tends to repeat the question, or a
+    variant of it ("Is the North Pole cold or hot?"), and the repeat must not pass for the answer."""
+    opening = normalize(question).split()[:3]
+
+    def unless_echo(sentence: re.Match) -> str:
+        text = sentence.group(0)
+        repeats = len(opening) == 3 and normalize(text).split()[:3] == opening
+        return "" if text.rstrip().endswith("?") or repeats else text
+
+    return re.sub(r"[^.!?\n]*[.!?]*", unless_echo, answer).strip()
+
+
+def _first_named(said: str, options: list[str]) -> str | None:
+    """Which of the options the normalized answer names first, as whole words."""
+    found = [(m.start(), o) for o in options if (m := re.search(rf"\b{re.escape(normalize(o))}\b", said))]
+    return min(found)[1] if found else None
+
+
+def passes(answer: str, check: dict[str, Any], question: str = "") -> bool:
+    """Every condition in `check` must hold, on the answer without repetitions of the question:
+    any: one of the phrases appears as whole words (after normalization); first: of the listed
+    options, the answer names the first one before any other (a choice question: "9 is even, not
+    odd" fails); regex: the pattern is found (case-insensitive); exact: equal after normalization;
+    json: the answer is exactly this JSON value; upper/lower: every letter is upper/lower case;
+    max_words: 1 to N words; lines: exactly N non-empty lines; starts_with: the normalized answer
+    begins with the phrase."""
+    answer = without_echo(answer, question)
     said = normalize(answer)
     conditions = {
         "any": lambda v: any(re.search(rf"\b{re.escape(normalize(p))}\b", said) for p in v),
+        "first": lambda v: _first_named(said, v) == v[0],
         "regex": lambda v: re.search(v, answer.strip(), re.IGNORECASE) is not None,
         "exact": lambda v: said == normalize(v),
         "json": lambda v: as_json(_unfenced(answer)) == v,
@@ -129,7 +154,7 @@ def score_probes(probes: list[Probe], answers: dict[str, list[str]]) -> tuple[di
     for index, probe in enumerate(probes):
         row: dict[str, Any] = {"id": probe.id, "kind": probe.kind, "question": probe.question}
         for weights, said in answers.items():
-            row[weights] = {"answer": said[index], "passed": passes(said[index], probe.check)}
+            row[weights] = {"answer": said[index], "passed": passes(said[index], probe.check, probe.question)}
         rows.append(row)
     scores = {weights: sum(r[weights]["passed"] for r in rows) / len(rows) for weights in answers}
     return scores, rows
