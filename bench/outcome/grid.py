@@ -2,11 +2,12 @@
 writes (data.train and output_dir) plus the point's overrides, and append what was measured to
 bench/outcome/results.jsonl: held-out exact match with its interval, training time, steps, final loss.
 
-    python bench/outcome/grid.py PLAN          # a line: NAME DATASET [key=value ...]
+    python bench/outcome/grid.py PLAN          # a line: NAME DATASET [key=value ...] [+forgetting]
     python bench/outcome/grid.py --show        # the results as a table
 
 DATASET is a shipped example (yunshan, hefeng: examples/NAME) or harbor or catalog (bench/outcome/data,
-datasets.py). A point
+datasets.py). `+forgetting` keeps eval's forgetting check on (113 general probes and perplexity on
+general text, base and fine-tuned weights) and records it. A point
 whose name already has a result is skipped, so an interrupted grid continues where it stopped. Time
 points only when nothing else runs on the machine.
 """
@@ -38,7 +39,7 @@ def done() -> set[str]:
     return {json.loads(line)["name"] for line in RESULTS.read_text().splitlines() if line.strip()}
 
 
-def run_point(name: str, dataset: str, overrides: list[str]) -> dict:
+def run_point(name: str, dataset: str, overrides: list[str], forgetting: bool = False) -> dict:
     files = dataset_files(dataset)
     out = WORK / name
     config = WORK / f"{name}.yaml"
@@ -50,7 +51,8 @@ def run_point(name: str, dataset: str, overrides: list[str]) -> dict:
     subprocess.run([*BUXIBAN, "train", str(config), *overrides, "--quiet", "--overwrite"], check=True)
     seconds = time.monotonic() - started
     eval_out = out / "eval"
-    command = [*BUXIBAN, "eval", str(out), "--test", str(files["test"]), "--shots", "0", "--no-forgetting"]
+    command = [*BUXIBAN, "eval", str(out), "--test", str(files["test"]), "--shots", "0"]
+    command += [] if forgetting else ["--no-forgetting"]
     subprocess.run(
         [*command, "--latency-samples", "0", "--out", str(eval_out), "--json"], check=True, stdout=subprocess.DEVNULL
     )
@@ -71,6 +73,15 @@ def run_point(name: str, dataset: str, overrides: list[str]) -> dict:
         "base_exact_match": summary["base"]["exact_match"],
         "hyperparameters": manifest.get("hyperparameters") or manifest.get("extra", {}).get("hyperparameters"),
         "correct": [bool(e["fine-tuned"]["exact_match"]) for e in report["examples"]],
+        **({"forgetting": _forgetting_summary(report["forgetting"])} if forgetting else {}),
+    }
+
+
+def _forgetting_summary(forgetting: dict) -> dict:
+    return {
+        "probe_scores": forgetting["probe_scores"],
+        "perplexity": forgetting["perplexity"],
+        "passed": {w: [row[w]["passed"] for row in forgetting["probes"]] for w in forgetting["probe_scores"]},
     }
 
 
@@ -97,8 +108,10 @@ def main() -> None:
         name, dataset, *overrides = shlex.split(line)
         if name in finished:
             continue
+        forgetting = "+forgetting" in overrides
+        overrides = [o for o in overrides if o != "+forgetting"]
         print(f"== {name} ({dataset}) {' '.join(overrides)}", flush=True)
-        result = run_point(name, dataset, overrides)
+        result = run_point(name, dataset, overrides, forgetting)
         with RESULTS.open("a") as out:
             out.write(json.dumps(result) + "\n")
         print(
