@@ -29,7 +29,8 @@ class Generation:
 # Rows answered together at most. Base Gemma 3 270M on the Chinese test prompts (78 new tokens each,
 # fp32, 2 cores): 48 prompts took 85 s in rows of 16 and 44 s in one row of 48; 72 took 96 s in rows
 # of 32 and 66 s in one of 72; the answers were identical. Each step reads every weight once, so more
-# rows share that read; past ~64, rows that finished early pad out the steps.
+# rows share that read. But a batch runs until its longest answer ends: the fine-tuned model's short
+# answers took 37 s in rows of 32 and 41 s in one of 72, the rows that had finished padding out the steps.
 MAX_ROWS = 64
 MEMORY_SHARE = 0.25  # of the memory free when generation starts: the model and the caller keep the rest
 
@@ -63,7 +64,9 @@ def bytes_per_row(config, longest_prompt: int, max_new_tokens: int, element_byte
 def rows_that_fit(model, longest_prompt: int, max_new_tokens: int) -> int:
     """Rows to generate together: as many as fit in a quarter of the free memory, 1 to MAX_ROWS."""
     parameter = next(model.parameters())
-    per_row = bytes_per_row(model.config, longest_prompt, max_new_tokens, parameter.element_size())
+    # the compute dtype: a 4-bit model's first parameter may be packed bytes, its cache is not
+    element_bytes = torch.empty((), dtype=getattr(model, "dtype", parameter.dtype)).element_size()
+    per_row = bytes_per_row(model.config, longest_prompt, max_new_tokens, element_bytes)
     return max(1, min(MAX_ROWS, int(free_memory_bytes(parameter.device) * MEMORY_SHARE) // per_row))
 
 
