@@ -61,9 +61,14 @@ def without_echo(answer: str, question: str) -> str:
     return re.sub(r"[^.!?\n]*[.!?]*", unless_echo, answer).strip()
 
 
+def _named(said: str, phrase: str) -> re.Match | None:
+    """Where the normalized answer names the phrase as whole words."""
+    return re.search(rf"\b{re.escape(normalize(phrase))}\b", said)
+
+
 def _first_named(said: str, options: list[str]) -> str | None:
-    """Which of the options the normalized answer names first, as whole words."""
-    found = [(m.start(), o) for o in options if (m := re.search(rf"\b{re.escape(normalize(o))}\b", said))]
+    """Which of the options the normalized answer names first."""
+    found = [(m.start(), o) for o in options if (m := _named(said, o))]
     return min(found)[1] if found else None
 
 
@@ -78,7 +83,7 @@ def passes(answer: str, check: dict[str, Any], question: str = "") -> bool:
     answer = without_echo(answer, question)
     said = normalize(answer)
     conditions = {
-        "any": lambda v: any(re.search(rf"\b{re.escape(normalize(p))}\b", said) for p in v),
+        "any": lambda v: any(_named(said, p) for p in v),
         "first": lambda v: _first_named(said, v) == v[0],
         "regex": lambda v: re.search(v, answer.strip(), re.IGNORECASE) is not None,
         "exact": lambda v: said == normalize(v),

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..data.tokenize import encode_prompt, end_of_turn_ids
+from .shape import ModelShape
 
 
 @dataclass
@@ -50,15 +51,12 @@ def bytes_per_row(config, longest_prompt: int, max_new_tokens: int, element_byte
     """What one more row adds while it is generated: its KV cache at full length, the prefill's
     attention scores and widest activation for one layer at a time, and the vocabulary-wide fp32
     logits (kept by the model, the logits processors and the argmax)."""
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    heads = getattr(config, "num_attention_heads", 1)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    widest = max(config.hidden_size, getattr(config, "intermediate_size", 4 * config.hidden_size))
+    shape = ModelShape.from_config(config.get_text_config() if hasattr(config, "get_text_config") else config)
+    widest = max(shape.hidden, shape.intermediate)
     length = longest_prompt + max_new_tokens
-    kv_cache = config.num_hidden_layers * 2 * kv_heads * head_dim * length * element_bytes
-    prefill = heads * longest_prompt**2 * 4 + 4 * longest_prompt * widest * element_bytes
-    return kv_cache + prefill + 3 * config.vocab_size * 4
+    kv_cache = shape.layers * 2 * shape.kv_width * length * element_bytes
+    prefill = shape.heads * longest_prompt**2 * 4 + 4 * longest_prompt * widest * element_bytes
+    return kv_cache + prefill + 3 * shape.vocab * 4
 
 
 def rows_that_fit(model, longest_prompt: int, max_new_tokens: int) -> int:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.shape import ModelShape
+
 MIB = 1024 * 1024
 HEAD_CHUNK = 1024
 NF4_BYTES = 0.53  # 4 bits + double-quantized block scales
@@ -31,40 +33,6 @@ NF4_BYTES = 0.53  # 4 bits + double-quantized block scales
 # the saved tensors): 1.68 for LoRA after 2 steps, 1.9 after 20 (bench/results.json), 1.5 for full.
 ALLOCATOR_FACTOR = 1.7
 METHODS = ("lora", "qlora", "full", "freeze")
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-
-    @classmethod
-    def from_config(cls, config) -> ModelShape:
-        hidden = config.hidden_size
-        heads = getattr(config, "num_attention_heads", 1)
-        head_dim = getattr(config, "head_dim", None) or hidden // heads
-        return cls(
-            config.num_hidden_layers,
-            hidden,
-            getattr(config, "intermediate_size", 4 * hidden),
-            heads,
-            getattr(config, "num_key_value_heads", None) or heads,
-            head_dim,
-            config.vocab_size,
-        )
-
-    @property
-    def q_width(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_width(self) -> int:
-        return self.kv_heads * self.head_dim
 
 
 @dataclass(frozen=True)
