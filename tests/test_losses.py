@@ -153,6 +153,36 @@ def test_packed_row_never_trains_across_a_boundary(tiny_tokenizer):
     assert all(int(batch["position_ids"][0, s]) == 0 for s in starts)
 
 
+def test_packed_sliding_window_attention_is_each_conversations_own_band(tiny_tokenizer):
+    """A window shorter than some conversations and longer than others: each conversation attends
+    within itself and within the window, as a dense per-conversation band mask computes it."""
+    from types import SimpleNamespace
+
+    from buxiban.train.packing import sliding_band, varlen_attention
+
+    torch.manual_seed(0)
+    bounds, window, heads, kv_heads, width = (0, 5, 17, 20), 6, 4, 2, 8
+    query = torch.randn(1, heads, bounds[-1], width)
+    key, value = torch.randn(2, 1, kv_heads, bounds[-1], width)
+    expected = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        q, k, v = (t[:, :, start:end] for t in (query, key.repeat_interleave(2, 1), value.repeat_interleave(2, 1)))
+        steps = torch.arange(end - start)
+        allowed = (steps[:, None] >= steps[None, :]) & (steps[:, None] - steps[None, :] < window)
+        scores = (q @ k.transpose(-1, -2) / width**0.5).masked_fill(~allowed, float("-inf"))
+        expected.append(torch.softmax(scores, -1) @ v)
+    expected = torch.cat(expected, dim=2).transpose(1, 2)
+    layer = SimpleNamespace(sliding_window=window)
+    out, _ = varlen_attention(layer, query, key, value, None, packed_bounds=bounds)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    halves = varlen_attention(layer, query.bfloat16(), key.bfloat16(), value.bfloat16(), None, packed_bounds=bounds)[0]
+    assert halves.dtype == torch.bfloat16  # computed in fp32 on the CPU, handed back as it came
+    torch.testing.assert_close(halves.float(), expected, rtol=0.05, atol=0.05)
+    assert sliding_band(6, window, query.device) is None  # fits: plain causal attention
+    band = sliding_band(7, window, query.device)
+    assert band.tril().equal(band) and band.sum() == 7 * 8 // 2 - 1  # causal, less the last token's view of the first
+
+
 def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tiny_model_dir, tiny_tokenizer):
     """Autocast rounds each frozen fp32 weight to bf16 on every call; storing the rounded weight once
     must change nothing the loop computes."""
