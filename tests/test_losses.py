@@ -206,6 +206,32 @@ def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tin
     assert all(p.dtype == torch.float32 for p in bf16_grads.values())  # LoRA itself stays fp32
 
 
+def test_frozen_head_cast_once_gives_autocasts_logits_and_gradients(tiny_model_dir):
+    """The frozen head's weight cast to bf16 once and kept gives bit for bit what autocast's cast on
+    every call gives, and is cast again when the weight changes."""
+    from buxiban.train.losses import head_cast_once
+
+    head = tiny_lora(tiny_model_dir).get_base_model().get_output_embeddings()
+    hidden = torch.randn(5, head.in_features, requires_grad=True)
+    results = []
+    for cast_once in (False, True):
+        hidden.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = (head_cast_once(head) if cast_once else head)(hidden)
+        logits.float().square().sum().backward()
+        results.append((logits.detach(), hidden.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = head._cast_once[2]
+        head_cast_once(head)
+        assert head._cast_once[2] is kept  # reused, not cast again
+        with torch.no_grad():
+            head.weight.mul_(2)
+        head_cast_once(head)
+        assert torch.equal(head._cast_once[2], (head.weight * 1).bfloat16())
+    assert head_cast_once(head) is head  # outside autocast: the head itself
+
+
 def saved_bytes(step) -> int:
     """Bytes autograd keeps for backward while `step()` builds its graph."""
     kept = []

@@ -35,6 +35,25 @@ def chunked_head_loss(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: 
     return total
 
 
+def head_cast_once(head):
+    """The output head as autocast runs it, with a frozen fp32 weight cast to the autocast dtype
+    once and kept, instead of on every step: the same rounding, so the same logits and gradients.
+    Autocast caches casts only of weights that train, and the head of a LoRA run is frozen (tied to
+    the embeddings, it stays fp32 for the lookup): on Gemma 3 that was 168 M values cast each step,
+    0.2-0.4 s on 2 cores against steps of about 5 s."""
+    weight = getattr(head, "weight", None)
+    device_type = weight.device.type if weight is not None else "cpu"
+    if type(head) is not torch.nn.Linear or weight.requires_grad or not torch.is_autocast_enabled(device_type):
+        return head
+    dtype = torch.get_autocast_dtype(device_type)
+    cached = getattr(head, "_cast_once", None)
+    if cached is None or cached[0] is not weight or cached[1] != weight._version or cached[2].dtype != dtype:
+        cached = (weight, weight._version, weight.detach().to(dtype))
+        head._cast_once = cached
+    low, bias = cached[2], head.bias
+    return lambda hidden: F.linear(hidden, low, bias)
+
+
 def backbone_and_head(model):
     """The transformer body and the output head of a causal LM, through any PEFT wrapper."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -68,7 +87,7 @@ def summed_token_loss(
         logits = model(input_ids=input_ids, attention_mask=attention_mask, **packing).logits[:, :-1][selected]
         return F.cross_entropy(logits.float(), targets[selected], reduction="sum"), count
     hidden = body(input_ids=input_ids, attention_mask=attention_mask, **packing).last_hidden_state
-    return chunked_head_loss(head, hidden[:, :-1][selected], targets[selected]), count
+    return chunked_head_loss(head_cast_once(head), hidden[:, :-1][selected], targets[selected]), count
 
 
 def reference_mean_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
@@ -91,7 +110,7 @@ def sequence_log_probs(
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][selected]
     else:
         hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = head(hidden[:, :-1][selected])
+        logits = head_cast_once(head)(hidden[:, :-1][selected])
     token_log_probs = logits.float().log_softmax(-1).gather(-1, targets[selected][:, None]).squeeze(-1)
     rows = selected.nonzero()[:, 0]
     return torch.zeros(input_ids.size(0), dtype=token_log_probs.dtype, device=input_ids.device).index_add(
