@@ -86,6 +86,8 @@ class TrainConfig:
     # SFT: split a micro-batch into pieces of at most this many tokens, accumulated into the same update
     # (activation memory follows the largest piece, not the longest draw); 0 = never split
     micro_batch_tokens: int = 0
+    # SFT: NEFTune's noise on the input embeddings while training (train/neftune.py); 0 = off
+    neftune_alpha: float = 0.0
     sharding: str = "none"  # with N processes: none (replicated), fsdp = zero3, or zero2; see train/sharding.py
 
 
@@ -367,6 +369,10 @@ def _check_values(config: RunConfig, where: str) -> list[Problem]:
         one_of("train.tracking", tracker, TRACKERS)
     if t.threads is not None and t.threads < 1:
         bad("train.threads", f"is {t.threads}", "leave it unset or use a positive count")
+    if not 0 <= t.neftune_alpha <= 100:  # also refuses nan; the paper's values are 5 to 15
+        bad("train.neftune_alpha", f"is {t.neftune_alpha}", "use 0 (off) or a strength such as 5")
+    if t.neftune_alpha and config.method != "sft":
+        bad("train.neftune_alpha", f"is set for method {config.method}", "use it for SFT only: remove it here")
     return problems
 
 

@@ -171,3 +171,32 @@ def test_a_harmful_dpo_rate_is_caught_warned_about_and_undone(tiny_model_dir, ti
     train_dpo(config, progress=False, log=said.append)
     assert not any(line.startswith("warning:") for line in said), said
     assert read_manifest(gentle).dpo["guard"]["kept"]["step"] > 0
+
+
+def test_the_guard_counts_broken_answers_not_the_net_change(monkeypatch):
+    """Three answers broken and two fixed is a net loss of one, and still a harmful pass: on harbor
+    such a pass lost 11 of 60 held-out answers (bench/outcome, dpo-old-harbor-masks2)."""
+    from types import SimpleNamespace
+
+    from buxiban.train import dpo_guard
+
+    references = [f"answer {i}" for i in range(6)]
+    replies = iter(
+        [
+            ["answer 0", "answer 1", "answer 2", "answer 3", "wrong", "wrong"],  # before DPO: 4 right
+            ["wrong", "wrong", "wrong", "answer 3", "answer 4", "answer 5"],  # 3 broken, 2 fixed: 3 right
+            ["answer 0", "wrong", "answer 2", "answer 3", "answer 4", "wrong"],  # 1 broken, 1 fixed: 4 right
+        ]
+    )
+    monkeypatch.setattr(dpo_guard, "generate_with_stats", lambda *a, **k: SimpleNamespace(answers=next(replies)))
+    monkeypatch.setattr(dpo_guard, "trainable_state", lambda model: {})
+    said = []
+    guard = dpo_guard.DpoGuard([[{"role": "user", "content": "q"}]] * 6, references, "six", said.append)
+    tokenizer = lambda text, add_special_tokens: {"input_ids": text.split()}  # noqa: E731
+    guard.measure(None, tokenizer, 0, 0.0, 0.0, 0.0)
+    churn = guard.measure(None, tokenizer, 10, 0.0, 1.0, 0.5)
+    assert (churn.correct, churn.broken) == (3, 3) and not guard.safe(churn)
+    assert guard.kept is guard.start
+    steady = guard.measure(None, tokenizer, 20, 0.0, 0.9, 0.4)
+    assert (steady.correct, steady.broken) == (4, 1) and guard.kept is steady
+    assert "(3 broken)" in guard.report()[0]

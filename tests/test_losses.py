@@ -176,11 +176,32 @@ def test_packed_sliding_window_attention_is_each_conversations_own_band(tiny_tok
     out, _ = varlen_attention(layer, query, key, value, None, packed_bounds=bounds)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     halves = varlen_attention(layer, query.bfloat16(), key.bfloat16(), value.bfloat16(), None, packed_bounds=bounds)[0]
-    assert halves.dtype == torch.bfloat16  # computed in fp32 on the CPU, handed back as it came
+    assert halves.dtype == torch.bfloat16
     torch.testing.assert_close(halves.float(), expected, rtol=0.05, atol=0.05)
     assert sliding_band(6, window, query.device) is None  # fits: plain causal attention
     band = sliding_band(7, window, query.device)
     assert band.tril().equal(band) and band.sum() == 7 * 8 // 2 - 1  # causal, less the last token's view of the first
+
+
+def test_packed_attention_runs_in_fp32_under_cpu_autocast():
+    """Autocast casts scaled_dot_product_attention's inputs to bf16 even when they arrive in fp32
+    (rotary embeddings hand the query over in fp32), so the packed path switches autocast off: the
+    result is the fp32 attention of the inputs, rounded to bf16 once."""
+    from types import SimpleNamespace
+
+    from buxiban.train import packing
+
+    torch.manual_seed(0)
+    layer, bounds = SimpleNamespace(sliding_window=None), (0, 9, 24)
+    query = torch.randn(1, 4, 24, 16)
+    key, value = torch.randn(2, 1, 2, 24, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = packing.varlen_attention(layer, query, key, value, None, packed_bounds=bounds)[0]
+        in_bf16 = packing._per_conversation(query, key, value, bounds, None, True, 0.0, None)
+    fp32 = packing.varlen_attention(layer, query, key.float(), value.float(), None, packed_bounds=bounds)[0]
+    assert got.dtype == in_bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(got, fp32.bfloat16(), rtol=0, atol=0.008)
+    assert not torch.equal(got, in_bf16), "bf16 attention rounds differently"
 
 
 def test_frozen_linears_stored_in_bf16_give_bit_identical_loss_and_gradients(tiny_model_dir, tiny_tokenizer):

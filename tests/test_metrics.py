@@ -1,17 +1,21 @@
 import pytest
 
-from buxiban.eval.metrics import chrf, field_match, field_share, longest_common_subsequence, rouge_l, score_answer
+from buxiban.eval.metrics import chrf, field_match, longest_common_subsequence, rouge_l, score_answer
 from buxiban.eval.refusal import is_refusal
+
+
+def share(prediction: str, reference: str) -> float:
+    return score_answer(prediction, reference)["field_match"]
 
 
 def test_field_match_counts_each_reference_field():
     reference = '{"team": "repairs", "priority": "urgent"}'
     assert field_match('{"priority": "urgent", "team": "repairs"}', reference) == {"team": True, "priority": True}
     assert field_match('{"team": "repairs", "priority": "normal"}', reference) == {"team": True, "priority": False}
-    assert field_share('{"team": "repairs", "priority": "normal", "extra": 1}', reference) == 0.5
-    assert field_share('{"team": "billing"}', reference) == 0.0
-    assert field_share("team: repairs", reference) == 0.0  # not JSON: no field matched
-    assert field_share('["repairs"]', reference) == 0.0
+    assert share('{"team": "repairs", "priority": "normal", "extra": 1}', reference) == 0.5
+    assert share('{"team": "billing"}', reference) == 0.0
+    assert share("team: repairs", reference) == 0.0  # not JSON: no field matched
+    assert share('["repairs"]', reference) == 0.0
     assert field_match("repairs", "The City plan costs NT$690 per month.") is None  # free text: no fields
     assert field_match("{}", "[1, 2]") is None
 

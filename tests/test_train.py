@@ -1,11 +1,14 @@
 import json
+import math
 
 import pytest
+import torch
 
 from buxiban.cli import main
 from buxiban.config import load_config
-from buxiban.errors import DataError, RunDirError
+from buxiban.errors import ConfigError, DataError, RunDirError
 from buxiban.runs import read_manifest, read_metrics
+from buxiban.train.neftune import token_lengths, use_neftune
 from buxiban.train.sft import train_sft
 
 from conftest import chat_record, write_jsonl
@@ -110,3 +113,74 @@ def test_cli_train_prints_a_summary(tiny_model_dir, tiny_chat_file, tmp_path, ca
     assert main(["train", str(config), "train.precision=fp32", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "trained 2 steps" in out and f"run saved to {tmp_path / 'run'}" in out
+
+
+# --- NEFTune (train/neftune.py) ---
+
+
+def test_token_lengths_are_each_conversations_own():
+    ids = torch.zeros(1, 10, dtype=torch.long)
+    assert token_lengths(ids, packed_bounds=(0, 3, 10)).tolist() == [[3.0] * 3 + [7.0] * 7]
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert token_lengths(torch.zeros(2, 4, dtype=torch.long), mask).tolist() == [[2.0] * 4, [4.0] * 4]
+
+
+def test_noise_is_bounded_per_conversation_and_absent_in_eval_mode(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    handles = use_neftune(model, alpha=5.0)
+    captured = []  # registered after NEFTune's hook, so it sees the noisy output
+    model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: captured.append(output.detach().clone())
+    )
+    ids = torch.randint(5, 40, (1, 12))
+    bounds = (0, 4, 12)
+    model.eval()
+    model.model(input_ids=ids, packed_bounds=bounds)
+    clean = model.get_input_embeddings().weight[ids].detach()
+    assert torch.equal(captured[-1], clean), "eval mode must see no noise"
+
+    model.train()
+    model.model(input_ids=ids, packed_bounds=bounds)
+    noise = (captured[-1] - clean)[0].abs()
+    hidden = clean.size(-1)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        bound = 5.0 / math.sqrt((end - start) * hidden)
+        piece = noise[start:end]
+        assert piece.max() <= bound * (1 + 1e-6)
+        assert piece.max() > bound / 2, "uniform noise over 128+ elements reaches near its bound"
+    assert noise[:4].max() > noise[4:].max(), "the shorter conversation gets the stronger noise"
+
+    for handle in handles:
+        handle.remove()
+    model.model(input_ids=ids, packed_bounds=bounds)
+    assert torch.equal(captured[-1], clean)
+
+
+def test_a_run_with_neftune_trains_differently_and_still_learns(tiny_model_dir, tiny_chat_file, tmp_path):
+    losses = {}
+    for name, alpha in (("plain", 0), ("noisy", 1)):  # a 32-wide model: 5 would swamp its embeddings
+        train_sft(
+            tiny_config(tiny_model_dir, tiny_chat_file, tmp_path / name, f"train.neftune_alpha={alpha}"),
+            progress=False,
+            log=lambda _: None,
+        )
+        losses[name] = [m["loss"] for m in read_metrics(tmp_path / name) if "loss" in m]
+    assert losses["plain"][0] == pytest.approx(losses["noisy"][0], rel=0.2)
+    assert losses["plain"] != losses["noisy"]
+    assert losses["noisy"][-1] < losses["noisy"][0] / 3
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [(["train.neftune_alpha=-1"], "train.neftune_alpha"), (["train.neftune_alpha=nan"], "train.neftune_alpha")],
+)
+def test_a_bad_strength_is_refused_by_name(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, ["data.train=x.jsonl", *overrides])
+
+
+def test_neftune_is_refused_for_dpo():
+    with pytest.raises(ConfigError, match="SFT only"):
+        load_config(None, ["data.train=x.jsonl", "method=dpo", "train.neftune_alpha=5"])

@@ -27,12 +27,6 @@ def field_match(prediction: str, reference: str) -> dict[str, bool] | None:
     return {key: key in said and said[key] == value for key, value in expected.items()}
 
 
-def field_share(prediction: str, reference: str) -> float | None:
-    """The share of the reference's fields matched; None when the reference is not a JSON object."""
-    fields = field_match(prediction, reference)
-    return None if fields is None else sum(fields.values()) / len(fields)
-
-
 def tokens(text: str) -> list[str]:
     """Words, with each CJK character as its own token (Chinese has no spaces between words)."""
     out = []

@@ -3,9 +3,13 @@ SFT run's validation conversations (exact match against their references) and th
 chosen answers on the validation pairs. A rising reward margin alone says nothing about either: DPO
 can widen it by pushing both answers down, or by breaking answers the pairs never mention.
 
-The run keeps the validation pass with the best preference accuracy among the passes that lost at
-most one answer and kept the chosen answers' likelihood (within CHOSEN_DROP nats per token); when no
-pass qualifies it keeps the weights it started from, and says so. The end of the run prints the
+The run keeps the validation pass with the best preference accuracy among the passes that broke at
+most one of the answers the SFT model got right and kept the chosen answers' likelihood (within
+CHOSEN_DROP nats per token); when no pass qualifies it keeps the weights it started from, and says so.
+Broken answers count, not the net change: on harbor (bench/outcome) DPO at a harmful rate (2e-4, 3
+epochs) broke 3 and fixed 2 of 37 validation answers by its second pass, a net loss of one, and the
+weights of that pass lost 11 of 60 held-out answers (0.750 -> 0.567); answers that move on the
+conversations the guard sees move more on phrasings it does not see. The end of the run prints the
 start-vs-kept comparison, with a warning when exact match or the chosen likelihood fell.
 """
 
@@ -22,13 +26,14 @@ from ..text import exact_match
 
 CHOSEN_DROP = 0.1  # nats per token the chosen answers may lose on average before a pass counts as harmful
 MAX_CONVERSATIONS = 64  # greedy answers are the slow part of a pass on a CPU
-LOST_ANSWERS_ALLOWED = 1
+BROKEN_ANSWERS_ALLOWED = 1
 
 
 @dataclass(frozen=True)
 class GuardPass:
     step: int
     correct: int  # greedy answers matching their reference
+    broken: int  # answers right before DPO and wrong now
     chosen_change: float  # mean change of the chosen answers' log-likelihood per token, vs the reference model
     accuracy: float  # preference accuracy on the validation pairs
     margin: float
@@ -68,8 +73,11 @@ class DpoGuard:
             256, 2 * max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in self.references) + 16
         )
         answers = generate_with_stats(model, tokenizer, self.prompts, max_new_tokens=budget).answers
-        correct = sum(exact_match(a, r) for a, r in zip(answers, self.references))
-        measured = GuardPass(step, correct, round(chosen_change, 4), round(accuracy, 4), round(margin, 5))
+        right = [exact_match(a, r) for a, r in zip(answers, self.references)]
+        before = [exact_match(a, r) for a, r in zip(self.start_answers, self.references)] if self.start else right
+        broken = sum(was and not now for was, now in zip(before, right))
+        correct = sum(right)
+        measured = GuardPass(step, correct, broken, round(chosen_change, 4), round(accuracy, 4), round(margin, 5))
         if self.start is None:
             self.start, self.start_answers = measured, answers
             self.start_state = trainable_state(model)
@@ -79,7 +87,7 @@ class DpoGuard:
         self.passes.append(measured)
         self.log(
             f"DPO guard at step {step}: {correct}/{len(self.prompts)} answers right "
-            f"(start {self.start.correct}), chosen likelihood {chosen_change:+.3f} nats/token, "
+            f"(start {self.start.correct}, {broken} broken), chosen likelihood {chosen_change:+.3f} nats/token, "
             f"preference accuracy {accuracy:.2f}"
         )
         if self.safe(measured) and (self.kept is self.start or _better(measured, self.kept)):
@@ -87,7 +95,7 @@ class DpoGuard:
         return measured
 
     def safe(self, measured: GuardPass) -> bool:
-        return measured.correct >= self.start.correct - LOST_ANSWERS_ALLOWED and measured.chosen_change >= -CHOSEN_DROP
+        return measured.broken <= BROKEN_ANSWERS_ALLOWED and measured.chosen_change >= -CHOSEN_DROP
 
     def finish(self, model) -> list[str]:
         """Load the kept weights into the model; the report lines (warnings first)."""
@@ -112,10 +120,10 @@ class DpoGuard:
         )
         lines = []
         if any(not self.safe(p) for p in self.passes):
-            worst = min(self.passes, key=lambda p: (p.correct, p.chosen_change))
+            worst = min(self.passes, key=lambda p: (-p.broken, p.correct, p.chosen_change))
             lines.append(
                 f"warning: DPO made the model worse at step {worst.step}: {worst.correct}/{n} answers right "
-                f"against {start.correct}/{n} before, chosen likelihood {worst.chosen_change:+.3f} nats/token; "
+                f"against {start.correct}/{n} before ({worst.broken} broken), chosen likelihood {worst.chosen_change:+.3f} nats/token; "
                 "a lower train.learning_rate, a larger dpo.beta or dpo.sft_weight=1 keep the SFT answers"
             )
         if kept is start and self.passes:
@@ -140,7 +148,7 @@ class DpoGuard:
             "kept": asdict(self.kept) if self.kept else None,
             "passes": [asdict(p) for p in self.passes],
             "chosen_drop_allowed": CHOSEN_DROP,
-            "lost_answers_allowed": LOST_ANSWERS_ALLOWED,
+            "broken_answers_allowed": BROKEN_ANSWERS_ALLOWED,
         }
 
 

@@ -84,12 +84,20 @@ def varlen_attention(
         )
     window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
     grouped = key.size(1) != query.size(1)  # grouped-query attention: fewer key/value heads
-    given = query.dtype
-    if query.device.type == "cpu" and given != torch.float32:
-        # torch's CPU flash attention runs its bf16 backward far slower than its fp32 one: one layer
-        # over 8 conversations of ~100 tokens, forward and backward, took 71 ms in bf16 and 16.5 in
-        # fp32 with SmolLM2's heads, 43 and 28 ms with Gemma 3's; the quickstart's steps 6.9 -> 4.9 s
-        query, key, value = query.float(), key.float(), value.float()
+    low = torch.get_autocast_dtype("cpu") if query.device.type == "cpu" and torch.is_autocast_enabled("cpu") else None
+    if low is not None:
+        # fp32 on the CPU, with autocast off: autocast casts scaled_dot_product_attention's inputs to
+        # bf16 even when they arrive in fp32, and torch's CPU flash attention runs its bf16 backward
+        # far slower than its fp32 one (one layer over 8 conversations of ~100 tokens, forward and
+        # backward: 50-75 ms in bf16, 20 in fp32 with SmolLM2's heads; 43-60 and 31 with Gemma 3's)
+        with torch.autocast("cpu", enabled=False):
+            return _per_conversation(
+                query.float(), key.float(), value.float(), packed_bounds, window, grouped, dropout, scaling
+            ).to(low), None
+    return _per_conversation(query, key, value, packed_bounds, window, grouped, dropout, scaling), None
+
+
+def _per_conversation(query, key, value, packed_bounds, window, grouped, dropout, scaling):
     pieces = []
     for start, end in zip(packed_bounds[:-1], packed_bounds[1:]):
         band = sliding_band(end - start, window, query.device)
@@ -105,7 +113,7 @@ def varlen_attention(
                 enable_gqa=grouped,
             )
         )
-    return torch.cat(pieces, dim=2).transpose(1, 2).to(given).contiguous(), None
+    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous()
 
 
 def sliding_band(length: int, window: int | None, device: torch.device) -> torch.Tensor | None:

@@ -38,6 +38,7 @@ from .datasets import StepCounts, step_counts
 from .distributed import World, init_world
 from .dropout import use_masked_dropout
 from .flops import utilization
+from .neftune import use_neftune
 from .optimization import Optimization
 from .packing import collate_packed, packs_rows, use_varlen_attention
 from .recompute import checkpointing_kwargs
@@ -199,6 +200,8 @@ class TrainRun:
         self.padding_free = packs_rows(config) and use_varlen_attention(self.model)
         # drawn from torch's generator, so checkpointing's replay of the RNG state recomputes the same masks
         use_masked_dropout(self.model)
+        if t.neftune_alpha:
+            use_neftune(self.model, t.neftune_alpha)
         if t.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=checkpointing_kwargs(
