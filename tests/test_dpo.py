@@ -199,4 +199,6 @@ def test_the_guard_counts_broken_answers_not_the_net_change(monkeypatch):
     assert guard.kept is guard.start
     steady = guard.measure(None, tokenizer, 20, 0.0, 0.9, 0.4)
     assert (steady.correct, steady.broken) == (4, 1) and guard.kept is steady
-    assert "(3 broken)" in guard.report()[0]
+    report = guard.report()
+    assert "(3 broken)" in report[0]
+    assert "exact match 4/6 → 4/6 (1 fixed, 1 broken)" in report[-1]

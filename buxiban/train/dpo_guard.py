@@ -46,10 +46,9 @@ class DpoGuard:
     source: str  # where the conversations came from, for the report
     log: Callable[[str], None]
     start: GuardPass | None = None
-    start_answers: list[str] = field(default_factory=list)
+    start_right: list[bool] = field(default_factory=list)  # which answers were right before DPO
     passes: list[GuardPass] = field(default_factory=list)
     kept: GuardPass | None = None
-    kept_answers: list[str] = field(default_factory=list)
     start_state: dict | None = None
     kept_state: dict | None = None
 
@@ -74,14 +73,12 @@ class DpoGuard:
         )
         answers = generate_with_stats(model, tokenizer, self.prompts, max_new_tokens=budget).answers
         right = [exact_match(a, r) for a, r in zip(answers, self.references)]
-        before = [exact_match(a, r) for a, r in zip(self.start_answers, self.references)] if self.start else right
-        broken = sum(was and not now for was, now in zip(before, right))
+        broken = sum(was and not now for was, now in zip(self.start_right, right))  # 0 before the first pass
         correct = sum(right)
         measured = GuardPass(step, correct, broken, round(chosen_change, 4), round(accuracy, 4), round(margin, 5))
         if self.start is None:
-            self.start, self.start_answers = measured, answers
+            self.start, self.start_right, self.kept = measured, right, measured
             self.start_state = trainable_state(model)
-            self.kept, self.kept_answers = measured, answers
             self.log(f"DPO guard: {correct}/{len(self.prompts)} answers right before training ({self.source})")
             return measured
         self.passes.append(measured)
@@ -91,7 +88,7 @@ class DpoGuard:
             f"preference accuracy {accuracy:.2f}"
         )
         if self.safe(measured) and (self.kept is self.start or _better(measured, self.kept)):
-            self.kept, self.kept_answers, self.kept_state = measured, answers, trainable_state(model)
+            self.kept, self.kept_state = measured, trainable_state(model)
         return measured
 
     def safe(self, measured: GuardPass) -> bool:
@@ -110,14 +107,7 @@ class DpoGuard:
     def report(self) -> list[str]:
         n, start, kept = len(self.prompts), self.start, self.kept
         last = self.passes[-1] if self.passes else start
-        fixed = sum(
-            not exact_match(a, r) and exact_match(b, r)
-            for a, b, r in zip(self.start_answers, self.kept_answers, self.references)
-        )
-        broke = sum(
-            exact_match(a, r) and not exact_match(b, r)
-            for a, b, r in zip(self.start_answers, self.kept_answers, self.references)
-        )
+        fixed = kept.correct - start.correct + kept.broken
         lines = []
         if any(not self.safe(p) for p in self.passes):
             worst = min(self.passes, key=lambda p: (-p.broken, p.correct, p.chosen_change))
@@ -135,7 +125,7 @@ class DpoGuard:
             lines.append(f"kept the weights of step {kept.step}, the best pass that kept the SFT answers")
         lines.append(
             f"SFT → DPO on {self.source}: exact match {start.correct}/{n} → {kept.correct}/{n} "
-            f"({fixed} fixed, {broke} broken), chosen likelihood {kept.chosen_change:+.3f} nats/token, "
+            f"({fixed} fixed, {kept.broken} broken), chosen likelihood {kept.chosen_change:+.3f} nats/token, "
             f"preference accuracy {start.accuracy:.2f} → {kept.accuracy:.2f}"
         )
         return lines
