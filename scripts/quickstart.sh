@@ -30,6 +30,8 @@ step "4/4 ask it: buxiban chat --run $run -m \"$question\""
 # the assistant's system prompt, not the ticket router's (the example trains both)
 system=$(.venv/bin/python -c "import sys; sys.path.insert(0, '$data'); import facts; print(facts.ASSISTANT_SYSTEM)")
 base=$(.venv/bin/python -c 'import json;print(json.load(open("'$run'/buxiban-run.json"))["base_model"]["spec"])')
-echo "base model:  $($buxiban chat --model "$base" -m "$question" --system "$system")"
+# a base model without chat training repeats itself until the token limit (256 by default, 40 s for Gemma 3 on 2
+# cores); 64 tokens show that as well
+echo "base model:  $($buxiban chat --model "$base" -m "$question" --system "$system" --max-new-tokens 64)"
 echo "fine-tuned:  $($buxiban chat --run $run -m "$question" --system "$system")"
 printf '\nquickstart finished in %d min %d s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60))

@@ -155,6 +155,10 @@ def test_eval_cli_writes_reports_with_every_system(tiny_run, tmp_path, capsys, m
     assert [t["b"] for t in report["significance"]] == ["base", "few-shot"]
     assert report["forgetting"]["failed"] is False and len(report["forgetting"]["probes"]) == 8
     assert report["forgetting"]["perplexity"]["base"] > 1 and report["seconds"]["forgetting"] > 0
+    # the random tiny base passes no knowledge probe, so there is nothing to lose and the fine-tuned
+    # model is not asked them (eval/forgetting.py); perplexity is still taken on both
+    assert report["forgetting"]["probe_scores"] == {"base": 0.0} and report["forgetting"]["probes_skipped"]
+    assert "fine-tuned" in report["forgetting"]["perplexity"] and "was not asked" in printed
     markdown = (out / "eval.md").read_text()
     assert "## Every example" in markdown and "How much is the City plan?" in markdown
 

@@ -214,6 +214,22 @@ def test_forgetting_scores_drop_and_gate():
     assert not ForgettingResult(scores, {"base": 10.0, "fine-tuned": 12.0}, rows).failed  # no gate, no failure
 
 
+def test_a_base_model_that_passes_almost_no_probe_has_nothing_to_lose():
+    from buxiban.eval.compare import EvalResult
+    from buxiban.eval.forgetting import nothing_to_lose
+    from buxiban.eval.report import forgetting_lines
+
+    assert nothing_to_lose(0.0, None) and nothing_to_lose(0.09, None) and not nothing_to_lose(0.1, None)
+    # a tighter gate than the smallest meaningful drop asks the fine-tuned model sooner
+    assert not nothing_to_lose(0.06, 0.05) and nothing_to_lose(0.04, 0.05) and not nothing_to_lose(0.0, 0.0)
+    skipped = ForgettingResult({"base": 0.0}, {"base": 80.0, "fine-tuned": 200.0}, [], max_drop=0.1)
+    assert skipped.probes_skipped and skipped.drop is None and not skipped.failed
+    result = EvalResult("run", "test.jsonl", "m")
+    result.forgetting = skipped.to_dict()
+    printed = "\n".join(forgetting_lines(result))
+    assert "was not asked" in printed and "80.00 → 200.00 (+150.0%)" in printed and "gate passed" in printed
+
+
 def test_perplexity_is_exp_of_the_mean_next_token_loss(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

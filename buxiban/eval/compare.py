@@ -304,23 +304,35 @@ def _answer_locally(
                         time.perf_counter() - started, 2
                     )
             if options.forgetting:
-                from .forgetting import general_text, load_probes, perplexity
+                from .forgetting import general_text, load_probes, nothing_to_lose, perplexity, score_probes
 
                 started, cpu_started = time.perf_counter(), time.process_time()
                 probes = load_probes()
-                answers.probes[weights] = generate_with_stats(
-                    model,
-                    tokenizer,
-                    [p.prompt() for p in probes],
-                    min(PROBE_TOKENS, max_new_tokens),
-                    options.batch_size,
-                ).answers
+                base_answers = answers.probes.get(BASE)
+                base_score = score_probes(probes, {BASE: base_answers})[0][BASE] if base_answers else None
+                if (
+                    weights == FINE_TUNED
+                    and base_score is not None
+                    and nothing_to_lose(base_score, options.max_forgetting)
+                ):
+                    log(
+                        f"forgetting check: the base model passed {base_score:.3f} of the probes, too few to lose; not asked"
+                    )
+                else:
+                    answers.probes[weights] = generate_with_stats(
+                        model,
+                        tokenizer,
+                        [p.prompt() for p in probes],
+                        min(PROBE_TOKENS, max_new_tokens),
+                        options.batch_size,
+                    ).answers
                 answers.perplexity[weights] = perplexity(model, tokenizer, general_text())
                 answers.seconds["forgetting"] = answers.seconds.get("forgetting", 0) + round(
                     time.perf_counter() - started, 2
                 )
                 log(
-                    f"forgetting check on {weights} weights: {len(probes)} probes, perplexity {answers.perplexity[weights]:.2f} "
+                    f"forgetting check on {weights} weights: {len(answers.probes.get(weights, []))} probes, "
+                    f"perplexity {answers.perplexity[weights]:.2f} "
                     f"({time.perf_counter() - started:.1f} s, {time.process_time() - cpu_started:.1f} s of CPU)"
                 )
 

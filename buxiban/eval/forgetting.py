@@ -121,6 +121,18 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
     return math.exp(total_loss / max(total_tokens, 1))
 
 
+SMALLEST_MEANINGFUL_DROP = 0.1  # of the probes' share: 11 of 113, the change the set is sized to detect
+
+
+def nothing_to_lose(base_score: float, max_drop: float | None) -> bool:
+    """Whether the base model passes so few probes that the fine-tuned model could not lose a
+    meaningful share (nor fail the gate): a base model without chat training (Gemma 3 270M base passes
+    none) answers every probe with a continuation of the prompt. Its fine-tuned probes are then not
+    asked, which saved about a minute of a 72-question Chinese evaluation; perplexity still is."""
+    floor = SMALLEST_MEANINGFUL_DROP if max_drop is None else min(SMALLEST_MEANINGFUL_DROP, max_drop)
+    return base_score < floor
+
+
 @dataclass
 class ForgettingResult:
     probe_scores: dict[str, float]  # weights ("base", "fine-tuned") -> share of probes passed
@@ -129,8 +141,15 @@ class ForgettingResult:
     max_drop: float | None = None
 
     @property
-    def drop(self) -> float:
+    def probes_skipped(self) -> bool:
+        """The fine-tuned model was not asked: the base passed too few probes to lose any (nothing_to_lose)."""
+        return "fine-tuned" not in self.probe_scores
+
+    @property
+    def drop(self) -> float | None:
         """Probe accuracy lost by fine-tuning, in share of probes (0.1 = ten points)."""
+        if self.probes_skipped:
+            return None
         return self.probe_scores["base"] - self.probe_scores["fine-tuned"]
 
     @property
@@ -139,13 +158,14 @@ class ForgettingResult:
 
     @property
     def failed(self) -> bool:
-        return self.max_drop is not None and self.drop > self.max_drop
+        return self.max_drop is not None and self.drop is not None and self.drop > self.max_drop
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "probe_scores": {k: round(v, 4) for k, v in self.probe_scores.items()},
             "perplexity": {k: round(v, 3) for k, v in self.perplexity.items()},
-            "drop": round(self.drop, 4),
+            "drop": None if self.drop is None else round(self.drop, 4),
+            "probes_skipped": self.probes_skipped,
             "perplexity_change": round(self.perplexity_change, 4),
             "max_drop": self.max_drop,
             "failed": self.failed,

@@ -134,7 +134,10 @@ def html_report(result: EvalResult) -> str:
         f = result.forgetting
         rows = [
             [_td(p["id"]), _td(p["question"])]
-            + [_td(("✓ " if p[w]["passed"] else "✗ ") + p[w]["answer"]) for w in ("base", "fine-tuned")]
+            + [
+                _td(("✓ " if p[w]["passed"] else "✗ ") + p[w]["answer"]) if w in p else _td("(not asked)")
+                for w in ("base", "fine-tuned")
+            ]
             for p in f["probes"]
         ]
         parts += [

@@ -141,17 +141,32 @@ def forgetting_lines(result: EvalResult) -> list[str]:
     if not f:
         return []
     scores, ppl = f["probe_scores"], f["perplexity"]
-    lines = [
-        f"forgetting: general probes {scores['base']:.3f} → {scores['fine-tuned']:.3f} (drop {f['drop']:+.3f}), "
+    perplexity = (
         f"perplexity on general text {ppl['base']:.2f} → {ppl['fine-tuned']:.2f} ({f['perplexity_change']:+.1%})"
-    ]
-    if f["max_drop"] is not None:
-        verdict = "FAILED" if f["failed"] else "passed"
-        lines.append(f"forgetting gate {verdict}: drop {f['drop']:.3f} vs --max-forgetting {f['max_drop']}")
+    )
+    if f.get("probes_skipped"):
+        lines = [
+            f"forgetting: general probes: the base model passed {scores['base']:.3f} of them (a base model without chat "
+            "training answers none), too few for fine-tuning to lose, so the fine-tuned model was not asked; "
+            + perplexity
+        ]
+        if f["max_drop"] is not None:
+            lines.append(
+                f"forgetting gate passed: the base model has less than --max-forgetting {f['max_drop']} to lose"
+            )
     else:
-        lines.append(
-            "forgetting gate: none set (--max-forgetting 0.1 fails the command when the probe score drops by more than 0.1)"
-        )
+        lines = [
+            f"forgetting: general probes {scores['base']:.3f} → {scores['fine-tuned']:.3f} (drop {f['drop']:+.3f}), "
+            + perplexity
+        ]
+        if f["max_drop"] is not None:
+            verdict = "FAILED" if f["failed"] else "passed"
+            lines.append(f"forgetting gate {verdict}: drop {f['drop']:.3f} vs --max-forgetting {f['max_drop']}")
+        else:
+            lines.append(
+                "forgetting gate: none set (--max-forgetting 0.1 fails the command when the probe score drops by more "
+                "than 0.1)"
+            )
     if not f["failed"] and f["perplexity_change"] > PERPLEXITY_WARNING:
         lines.append(
             f"  note: perplexity on general text rose by more than {PERPLEXITY_WARNING:.0%}; if general answers matter, "

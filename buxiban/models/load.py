@@ -265,7 +265,27 @@ def load_model(source: ModelSource, trust_remote_code: bool = False, dtype=None,
         )
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model {source.spec}: {exc}") from exc
+    return with_contiguous_head_input(model)
+
+
+def with_contiguous_head_input(model):
+    """The output head fed a contiguous input. When generation starts, transformers hands the head
+    only the prompt's last position, a strided view of shape (rows, 1, hidden); for such an input
+    torch's matmul does not fold it into one matrix but broadcasts the weight over the rows for a
+    batched matmul. On Gemma 3 (a 262k-word vocabulary) that took 1.4 s per batch of prompts in fp32
+    on 2 cores (and 16 s with bf16 weights, which materialized the broadcast copy); the hefeng test
+    set and the forgetting probes were answered 9-12 % faster with identical answers."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_buxiban_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_first_input)
+        head._buxiban_contiguous_input = True
     return model
+
+
+def _contiguous_first_input(_module, args):
+    if args and hasattr(args[0], "is_contiguous") and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
 
 
 def load(spec: str, trust_remote_code: bool = False, template: str | ChosenTemplate | None = AUTO):

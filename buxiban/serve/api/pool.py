@@ -50,7 +50,7 @@ def load_base_safely(spec: str, template: str = "auto"):
     from transformers import AutoModelForCausalLM
 
     from ...errors import ModelLoadError
-    from ...models.load import load_tokenizer, resolve
+    from ...models.load import load_tokenizer, resolve, with_contiguous_head_input
 
     source = resolve(spec, trust_remote_code=False)
     if not any(Path(source.path).glob("*.safetensors")):
@@ -68,7 +68,7 @@ def load_base_safely(spec: str, template: str = "auto"):
     if torch.cuda.is_available():  # adapters attached later follow the model's device
         model.to("cuda")
     model.eval()
-    return model, tokenizer, source
+    return with_contiguous_head_input(model), tokenizer, source
 
 
 class ModelPool:
