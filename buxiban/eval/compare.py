@@ -308,13 +308,10 @@ def _answer_locally(
 
                 started, cpu_started = time.perf_counter(), time.process_time()
                 probes = load_probes()
-                base_answers = answers.probes.get(BASE)
+                # only the fine-tuned pass can be skipped, so only it scores the base answers
+                base_answers = answers.probes.get(BASE) if weights == FINE_TUNED else None
                 base_score = score_probes(probes, {BASE: base_answers})[0][BASE] if base_answers else None
-                if (
-                    weights == FINE_TUNED
-                    and base_score is not None
-                    and nothing_to_lose(base_score, options.max_forgetting)
-                ):
+                if base_score is not None and nothing_to_lose(base_score, options.max_forgetting):
                     log(
                         f"forgetting check: the base model passed {base_score:.3f} of the probes, too few to lose; not asked"
                     )
