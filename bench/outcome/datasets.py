@@ -6,6 +6,7 @@ defaults, DPO and mixing (bench/outcome/run.sh):
   never trained on.
 - catalog: a synthetic parts catalogue (random part codes and prices), asked in 6 phrasings of which
   the test uses one or two held out per part: it measures facts memorized, not a format.
+- pickup: courier pickup requests copied and normalized into JSON (pickup.py), written before any run.
 
 Each gets train.jsonl, test.jsonl and preferences.jsonl (the right answer preferred over a plausible
 wrong one). Deterministic: `python bench/outcome/datasets.py` rewrites byte-identical files.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+
+import pickup
 
 HERE = Path(__file__).resolve().parent / "data"
 HARBOR_SYSTEM = (
@@ -505,7 +508,10 @@ def catalog(rng: random.Random) -> dict[str, list[dict]]:
 
 
 def main() -> None:
-    for name, build in (("harbor", harbor), ("catalog", catalog)):
+    def pickup_set(rng: random.Random) -> dict[str, list[dict]]:
+        return pickup.build(rng, chat, preference)
+
+    for name, build in (("harbor", harbor), ("catalog", catalog), ("pickup", pickup_set)):
         sets = build(random.Random(f"buxiban-outcome-{name}"))
         rng = random.Random(f"order-{name}")
         rng.shuffle(sets["train"])
