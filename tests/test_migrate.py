@@ -373,7 +373,7 @@ def test_a_dpo_job_keeps_its_beta_and_its_preferred_answers_are_the_references(s
     folder = tmp_path / "migrations" / JOB
     record = json.loads((folder / "migration.json").read_text())
     assert record["files"]["training"]["kind"] == "preference" and record["mapping"]["beta"]["local"] == 0.2
-    assert record["mapping"]["learning_rate_multiplier"]["local"] == {"learning_rate": 2e-5}  # DPO LoRA under 1B
+    assert record["mapping"]["learning_rate_multiplier"]["local"] == {"learning_rate": 1e-5}  # DPO LoRA under 1B
     config = load_config(folder / "config.yaml")
     assert (config.method, config.dpo.beta, config.data.validation) == (
         "dpo",

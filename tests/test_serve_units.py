@@ -45,7 +45,7 @@ def test_auto_batch_and_learning_rate_resolve_to_numbers():
         None,
         ["train.threads=1"],
     )
-    assert "train.learning_rate=2e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
+    assert "train.learning_rate=1e-05" in overrides and "method=dpo" in overrides and overrides[-1] == "train.threads=1"
     sft = hyper.parse_method(None, {"learning_rate_multiplier": 0.5})
     assert "train.learning_rate=0.0005" in hyper.run_overrides(
         {"method": sft, "seed": 1},
